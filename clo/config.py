@@ -1,0 +1,63 @@
+"""Typed training configuration, stored verbatim on every job (like TRL's DPOConfig, with help text)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["clo", "sft", "sft+dpo", "dpo"]
+SftVariant = Literal["target", "english", "both"]
+Trainable = Literal["attention", "lora", "full"]
+PreferenceLoss = Literal["sigmoid", "ipo", "hinge"]
+Schedule = Literal["cosine", "linear", "constant"]
+
+
+class TrainConfig(BaseModel):
+    """Every knob of one training run; defaults follow the paper (METHOD.md) or say (ours)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field("clo", description="clo (paper), sft, sft+dpo (SFT then DPO), dpo.")
+    sft_variant: SftVariant = Field(
+        "target", description="For sft: train on target-language, English, or both responses."
+    )
+    trainable: Trainable = Field(
+        "attention", description="attention: q/k/v/o only (paper); lora: PEFT LoRA on them; full."
+    )
+    lambda_nll: float = Field(0.5, ge=0.0, le=1.0, description="λ in λ·NLL + (1−λ)·CL (paper: 0.5).")
+    beta: float = Field(0.1, gt=0.0, le=10.0, description="DPO temperature β (ours: TRL default).")
+    preference_loss: PreferenceLoss = Field("sigmoid", description="DPO variant for the CL term.")
+    english_nll: bool = Field(
+        False, description="Ablation: add English-response NLL (paper: brings English bias back)."
+    )
+    learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps warming up.")
+    schedule: Schedule = Field("cosine", description="Decay after warmup.")
+    epochs: float = Field(1.0, gt=0.0, le=100.0, description="Passes over the training pairs.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(4, ge=1, le=1024, description="Examples (quadruples) per micro-batch.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping; None: off.")
+    max_length: int = Field(512, ge=16, le=32768, description="Tokens per prompt+response.")
+    max_prompt_length: int = Field(
+        256, ge=8, le=32768, description="Prompt tokens kept when truncating (from the left)."
+    )
+    sft_steps_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="For sft+dpo: share of steps spent on the SFT phase."
+    )
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1, le=4096)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    gradient_checkpointing: bool = Field(False, description="Recompute activations (saves memory).")
+    logprob_chunk_tokens: int = Field(
+        1024, ge=16, description="Response tokens per chunk through the LM head."
+    )
+    checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between checkpoints.")
+    seed: int = Field(0, ge=0, description="Seeds data order, init and dropout.")
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "TrainConfig":
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError("max_prompt_length must be smaller than max_length")
+        return self

@@ -1,0 +1,107 @@
+"""The job specification: what a client asks for, validated once and stored on the job.
+
+The API validates a POST body into `JobSpec`; the worker re-validates the stored JSON
+before spending GPU time; `clo run` builds one from CLI options. All three share this.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from clo.config import Method, SftVariant, Trainable
+
+SeedSource = Literal["builtin", "oasst1", "file", "parallel"]
+QualityCheck = Literal["drop", "off"]
+
+MIN_DATA_SIZE = 8
+
+
+class SeedDataSpec(BaseModel):
+    """Where the English seed examples come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: SeedSource = Field(
+        "builtin",
+        description="builtin: the shipped English set; oasst1: top-ranked single-turn "
+        "OpenAssistant; file: an uploaded JSONL (file_id); parallel: shipped hand translations.",
+    )
+    file_id: str | None = Field(None, description="Uploaded file id, with source=file.")
+
+    @model_validator(mode="after")
+    def _file_id_matches_source(self) -> "SeedDataSpec":
+        if self.source == "file" and not self.file_id:
+            raise ValueError("file_id is required when source is 'file'")
+        if self.source != "file" and self.file_id:
+            raise ValueError("file_id is only allowed when source is 'file'")
+        return self
+
+
+class TranslatorSpec(BaseModel):
+    """Machine translation of the seed data (paper: M2M100 1.2B)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("facebook/m2m100_1.2B", description="M2M100 or NLLB-200 model name.")
+    num_beams: int = Field(4, ge=1, le=16, description="Beam size for translation.")
+    quality_check: QualityCheck = Field(
+        "drop", description="drop: discard examples failing language-ID/degeneracy checks."
+    )
+
+
+class EvaluationSpec(BaseModel):
+    """What the evaluation stage measures after training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    heldout_size: int = Field(16, ge=0, le=2000, description="Examples held out from training.")
+    max_new_tokens: int = Field(64, ge=1, le=2048, description="Generation length per answer.")
+    baseline_job_id: str | None = Field(None, description="Judge against this job's adapter.")
+
+
+class Hyperparameters(BaseModel):
+    """The subset of TrainConfig a client may set; the rest follows the paper."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lambda_nll: float = Field(0.5, ge=0.0, le=1.0)
+    beta: float = Field(0.1, gt=0.0, le=10.0)
+    learning_rate: float = Field(5e-6, gt=0.0, le=1.0)
+    epochs: float = Field(1.0, gt=0.0, le=100.0)
+    max_steps: int | None = Field(None, ge=1, le=1_000_000)
+    batch_size: int = Field(4, ge=1, le=1024)
+    grad_accum: int = Field(1, ge=1, le=1024)
+    max_length: int = Field(512, ge=32, le=32768)
+    seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(50, ge=1)
+    english_nll: bool = False
+
+
+class JobSpec(BaseModel):
+    """One CLO (or baseline) training job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field(..., min_length=1, max_length=200, description="Allow-listed model.")
+    target_language: str = Field(..., min_length=2, max_length=16, description="e.g. sw, zh, de.")
+    data_size: int = Field(..., ge=MIN_DATA_SIZE, le=100_000, description="English examples N.")
+    method: Method = "clo"
+    sft_variant: SftVariant = "target"
+    trainable: Trainable | None = Field(
+        None, description="None: the recommendation for the target language."
+    )
+    seed_data: SeedDataSpec = Field(default_factory=SeedDataSpec)
+    translator: TranslatorSpec = Field(default_factory=TranslatorSpec)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    export_merged: bool = Field(False, description="Also write a merged full model.")
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "JobSpec":
+        if self.target_language.lower() == "en":
+            raise ValueError("target_language must not be English: CLO transfers *from* English")
+        if self.method != "sft" and self.sft_variant != "target":
+            raise ValueError("sft_variant only applies to method 'sft'")
+        return self

@@ -1,0 +1,144 @@
+"""Service settings: one pydantic-settings class read from `CLO_*` environment variables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+ModelKind = Literal["causal_lm", "translator"]
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+# config.json model_type values that are translation models, for discovered local models.
+_TRANSLATOR_TYPES = {"m2m_100", "nllb", "nllb-moe", "marian", "mbart"}
+
+
+class ModelEntry(BaseModel):
+    """One allow-listed model: where it comes from and the revision it is pinned to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(..., description="Hugging Face hub id, or an absolute local directory.")
+    revision: str | None = Field(None, description="Pinned hub commit (required for hub ids).")
+    kind: ModelKind = Field("causal_lm", description="causal_lm: base model; translator: MT.")
+    description: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_absolute()
+
+
+class Settings(BaseSettings):
+    """Everything the API and the worker need to know about their environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLO_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(Path("var"), description="Root of the embedded default's state.")
+    database_url: str | None = Field(None, description="Default: sqlite:///<data_dir>/clo.db")
+    broker_url: str | None = Field(None, description="Default: filesystem:// under data_dir")
+    artifact_dir: Path | None = Field(None, description="Default: <data_dir>/artifacts")
+    admin_secret: str = Field("", description="Reserved for admin endpoints; required in prod.")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(1024 * 1024, ge=1, description="JSON request bodies.")
+    max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued+running+cancelling")
+    models: dict[str, ModelEntry] = Field(
+        default_factory=dict, description="Allow-list: name -> {source, revision, kind}."
+    )
+    lease_seconds: int = Field(120, ge=5)
+    heartbeat_seconds: int = Field(20, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    migrate_on_start: bool = True
+    sse_poll_seconds: float = Field(0.5, gt=0)
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _fill_defaults_and_check(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir.resolve() / 'clo.db'}"
+        if self.broker_url is None:
+            self.broker_url = "filesystem://"
+        if self.artifact_dir is None:
+            self.artifact_dir = self.data_dir / "artifacts"
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
+        if self.environment == "production":
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("production needs CLO_DATABASE_URL pointing at Postgres")
+            if self.broker_url.startswith("filesystem"):
+                raise ValueError("production needs CLO_BROKER_URL pointing at Redis")
+            if not self.admin_secret:
+                raise ValueError("production needs a non-empty CLO_ADMIN_SECRET")
+        for name, entry in self.models.items():
+            if not entry.is_local and not (entry.revision and _COMMIT_RE.match(entry.revision)):
+                if self.environment == "production":
+                    raise ValueError(
+                        f"models.{name}: hub models need a pinned 40-hex commit as revision"
+                    )
+        return self
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def artifact_root(self) -> Path:
+        assert self.artifact_dir is not None
+        return self.artifact_dir
+
+    @property
+    def filesystem_broker_dir(self) -> Path:
+        """Folder the embedded Celery filesystem transport exchanges messages through."""
+        return self.data_dir / "broker"
+
+    @property
+    def local_models_dir(self) -> Path:
+        """Where the demo builds tiny models; scanned in development only."""
+        return self.data_dir / "models"
+
+    def allowed_models(self) -> dict[str, ModelEntry]:
+        """The allow-list: configured entries plus, in development, local model folders."""
+        found: dict[str, ModelEntry] = {}
+        if self.environment == "development" and self.local_models_dir.is_dir():
+            for sub in sorted(self.local_models_dir.iterdir()):
+                entry = _discover_local_model(sub)
+                if entry is not None:
+                    found[sub.name] = entry
+        found.update(self.models)
+        return found
+
+    def resolve_model(self, name: str, kind: ModelKind | None = None) -> ModelEntry | None:
+        """The allow-listed entry called `name` (of `kind` if given), or None."""
+        entry = self.allowed_models().get(name)
+        if entry is None or (kind is not None and entry.kind != kind):
+            return None
+        return entry
+
+
+def _discover_local_model(folder: Path) -> ModelEntry | None:
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = json.loads(config.read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        logger.warning("skipping local model %s: unreadable config.json", folder)
+        return None
+    kind: ModelKind = "translator" if model_type in _TRANSLATOR_TYPES else "causal_lm"
+    return ModelEntry(
+        source=str(folder.resolve()), kind=kind, description=f"local {model_type} model"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings read from the environment once."""
+    return Settings()
