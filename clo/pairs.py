@@ -65,7 +65,7 @@ def nll_record(q: Quadruple, include_english: bool = False) -> tuple[tuple[str, 
     Target-language only by default: METHOD.md's ablation shows English NLL brings the
     English bias back; `include_english=True` exists only for that ablation.
     """
-    records = ((q.x_tgt, q.y_tgt),)
+    records: tuple[tuple[str, str], ...] = ((q.x_tgt, q.y_tgt),)
     if include_english:
         records += ((q.x_en, q.y_en),)
     return records

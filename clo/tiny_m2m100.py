@@ -81,7 +81,6 @@ def _save_model(out: Path, vocab_size: int, d_model: int, layers: int, seed: int
     model = M2M100ForConditionalGeneration(_tiny_config(vocab_size, d_model, layers))
     model.generation_config.decoder_start_token_id = EOS_ID
     model.generation_config.forced_eos_token_id = EOS_ID
-    model.generation_config.max_length = 128
     model.save_pretrained(out, safe_serialization=True)
 
 
@@ -129,7 +128,7 @@ def build_tiny_nllb(
     bpe.train([str(corpus_path())], vocab_size=vocab_size, special_tokens=specials,
               show_progress=False)
     model_json = json.loads(bpe.to_str())["model"]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model_json["merges"]]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
     # NllbTokenizer registers the 202 language codes (eng_Latn, ...) as special tokens.
     tokenizer = NllbTokenizer(vocab=model_json["vocab"], merges=merges)
     tokenizer.save_pretrained(out)

@@ -1,0 +1,1 @@
+"""The CLO service's HTTP API (FastAPI), organised by domain."""

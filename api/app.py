@@ -1,0 +1,141 @@
+"""The FastAPI application factory; `api.app:app` is the module-level app for uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.artifacts.router import router as artifacts_router
+from api.catalogue.router import router as catalogue_router
+from api.dashboard.router import router as dashboard_router
+from api.enqueue import JobEnqueuer, SendFn, default_send
+from api.errors import error_body, install_error_handlers
+from api.files.router import router as files_router
+from api.jobs.router import router as jobs_router
+from api.logs import configure_json_logging, job_id_var, request_id_var
+from api.ops.metrics import ApiMetrics
+from api.ops.router import router as ops_router
+from persistence.artifact_store import ArtifactStore
+from persistence.db import make_engine, make_session_factory
+from persistence.migrate import upgrade_head
+from persistence.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+_JOB_PATH = re.compile(r"^/v1/jobs/([0-9a-fA-F-]{36})")
+_UPLOAD_PATH = "/v1/files"
+
+
+def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) -> FastAPI:
+    """Build the API. `enqueue(job_id)` wakes a worker; the default sends `clo.run_job`."""
+    settings = settings or get_settings()
+    if settings.log_json:
+        configure_json_logging()
+    if settings.db_url.startswith("sqlite"):
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await run_in_threadpool(upgrade_head, settings.db_url)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="CLO training service",
+        version="1.0",
+        description="Teach English-centric LLMs to answer in another language "
+        "(Cross-Lingual Optimization).",
+        lifespan=lifespan,
+    )
+    engine = make_engine(settings.db_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.store = ArtifactStore(settings.artifact_root)
+    app.state.enqueuer = JobEnqueuer(enqueue or default_send(settings), app.state.session_factory)
+    app.state.metrics = ApiMetrics(app.state)
+
+    install_error_handlers(app)
+    for router in (
+        jobs_router,
+        artifacts_router,
+        files_router,
+        catalogue_router,
+        ops_router,
+        dashboard_router,
+    ):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
+        declared = request.headers.get("content-length", "")
+        if (
+            request.url.path != _UPLOAD_PATH
+            and declared.isdigit()
+            and int(declared) > settings.max_request_bytes
+        ):
+            return JSONResponse(
+                error_body(
+                    "user_error",
+                    "request_too_large",
+                    f"request body over {settings.max_request_bytes} bytes",
+                ),
+                status_code=413,
+            )
+        match = _JOB_PATH.match(request.url.path)
+        job_token = job_id_var.set(match.group(1) if match else None)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            app.state.metrics.requests.labels(request.method, route, str(status)).inc()
+            app.state.metrics.latency.labels(request.method, route).observe(elapsed)
+            job_id = getattr(request.state, "job_id", None) or job_id_var.get()
+            logger.info(
+                "%s %s -> %s",
+                request.method,
+                route,
+                status,
+                extra={
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "tenant": getattr(request.state, "tenant", None),
+                    **({"job_id": job_id} if job_id else {}),
+                },
+            )
+            job_id_var.reset(job_token)
+            request_id_var.reset(request_token)
+
+    return app
+
+
+_default_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.app:app` builds the app on first access, so importing this module
+    # (tests, the worker) does not read the environment or open a database.
+    global _default_app
+    if name == "app":
+        if _default_app is None:
+            _default_app = create_app()
+        return _default_app
+    raise AttributeError(name)

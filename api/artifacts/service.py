@@ -1,0 +1,61 @@
+"""Artifacts of a job: rows from the database, bytes from the artifact store."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+
+from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
+
+from api.errors import NotFound
+from api.jobs.schemas import ArtifactRead
+from persistence.artifact_store import ArtifactStore, UnsafeKeyError
+from persistence.models import Job
+from persistence.repositories import artifacts as artifacts_repo
+
+logger = logging.getLogger(__name__)
+
+# Artifact names are plain file names; anything else cannot name an artifact.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def list_artifacts(session: Session, job: Job) -> list[ArtifactRead]:
+    return [
+        ArtifactRead(
+            name=a.name,
+            kind=a.kind,
+            size=a.size,
+            sha256=a.sha256,
+            created_at=a.created_at,
+            download_url=f"/v1/jobs/{job.id}/artifacts/{a.name}",
+        )
+        for a in artifacts_repo.list_artifacts(session, job.id)
+    ]
+
+
+def download(session: Session, job: Job, name: str, store: ArtifactStore) -> FileResponse:
+    """Look the name up in the job's rows (never on disk); serve the stored key it maps to."""
+    row = artifacts_repo.get_artifact(session, job.id, name) if _NAME.match(name) else None
+    if row is None:
+        raise NotFound(f"job {job.id} has no artifact {name!r}", code="artifact_not_found")
+    try:
+        path = store.resolve(row.key)
+    except UnsafeKeyError:
+        logger.error("artifact row with unsafe key", extra={"job_id": str(job.id)})
+        raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing") from None
+    if not path.is_file():
+        logger.error("artifact file missing from store", extra={"job_id": str(job.id)})
+        raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing")
+    digest_b64 = base64.b64encode(bytes.fromhex(row.sha256)).decode()
+    return FileResponse(
+        path,
+        filename=row.name,
+        media_type="application/octet-stream",
+        headers={
+            "ETag": f'"{row.sha256}"',
+            "X-Checksum-Sha256": row.sha256,
+            "Repr-Digest": f"sha-256=:{digest_b64}:",
+        },
+    )

@@ -1,0 +1,109 @@
+"""Typed dependencies: the request's session (and its transaction), tenant, job."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import NotFound, Unauthorized
+from persistence.artifact_store import ArtifactStore
+from persistence.models import Job, Tenant
+from persistence.repositories import jobs as jobs_repo
+from persistence.repositories import tenants as tenants_repo
+from persistence.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the request's transaction has committed (never on rollback)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: commit when the handler returns, roll back if it raises.
+
+    Declared with scope="function" so the commit happens before the response is sent: a
+    client that reads its new job right after the 201 always finds it.
+    """
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    session = factory()
+    try:
+        yield session
+        session.commit()
+        callbacks = session.info.pop(AFTER_COMMIT, [])
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # the reaper re-enqueues queued jobs whose message never left
+            logger.exception("after-commit callback failed")
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+
+
+def get_current_tenant(request: Request, session: SessionDep) -> Tenant:
+    """The tenant of the Bearer API key; checked against the database on every request."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>'",
+            code="missing_api_key",
+            headers=challenge,
+        )
+    tenant = tenants_repo.tenant_for_key(session, secret.strip())
+    if tenant is None:
+        raise Unauthorized("invalid or revoked API key", headers=challenge)
+    request.state.tenant = tenant.name
+    return tenant
+
+
+CurrentTenant = Annotated[Tenant, Depends(get_current_tenant)]
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """An id from the URL; a malformed one is just an id that does not exist."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{what} {value!r} not found", code=f"{what}_not_found") from None
+
+
+def get_current_job(
+    job_id: str, request: Request, session: SessionDep, tenant: CurrentTenant
+) -> Job:
+    """The tenant's job or 404 (another tenant's job looks exactly like a missing one)."""
+    job = jobs_repo.get_job_for_tenant(session, tenant.id, parse_uuid(job_id, "job"))
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found", code="job_not_found")
+    request.state.job_id = str(job.id)
+    return job
+
+
+CurrentJob = Annotated[Job, Depends(get_current_job)]

@@ -1,0 +1,131 @@
+"""Job endpoints: handlers validate input, resolve dependencies, call one service function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from api.deps import CurrentJob, CurrentTenant, SessionDep, SettingsDep
+from api.errors import COMMON_ERRORS, ErrorEnvelope
+from api.jobs import service
+from api.jobs.schemas import (
+    EvaluationRead,
+    EventList,
+    JobCreate,
+    JobList,
+    JobRead,
+    MetricsRead,
+)
+from api.jobs.sse import event_stream
+from persistence.models import JOB_STATUSES
+from persistence.repositories.jobs import JobFilters
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_ERRORS)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobRead,
+    responses={
+        200: {"model": JobRead, "description": "Idempotent retry: the job created before"},
+        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with another body"},
+        429: {"model": ErrorEnvelope, "description": "Too many active jobs; see Retry-After"},
+    },
+)
+def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobRead:
+    """Submit a job. A retry with the same Idempotency-Key and body returns the same job (200)."""
+    job, created = service.create_job(
+        session,
+        tenant,
+        body,
+        settings=settings,
+        enqueuer=request.app.state.enqueuer,
+        idempotency_key=idempotency_key,
+    )
+    request.state.job_id = str(job.id)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return service.to_read(session, job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")] = None,
+    target_language: Annotated[str | None, Query(max_length=16)] = None,
+    base_model: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobList:
+    """Newest first; follow next_cursor until has_more is false."""
+    filters = JobFilters(status=status, target_language=target_language, base_model=base_model)
+    return service.list_jobs(session, tenant, limit=limit, cursor=cursor, filters=filters)
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(session: SessionDep, job: CurrentJob) -> JobRead:
+    return service.to_read(session, job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead)
+def cancel_job(session: SessionDep, job: CurrentJob) -> JobRead:
+    """queued -> cancelled at once; running -> cancelling until the worker stops it."""
+    return service.to_read(session, service.cancel_job(session, job))
+
+
+@router.get("/{job_id}/events", response_model=EventList)
+def list_events(
+    session: SessionDep,
+    job: CurrentJob,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> EventList:
+    return service.list_events(session, job, after=after, limit=limit)
+
+
+@router.get(
+    "/{job_id}/events/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def stream_events(
+    request: Request,
+    job: CurrentJob,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> StreamingResponse:
+    """Server-sent events; reconnects resume after the Last-Event-ID header."""
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    stream = event_stream(
+        request, request.app.state.session_factory, job.id, start, settings.sse_poll_seconds
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsRead)
+def get_metrics(session: SessionDep, job: CurrentJob) -> MetricsRead:
+    """Training curves: for each metric, its value at each logged step."""
+    return service.get_metrics(session, job)
+
+
+@router.get("/{job_id}/evaluation", response_model=EvaluationRead)
+def get_evaluation(job: CurrentJob) -> EvaluationRead:
+    return service.get_evaluation(job)

@@ -1,0 +1,60 @@
+"""Server-sent events for one job: replays from Last-Event-ID, then follows until terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from api.jobs.service import event_read
+from persistence.models import TERMINAL_STATUSES
+from persistence.repositories import events as events_repo
+from persistence.repositories import jobs as jobs_repo
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def _poll(
+    factory: sessionmaker[Session], job_id: uuid.UUID, after: int
+) -> tuple[list[str], int, bool]:
+    """New events as SSE frames, the last id sent, and whether the job is over."""
+    with factory() as session:
+        # Read the status before the events: a job seen terminal has all its events committed.
+        job = jobs_repo.get_job(session, job_id)
+        terminal = job is None or job.status in TERMINAL_STATUSES
+        rows = events_repo.list_events(session, job_id, after=after, limit=500)
+    frames = []
+    for row in rows:
+        payload = event_read(row).model_dump(mode="json")
+        frames.append(f"id: {row.seq}\nevent: {row.type}\ndata: {json.dumps(payload)}\n\n")
+        after = row.seq
+    return frames, after, terminal and len(rows) < 500
+
+
+async def event_stream(
+    request: Request, factory: sessionmaker[Session], job_id: uuid.UUID, after: int, poll: float
+) -> AsyncIterator[str]:
+    """Polls the database (no session held between polls) and yields SSE frames."""
+    yield "retry: 2000\n\n"
+    idle = 0.0
+    while True:
+        frames, after, done = await run_in_threadpool(_poll, factory, job_id, after)
+        for frame in frames:
+            yield frame
+        if done:
+            yield "event: end\ndata: {}\n\n"
+            return
+        if frames:
+            idle = 0.0
+        elif idle >= KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"  # comment line: keeps proxies from closing the stream
+            idle = 0.0
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(poll)
+        idle += poll

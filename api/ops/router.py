@@ -1,0 +1,35 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.ops import probes
+from api.ops.metrics import render_metrics
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (no dependency checks: a DB outage must not restart the API)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency is unavailable"}})
+async def readyz(request: Request) -> JSONResponse:
+    """200 when the database and the broker answer, else 503 naming what failed."""
+    checks = await run_in_threadpool(probes.check_all, request.app.state)
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    body, content_type = await run_in_threadpool(render_metrics, request.app.state)
+    return Response(body, media_type=content_type)

@@ -1,0 +1,209 @@
+"""`clo demo`: the whole service on this machine, offline, in one command.
+
+Embedded default: SQLite + Celery's filesystem transport + a local artifact folder under
+./var. Builds tiny models if absent, migrates, starts the API (uvicorn) and a worker (Celery)
+as subprocesses, creates a tenant and key, submits a job over HTTP, follows it to the end,
+downloads the adapter bundle and checks its sha256.
+
+Why `quality_check: off`: the tiny translator has random weights, so its output is random
+text that no language identifier accepts; with "drop" every example would be discarded.
+Real translators use the default "drop".
+
+This module only starts processes and talks HTTP: no database or queue code runs here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from clo.cli.app import app
+
+TINY_LM = "tiny-qwen2"
+TINY_MT = "tiny-m2m100"
+
+
+# ---- processes (also used by the integration tests) ------------------------------------
+
+
+def repo_root() -> Path:
+    """The checkout holding api/ and worker/ (the processes are started from there)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own process group, output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    root = repo_root()
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, cwd=root, env={**os.environ, **env, "PYTHONPATH": path},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
+                  "--port", str(port), "--log-level", "warning"], env, log)
+
+
+def start_worker(env: dict[str, str], queue: str, name: str, log: Path,
+                 pool: str = "prefork") -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                  "--queues", queue, "--concurrency", "1", "--pool", pool, "--hostname", name,
+                  "--without-gossip", "--without-mingle", "--without-heartbeat",
+                  "--loglevel", "INFO"], env, log)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM the process group we started (a worker's pool children too), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def clo_cli(args: list[str], env: dict[str, str]) -> str:
+    """Run a `clo` sub-command in a child process (keeps this one free of service imports)."""
+    cmd = [sys.executable, "-c", "from clo.cli import app; app()", *args]
+    root = repo_root()
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(cmd, cwd=root, env={**os.environ, **env, "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"clo {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def build_tiny_models(models_dir: Path) -> list[str]:
+    """Build the tiny causal LM and translator into models_dir (once); names them."""
+    from clo.tiny import build_tiny_causal_lm
+    from clo.tiny_m2m100 import build_tiny_m2m100
+
+    built = []
+    for name, build in ((TINY_LM, build_tiny_causal_lm), (TINY_MT, build_tiny_m2m100)):
+        target = models_dir / name
+        if not (target / "config.json").is_file():
+            tmp = models_dir / f".{name}.partial"
+            build(tmp)
+            tmp.replace(target)
+            built.append(name)
+    return built
+
+
+def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
+    """The demo job: tiny models, German, a few training steps."""
+    return {
+        "base_model": TINY_LM,
+        "target_language": "de",
+        "data_size": data_size,
+        "trainable": "lora",
+        "seed_data": {"source": source},
+        # Random-weight translator: no language ID could pass its output (module docstring).
+        "translator": {"model": TINY_MT, "num_beams": 1, "quality_check": "off"},
+        "hyperparameters": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-3,
+                            "max_length": 256, "checkpoint_every": 5},
+        "evaluation": {"heldout_size": 2, "max_new_tokens": 16},
+        "metadata": {"origin": "clo demo"},
+    }
+
+
+@app.command("demo")
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="State folder (db, broker, artifacts).")] = Path(
+        "var"),
+    seed_source: Annotated[str, typer.Option(
+        help="builtin: translate English with the tiny M2M100; parallel: shipped translations "
+        "(skips translation, faster).")] = "builtin",
+    data_size: Annotated[int, typer.Option(help="English examples.")] = 10,
+    max_steps: Annotated[int, typer.Option(help="Training steps.")] = 10,
+    out: Annotated[Path, typer.Option(help="Where the adapter is downloaded.")] = Path(
+        "var/downloads"),
+) -> None:
+    """Run one whole job on the embedded default (SQLite, filesystem broker), offline."""
+    from clo.cli.jobs import JobsClient, download_artifact, extract_bundle, watch_job
+
+    started = time.monotonic()
+    data_dir = data_dir.resolve()
+    out = out.resolve()
+    logs = data_dir / "logs"
+    typer.echo(f"state in {data_dir} (logs in {logs})")
+    built = build_tiny_models(data_dir / "models")
+    typer.echo(f"tiny models: {', '.join(built) + ' built' if built else 'already built'}")
+    env = {
+        "CLO_ENVIRONMENT": "development",
+        "CLO_DATA_DIR": str(data_dir),
+        "CLO_LOG_JSON": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for key in ("CLO_DATABASE_URL", "CLO_BROKER_URL", "CLO_ARTIFACT_DIR", "CLO_WORK_DIR"):
+        os.environ.pop(key, None)  # the embedded default, whatever the shell had set
+    clo_cli(["admin", "migrate"], env)
+    port = free_port()
+    api = start_api(env, port, logs / "api.log")
+    worker = start_worker(env, "gpu", f"demo-{uuid.uuid4().hex[:6]}@localhost",
+                          logs / "worker.log", pool="solo")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz", api)
+        tenant = f"demo-{uuid.uuid4().hex[:8]}"
+        clo_cli(["admin", "create-tenant", tenant], env)
+        key = clo_cli(["admin", "create-key", "--tenant", tenant], env).splitlines()[0].strip()
+        client = JobsClient(base, key)
+        job = client.submit(demo_spec(data_size, max_steps, seed_source))
+        typer.echo(f"job {job['id']} submitted to {base}")
+        final = watch_job(client, job["id"], interval=0.5, timeout=900)
+        if final["status"] != "succeeded":
+            typer.echo(f"job ended {final['status']}: {final.get('error')}", err=True)
+            raise typer.Exit(1)
+        archive = download_artifact(client, job["id"], "adapter.tar", out / job["id"])
+        bundle = extract_bundle(archive, out / job["id"] / "adapter")
+        sha = next(a["sha256"] for a in final["artifacts"] if a["name"] == "adapter.tar")
+        typer.echo(f"adapter bundle: {bundle}")
+        typer.echo(f"archive: {archive} (sha256 {sha} verified)")
+        typer.echo(f"load it: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+                   f"'{data_dir / 'models' / TINY_LM}'), '{bundle}')")
+        typer.echo(f"done in {time.monotonic() - started:.1f}s")
+        client.close()
+    finally:
+        stop(worker)
+        stop(api)

@@ -1,0 +1,87 @@
+"""Typed evaluation options, stored in every report so a number can be traced to its settings."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BenchmarkName = Literal["belebele", "mmmlu"]
+BenchmarkSource = Literal["auto", "hub", "local"]
+
+
+class EvalConfig(BaseModel):
+    """Every knob of one evaluation run; the defaults suit a few dozen held-out examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # generation + right-language rate
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
+    generation_batch_size: int = Field(8, ge=1, le=512, description="Prompts per generate call.")
+    max_prompt_tokens: int = Field(
+        512, ge=8, le=32768, description="Prompt tokens kept (from the left) when generating."
+    )
+    min_words_per_line: int = Field(
+        5, ge=1, le=100, description="Lines with fewer words are not language-checked (LCB: 5)."
+    )
+    detector_languages: list[str] | None = Field(
+        None,
+        description="Language codes lingua chooses among; None: English, the target, the paper's "
+        "languages and a few major ones (see language_check.DEFAULT_DETECTOR_CODES).",
+    )
+    sample_size: int = Field(
+        8, ge=0, le=1000, description="Answers kept in the report per prompt language."
+    )
+    # preference accuracy + NLL
+    beta: float = Field(0.1, gt=0.0, le=10.0, description="β scaling the implicit DPO rewards.")
+    scoring_batch_size: int = Field(8, ge=1, le=512, description="Sequences per scoring forward.")
+    max_length: int = Field(
+        1024, ge=16, le=65536, description="Prompt+response tokens kept when scoring."
+    )
+    # multiple choice benchmarks
+    benchmarks: list[BenchmarkName] = Field(
+        default_factory=lambda: ["belebele", "mmmlu"],
+        description="Multiple-choice benchmarks scored by option log-likelihood.",
+    )
+    benchmark_source: BenchmarkSource = Field(
+        "auto",
+        description="hub: Hugging Face datasets; local: shipped or given files; auto: hub, "
+        "falling back to local when the hub is unreachable.",
+    )
+    benchmark_files: dict[str, str] = Field(
+        default_factory=dict,
+        description='Local files in the hub schema, keyed "<benchmark>:<lang>" '
+        '(e.g. "belebele:de"); they override the shipped fixtures.',
+    )
+    benchmark_limit: int | None = Field(
+        200, ge=1, description="Items scored per benchmark and language (None: all)."
+    )
+    benchmark_english: bool = Field(True, description="Also score English (catch forgetting).")
+    # judged win rate
+    judge_english: bool = Field(True, description="Also judge answers to the English prompts.")
+    judge_concurrency: int = Field(4, ge=1, le=64, description="Judge requests in flight.")
+    judge_sample_size: int = Field(4, ge=0, le=1000, description="Judged pairs kept in report.")
+
+    @field_validator("detector_languages")
+    @classmethod
+    def _known_codes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from clo.languages import get_language
+
+        return [get_language(code).code for code in value]
+
+    @field_validator("benchmark_files")
+    @classmethod
+    def _file_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            name, _, lang = key.partition(":")
+            if name not in ("belebele", "mmmlu") or not lang:
+                raise ValueError(
+                    f'benchmark_files key {key!r} must look like "belebele:de" or "mmmlu:en"'
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "EvalConfig":
+        if self.max_prompt_tokens >= self.max_length:
+            raise ValueError("max_prompt_tokens must be smaller than max_length")
+        return self

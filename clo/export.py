@@ -1,0 +1,196 @@
+"""Export a trained model as a stock-PEFT adapter (lora and attention-only) or a merged model.
+
+Attention-only training changes whole q/k/v/o matrices, which PEFT expresses as
+`modules_to_save` of a LoRA config with no LoRA targets (PEFT's own DUMMY_TARGET_MODULES
+marker, which it accepts as "adapter without injected layers"). The adapter then holds only
+the attention weights, and `PeftModel.from_pretrained(base, dir)` swaps them in unchanged.
+
+Every export is written to a temp dir, then renamed into place; safetensors only; the
+sha256 of each file is returned (and written to SHA256SUMS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from clo.config import TrainConfig
+from clo.errors import CloError
+from clo.trainable import attention_projections
+
+logger = logging.getLogger(__name__)
+
+PEFT_PREFIX = "base_model.model."
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def _write_atomically(out_dir: Path, write: Callable[[Path], None]) -> dict[str, str]:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        sums = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*"))
+                if p.is_file()}
+        (tmp / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sums
+
+
+def _attention_adapter(model: Any, tmp: Path, base_model: str, base_revision: str | None) -> None:
+    from peft import LoraConfig
+    from peft.utils.constants import DUMMY_TARGET_MODULES
+
+    names = attention_projections(model)
+    state: dict[str, torch.Tensor] = {}
+    for name in names:
+        for pname, param in model.get_submodule(name).named_parameters():
+            state[f"{PEFT_PREFIX}{name}.{pname}"] = param.detach().to("cpu").contiguous()
+    cfg = LoraConfig(
+        target_modules=DUMMY_TARGET_MODULES,
+        modules_to_save=names,
+        base_model_name_or_path=base_model,
+        revision=base_revision,
+        task_type="CAUSAL_LM",
+        inference_mode=True,
+    )
+    cfg.save_pretrained(str(tmp))
+    save_file(state, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def _lora_adapter(model: Any, tmp: Path, base_model: str, base_revision: str | None) -> None:
+    cfg = model.peft_config["default"]
+    cfg.base_model_name_or_path = base_model
+    cfg.revision = base_revision
+    model.save_pretrained(str(tmp), safe_serialization=True)
+
+
+def model_card(config: TrainConfig, base_model: str, base_revision: str | None,
+               data_hash: str, metrics: dict[str, Any]) -> str:
+    lines = [
+        "---", "library_name: peft", f"base_model: {base_model}", "tags: [clo, cross-lingual]",
+        "---", "", f"# CLO adapter for {base_model}", "",
+        "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
+        "in the language of the prompt.", "",
+        f"- base model revision: `{base_revision}`",
+        f"- method: `{config.method}`, trained: `{config.trainable}`, "
+        f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
+        f"- seed-data sha256: `{data_hash}`", "", "## Load", "", "```python",
+        "from peft import PeftModel", "from transformers import AutoModelForCausalLM",
+        f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
+        "model = PeftModel.from_pretrained(base, 'path/to/this/dir')", "```", "",
+        "## Final metrics", "",
+    ]
+    lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
+              for k, v in sorted(metrics.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _metadata(tmp: Path, tokenizer: Any, config: TrainConfig, base_model: str,
+              base_revision: str | None, data_hash: str, metrics: dict[str, Any]) -> None:
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / "training_config.json").write_text(json.dumps(config.model_dump(mode="json"),
+                                                         indent=2, sort_keys=True))
+    (tmp / "clo_metadata.json").write_text(json.dumps({
+        "base_model": base_model, "base_revision": base_revision, "data_hash": data_hash,
+        "metrics": metrics, "trainable": config.trainable, "method": config.method,
+    }, indent=2, sort_keys=True, default=str))
+    (tmp / "README.md").write_text(model_card(config, base_model, base_revision, data_hash,
+                                              metrics))
+
+
+def export_adapter(
+    model: Any,
+    tokenizer: Any,
+    out_dir: Path,
+    *,
+    config: TrainConfig,
+    base_model: str,
+    base_revision: str | None,
+    data_hash: str,
+    metrics: dict[str, Any],
+) -> dict[str, str]:
+    """Write a stock-PEFT adapter dir (lora or attention-only); returns {file: sha256}."""
+    if config.trainable == "full":
+        raise CloError("trainable='full' changes every weight, so there is no small adapter; "
+                       "use export_merged for full fine-tuning")
+    if config.trainable == "lora" and not _is_peft(model):
+        raise CloError("trainable='lora' but the model carries no PEFT adapter")
+    if config.trainable == "attention" and _is_peft(model):
+        raise CloError("trainable='attention' but the model is PEFT-wrapped; export it as lora")
+
+    def write(tmp: Path) -> None:
+        if config.trainable == "lora":
+            _lora_adapter(model, tmp, base_model, base_revision)
+        else:
+            _attention_adapter(model, tmp, base_model, base_revision)
+        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics)
+
+    sums = _write_atomically(Path(out_dir), write)
+    logger.info("adapter exported to %s (%d files)", out_dir, len(sums))
+    return sums
+
+
+def export_merged(
+    model: Any,
+    tokenizer: Any,
+    out_dir: Path,
+    *,
+    config: TrainConfig,
+    base_model: str,
+    base_revision: str | None,
+    data_hash: str,
+    metrics: dict[str, Any],
+) -> dict[str, str]:
+    """Write a full model AutoModelForCausalLM.from_pretrained loads; returns {file: sha256}.
+
+    LoRA weights are merged for the save and unmerged afterwards, so `model` stays usable.
+    """
+
+    def write(tmp: Path) -> None:
+        if _is_peft(model):
+            model.merge_adapter()
+            try:
+                base = model.get_base_model()
+                state = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items()
+                         if "lora_" not in k}
+                base.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+            finally:
+                model.unmerge_adapter()
+        else:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics)
+        (tmp / "README.md").write_text(
+            (tmp / "README.md").read_text().replace("library_name: peft",
+                                                    "library_name: transformers"))
+
+    sums = _write_atomically(Path(out_dir), write)
+    logger.info("merged model exported to %s", out_dir)
+    return sums

@@ -1,0 +1,458 @@
+"""A whole job as four stages: translate -> train -> evaluate -> package.
+
+Each stage reads and writes only inside `workdir` and skips work whose output is already
+there, so a job resumed after a crash continues where it stopped (the trainer resumes from
+its own checkpoints inside the training stage). The worker and `clo run` both call
+`run_pipeline`; neither depends on the other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clo.errors import CloError, Stopped
+from clo.pairs import Quadruple
+from clo.spec import JobSpec
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 1
+STAGES = ("translating", "training", "evaluating", "packaging")
+
+
+def _no_progress(event: dict[str, Any]) -> None:
+    return None
+
+
+def _never_stop() -> bool:
+    return False
+
+
+@dataclass
+class PipelineHooks:
+    """progress(event) after each step/batch; should_stop() checked once per step/batch."""
+
+    progress: Callable[[dict[str, Any]], None] = _no_progress
+    should_stop: Callable[[], bool] = _never_stop
+
+
+@dataclass(frozen=True)
+class PipelineEnv:
+    """What the spec's names resolve to on this machine (the caller resolves them)."""
+
+    base_model: str  # local folder or hub id of the base causal LM
+    base_model_revision: str | None = None
+    translator_model: str | None = None  # local folder or hub id; unused for source=parallel
+    translator_revision: str | None = None
+    seed_file: Path | None = None  # the uploaded JSONL, for seed_data.source == "file"
+    oasst_path: Path | None = None  # a local oasst1 export, for seed_data.source == "oasst1"
+    translation_cache: Any = None  # a clo.translate TranslationCache; None: a file cache in workdir
+    device: str = "auto"
+
+
+@dataclass
+class PipelineResult:
+    bundle_dir: Path
+    merged_dir: Path | None
+    metrics_summary: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    translation_report: dict[str, Any] = field(default_factory=dict)
+    bundle_kind: str = "adapter"  # "merged" for trainable=full: the bundle is a whole model
+
+
+class PipelineError(CloError):
+    """A job option that cannot work with the data or models at hand."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_input"):
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+# ---- small file helpers ---------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_quadruples(path: Path, quads: list[Quadruple]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for q in quads:
+            out.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_quadruples(path: Path) -> list[Quadruple]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Quadruple.from_dict(json.loads(line)) for line in lines if line.strip()]
+
+
+def _stage_started(hooks: PipelineHooks, stage: str, resumed: bool = False) -> None:
+    hooks.progress({"stage": stage, "event": "stage_started", "resumed": resumed})
+
+
+def _check_stop(hooks: PipelineHooks) -> None:
+    if hooks.should_stop():
+        raise Stopped("stopped on request")
+
+
+# ---- stages ---------------------------------------------------------------------------
+
+
+def _seed_examples(spec: JobSpec, env: PipelineEnv) -> list[Any]:
+    from clo import seed
+
+    source = spec.seed_data.source
+    if source == "builtin":
+        examples = seed.builtin_seed()
+    elif source == "file":
+        if env.seed_file is None:
+            raise PipelineError("seed_data.source is 'file' but no file was provided",
+                                "seed_data.file_id")
+        examples = seed.load_jsonl(env.seed_file)
+    elif source == "oasst1":
+        from clo.oasst import load_oasst1
+
+        examples = load_oasst1(spec.data_size, path=env.oasst_path)
+    else:  # pragma: no cover - "parallel" never reaches here
+        raise PipelineError(f"unknown seed source {source!r}", "seed_data.source")
+    if len(examples) < spec.data_size:
+        raise PipelineError(
+            f"data_size {spec.data_size} is larger than the {len(examples)} examples of seed "
+            f"source '{source}'; lower data_size or provide more seed data", "data_size")
+    return list(examples[: spec.data_size])
+
+
+def stage_translate(
+    spec: JobSpec, workdir: Path, hooks: PipelineHooks, env: PipelineEnv
+) -> tuple[Path, dict[str, Any]]:
+    """Seed examples -> quadruples (x_en, y_en, x_tgt, y_tgt) in translate/quadruples.jsonl."""
+    out_dir = workdir / "translate"
+    quads_path, report_path = out_dir / "quadruples.jsonl", out_dir / "report.json"
+    if report_path.exists() and quads_path.exists():
+        _stage_started(hooks, "translating", resumed=True)
+        return quads_path, read_json(report_path)
+    _stage_started(hooks, "translating")
+    if spec.seed_data.source == "parallel":
+        from clo.seed import builtin_parallel
+
+        quads = builtin_parallel(spec.target_language)
+        if len(quads) < spec.data_size:
+            raise PipelineError(
+                f"data_size {spec.data_size} is larger than the {len(quads)} hand-translated "
+                f"examples shipped for '{spec.target_language}'", "data_size")
+        quads = quads[: spec.data_size]
+        report: dict[str, Any] = {"source": "parallel", "kept": len(quads), "model_calls": 0}
+        hooks.progress({"stage": "translating", "step": len(quads), "total_steps": len(quads)})
+    else:
+        quads, report = _machine_translate(spec, workdir, hooks, env)
+    _check_stop(hooks)
+    if not quads:
+        raise PipelineError("no example survived translation quality checks; try another "
+                            "translator or translator.quality_check='off'", "translator")
+    write_quadruples(quads_path, quads)
+    write_json_atomic(report_path, report)
+    return quads_path, report
+
+
+def _machine_translate(
+    spec: JobSpec, workdir: Path, hooks: PipelineHooks, env: PipelineEnv
+) -> tuple[list[Quadruple], dict[str, Any]]:
+    from clo.translate import Translator, TranslatorConfig, translate_seed
+    from clo.translate.cache import FileTranslationCache
+
+    if env.translator_model is None:
+        raise PipelineError("no translation model configured", "translator.model")
+    examples = _seed_examples(spec, env)
+    config = TranslatorConfig(
+        model=env.translator_model,
+        revision=env.translator_revision,
+        device=env.device,
+        quality_check=spec.translator.quality_check,
+        decoding={"num_beams": spec.translator.num_beams},
+    )
+    cache = env.translation_cache or FileTranslationCache(workdir / "translate")
+    translator = Translator(config)
+
+    def progress(event: dict[str, Any]) -> None:
+        hooks.progress({**event, "stage": "translating"})
+
+    result = translate_seed(examples, spec.target_language, translator, cache,
+                            progress=progress, should_stop=hooks.should_stop)
+    return list(result.quadruples), dict(result.report)
+
+
+def train_config(spec: JobSpec) -> Any:
+    """The TrainConfig a spec asks for (trainable None -> the language's recommendation)."""
+    from clo.config import TrainConfig
+    from clo.languages import recommended_trainable
+
+    hp = spec.hyperparameters
+    return TrainConfig(
+        method=spec.method,
+        sft_variant=spec.sft_variant,
+        trainable=spec.trainable or recommended_trainable(spec.target_language),
+        lambda_nll=hp.lambda_nll,
+        beta=hp.beta,
+        learning_rate=hp.learning_rate,
+        epochs=hp.epochs,
+        max_steps=hp.max_steps,
+        batch_size=hp.batch_size,
+        grad_accum=hp.grad_accum,
+        max_length=hp.max_length,
+        max_prompt_length=min(256, hp.max_length // 2),
+        seed=hp.seed,
+        checkpoint_every=hp.checkpoint_every,
+        english_nll=hp.english_nll,
+    )
+
+
+def heldout_count(spec: JobSpec, n: int) -> int:
+    """Examples held out for evaluation; none when evaluation is off."""
+    if not spec.evaluation.enabled or spec.evaluation.heldout_size == 0:
+        return 0
+    size = spec.evaluation.heldout_size
+    if size >= n:
+        raise PipelineError(
+            f"evaluation.heldout_size {size} leaves no training data out of {n} examples; "
+            "lower it or raise data_size", "evaluation.heldout_size")
+    return size
+
+
+def _load_base(env: PipelineEnv) -> tuple[Any, Any]:
+    from clo.loading import load_model_and_tokenizer
+
+    device = None if env.device == "auto" else env.device
+    return load_model_and_tokenizer(env.base_model, revision=env.base_model_revision,
+                                    device=device)
+
+
+def stage_train(
+    spec: JobSpec, workdir: Path, hooks: PipelineHooks, env: PipelineEnv, quads_path: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Train on the non-held-out quadruples and export the result under train/.
+
+    Writes train/adapter (stock PEFT; lora or attention-only) or, for trainable=full,
+    train/model (a full model); train/merged too when the spec asks for a merged copy.
+    Returns (the exported folder, the metrics summary).
+    """
+    from clo.export import export_adapter, export_merged
+    from clo.pairs import split_heldout
+    from clo.trainer import train
+
+    out_dir = workdir / "train"
+    config = train_config(spec)
+    exported = out_dir / ("model" if config.trainable == "full" else "adapter")
+    summary_path = out_dir / "summary.json"
+    if summary_path.exists() and exported.is_dir():
+        _stage_started(hooks, "training", resumed=True)
+        return exported, read_json(summary_path)
+    _stage_started(hooks, "training")
+    quads = read_quadruples(quads_path)
+    held = heldout_count(spec, len(quads))
+    train_quads, heldout = split_heldout(quads, size=held, seed=spec.hyperparameters.seed)
+    write_quadruples(out_dir / "heldout.jsonl", heldout)
+    model, tokenizer = _load_base(env)
+    every = config.checkpoint_every
+
+    def progress(event: dict[str, Any]) -> None:
+        hooks.progress({**event, "stage": "training"})
+        step = int(event.get("step", 0))
+        # The trainer checkpoints right after reporting a multiple of checkpoint_every.
+        if step > 1 and (step - 1) % every == 0:
+            hooks.progress({"stage": "training", "event": "checkpoint", "step": step - 1,
+                            "path": str(out_dir / "checkpoints"),
+                            "message": f"checkpoint at step {step - 1}"})
+
+    result = train(model, tokenizer, train_quads, config, out_dir, progress=progress,
+                   should_stop=hooks.should_stop, reference_cache_dir=out_dir / "reference")
+    summary: dict[str, Any] = {
+        **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
+        "train_examples": len(train_quads),
+        "heldout_examples": len(heldout),
+        "trainable": config.trainable,
+        "truncation": result.truncation,
+    }
+    meta = dict(config=config, base_model=env.base_model, base_revision=env.base_model_revision,
+                data_hash=_sha256_file(quads_path), metrics=summary)
+    if spec.export_merged and config.trainable != "full":
+        export_merged(result.model, tokenizer, out_dir / "merged", **meta)
+    if config.trainable == "full":
+        export_merged(result.model, tokenizer, exported, **meta)
+    else:
+        export_adapter(result.model, tokenizer, exported, **meta)
+    write_json_atomic(summary_path, summary)
+    del model, result
+    _free_memory()
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the export supersedes them
+    return exported, summary
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def stage_evaluate(
+    spec: JobSpec, workdir: Path, hooks: PipelineHooks, env: PipelineEnv, exported: Path
+) -> dict[str, Any] | None:
+    """Score the exported model, loaded as a user would, on the held-out quadruples.
+
+    None when evaluation is off or nothing was held out.
+    """
+    out = workdir / "evaluate" / "report.json"
+    heldout_path = workdir / "train" / "heldout.jsonl"
+    if out.exists():
+        _stage_started(hooks, "evaluating", resumed=True)
+        return dict(read_json(out))
+    heldout = read_quadruples(heldout_path) if heldout_path.exists() else []
+    if not spec.evaluation.enabled or not heldout:
+        return None
+    _stage_started(hooks, "evaluating")
+    from transformers import AutoTokenizer
+
+    from clo.evaluate import EvalConfig, evaluate
+
+    model = _load_exported(env, exported)
+    tokenizer = AutoTokenizer.from_pretrained(str(exported), trust_remote_code=False)
+    # Benchmarks need data this job did not bring; the held-out set is always there.
+    config = EvalConfig(max_new_tokens=spec.evaluation.max_new_tokens, benchmarks=[])
+
+    def progress(event: dict[str, Any]) -> None:
+        hooks.progress({**event, "stage": "evaluating"})
+
+    report = evaluate(model, tokenizer, heldout, spec.target_language, config,
+                      progress=progress, should_stop=hooks.should_stop,
+                      model_name=spec.base_model)
+    data = report.model_dump(mode="json")
+    write_json_atomic(out, data)
+    del model
+    _free_memory()
+    return dict(data)
+
+
+def _load_exported(env: PipelineEnv, exported: Path) -> Any:
+    """The trained model from its export: base + adapter through stock PEFT, or the full model."""
+    if (exported / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base, _ = _load_base(env)
+        return PeftModel.from_pretrained(base, str(exported)).eval()
+    from clo.loading import load_model_and_tokenizer
+
+    device = None if env.device == "auto" else env.device
+    model, _ = load_model_and_tokenizer(exported, device=device)
+    return model.eval()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder by hard links (exports are never modified), copying across devices."""
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def stage_package(
+    spec: JobSpec,
+    workdir: Path,
+    hooks: PipelineHooks,
+    env: PipelineEnv,
+    exported: Path,
+    evaluation: dict[str, Any] | None,
+    translation_report: dict[str, Any],
+) -> tuple[Path, Path | None]:
+    """The bundle: the export (weights, tokenizer, config, model card) + job config + reports.
+
+    Returns (bundle folder, merged model folder or None).
+    """
+    out_dir = workdir / "package"
+    bundle = out_dir / "bundle"
+    merged = workdir / "train" / "merged"
+    merged_dir = merged if merged.is_dir() else None
+    if (bundle / "SHA256SUMS").is_file():
+        _stage_started(hooks, "packaging", resumed=True)
+        return bundle, merged_dir
+    _stage_started(hooks, "packaging")
+    tmp = out_dir / ".bundle.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _link_tree(exported, tmp)
+    (tmp / "SHA256SUMS").unlink(missing_ok=True)
+    write_json_atomic(tmp / "clo_job.json", {
+        "pipeline_version": PIPELINE_VERSION,
+        "spec": spec.model_dump(mode="json"),
+        "base_model": {"name": spec.base_model, "source": env.base_model,
+                       "revision": env.base_model_revision},
+        "translator": {"source": env.translator_model, "revision": env.translator_revision},
+    })
+    write_json_atomic(tmp / "translation_report.json", translation_report)
+    if evaluation is not None:
+        write_json_atomic(tmp / "evaluation.json", evaluation)
+    sums = {p.relative_to(tmp).as_posix(): _sha256_file(p)
+            for p in sorted(tmp.rglob("*")) if p.is_file()}
+    # Written last: its presence marks a complete bundle.
+    (tmp / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
+    shutil.rmtree(bundle, ignore_errors=True)
+    os.replace(tmp, bundle)
+    hooks.progress({"stage": "packaging", "step": 1, "total_steps": 1})
+    return bundle, merged_dir
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_pipeline(
+    spec: JobSpec, workdir: Path, hooks: PipelineHooks | None = None, env: PipelineEnv | None = None
+) -> PipelineResult:
+    """Run (or resume) every stage in order inside workdir."""
+    hooks = hooks or PipelineHooks()
+    if env is None:
+        env = PipelineEnv(base_model=spec.base_model, translator_model=spec.translator.model)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    quads_path, translation_report = stage_translate(spec, workdir, hooks, env)
+    _check_stop(hooks)
+    exported, summary = stage_train(spec, workdir, hooks, env, quads_path)
+    _check_stop(hooks)
+    evaluation = stage_evaluate(spec, workdir, hooks, env, exported)
+    _check_stop(hooks)
+    bundle, merged = stage_package(spec, workdir, hooks, env, exported, evaluation,
+                                   translation_report)
+    kind = "adapter" if (bundle / "adapter_config.json").is_file() else "merged"
+    return PipelineResult(bundle_dir=bundle, merged_dir=merged, metrics_summary=summary,
+                          evaluation=evaluation, translation_report=translation_report,
+                          bundle_kind=kind)

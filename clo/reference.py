@@ -1,0 +1,128 @@
+"""Reference log-probs: the frozen base model's scores of the four sequences, computed once.
+
+The reference model of CLO is the base model itself, so its log-probs never change during
+training. They are computed before the first update, in one no-grad pass with the SAME model
+object (LoRA adapters are attached only afterwards), so no second model copy is ever held.
+Results are cached on disk, keyed by a sha256 of everything that determines them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from clo.encoding import EncodedSequence, collate, encoding_fingerprint
+from clo.logprobs import sequence_logprobs
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slow and imprecise)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def model_identity(model: Any) -> dict[str, Any]:
+    """Name, revision and architecture of the model, as recorded by from_pretrained."""
+    cfg = getattr(model, "config", None)
+    return {
+        "name": getattr(cfg, "_name_or_path", None) or getattr(model, "name_or_path", None),
+        "revision": getattr(cfg, "_commit_hash", None),
+        "config": cfg.to_json_string(use_diff=False) if cfg is not None else None,
+        "dtype": str(next(model.parameters()).dtype),
+    }
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's vocabulary/merges and chat template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(
+        sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256((body + str(getattr(tokenizer, "chat_template", None))).encode()
+                          ).hexdigest()
+
+
+def reference_key(
+    model: Any, tokenizer: Any, encoded: Sequence[tuple[EncodedSequence, ...]],
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Cache key: model (name, revision, config, dtype), tokenizer, data+template+lengths."""
+    device = next(model.parameters()).device
+    parts = {
+        "model": model_identity(model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        # token ids already encode the data, the template and the truncation lengths
+        "encoded": encoding_fingerprint(encoded),
+        "autocast": "bf16" if device.type == "cuda" else "fp32",
+        "extra": extra or {},
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@torch.no_grad()
+def compute_logps(
+    model: Any,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
+    pad_id: int,
+    batch_size: int = 8,
+    chunk_tokens: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probs and token counts, both [N, 4], for every encoded example (no grad)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logps, counts = [], []
+    try:
+        for start in range(0, len(encoded), batch_size):
+            group = encoded[start:start + batch_size]
+            batch = collate([s for seqs in group for s in seqs], pad_id).to(device)
+            with autocast_context(device):
+                lp, n = sequence_logprobs(model, batch.input_ids, batch.attention_mask,
+                                          batch.response_mask, chunk_tokens)
+            logps.append(lp.view(-1, 4).float().cpu())
+            counts.append(n.view(-1, 4).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logps), torch.cat(counts)
+
+
+def reference_logps(
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
+    pad_id: int,
+    *,
+    cache_dir: Path | None = None,
+    batch_size: int = 8,
+    chunk_tokens: int = 1024,
+) -> torch.Tensor:
+    """Reference log-probs [N, 4], read from the cache when the key matches."""
+    path = None
+    if cache_dir is not None:
+        key = reference_key(model, tokenizer, encoded)
+        path = Path(cache_dir) / f"reference-{key}.safetensors"
+        if path.exists():
+            cached = load_file(str(path))["logps"]
+            if cached.shape == (len(encoded), 4):
+                logger.info("reference log-probs loaded from cache %s", path.name)
+                return cached
+    logps, _ = compute_logps(model, encoded, pad_id, batch_size, chunk_tokens)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
+        save_file({"logps": logps.contiguous()}, str(tmp))
+        os.replace(tmp, path)
+    return logps

@@ -1,0 +1,94 @@
+"""Choose what trains: attention projections only (paper), LoRA on them, or everything.
+
+Attention projections are found by module structure, not by model class: a module whose
+children include linear layers named q_proj, k_proj, v_proj and an output projection
+(o_proj, out_proj or dense). That covers Llama, Mistral, Qwen2, Gemma, Phi, OPT and similar.
+Fused projections (one qkv matrix, e.g. GPT-2's c_attn) are refused with a clear error:
+training part of a fused matrix cannot be expressed as "the attention projections".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from clo.errors import CloError
+
+logger = logging.getLogger(__name__)
+
+QKV_NAMES = ("q_proj", "k_proj", "v_proj")
+OUTPUT_NAMES = ("o_proj", "out_proj", "dense")
+FUSED_NAMES = ("c_attn", "Wqkv", "qkv_proj", "query_key_value", "W_pack", "qkv")
+
+
+def attention_projections(model: torch.nn.Module) -> list[str]:
+    """Full module names of every q/k/v/o projection, in model order."""
+    found: list[str] = []
+    fused: list[str] = []
+    for name, module in model.named_modules():
+        children = dict(module.named_children())
+        if all(isinstance(children.get(n), torch.nn.Linear) for n in QKV_NAMES):
+            out = next((n for n in OUTPUT_NAMES if isinstance(children.get(n), torch.nn.Linear)),
+                       None)
+            if out is None:
+                continue
+            prefix = f"{name}." if name else ""
+            found.extend(prefix + n for n in (*QKV_NAMES, out))
+        else:
+            fused.extend(f"{name}.{n}" for n in FUSED_NAMES if n in children)
+    if found:
+        return found
+    if fused:
+        raise CloError(
+            f"{type(model).__name__} uses fused attention projections ({fused[0]}); "
+            "attention-only and LoRA training need separate q/k/v/o linear layers — "
+            "use trainable='full' for this model"
+        )
+    raise CloError(
+        f"no attention projections (q_proj/k_proj/v_proj/o_proj linear layers) found in "
+        f"{type(model).__name__}; use trainable='full' for this model"
+    )
+
+
+def _freeze_all_but(model: torch.nn.Module, modules: list[str]) -> None:
+    model.requires_grad_(False)
+    for name in modules:
+        model.get_submodule(name).requires_grad_(True)
+
+
+def apply_trainable(model: Any, config: Any) -> Any:
+    """Set requires_grad per `config.trainable`; for lora returns the PEFT-wrapped model."""
+    kind = config.trainable
+    if kind == "full":
+        model.requires_grad_(True)
+        return model
+    modules = attention_projections(model)
+    if kind == "attention":
+        _freeze_all_but(model, modules)
+        return model
+    if kind == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)  # freezes the base weights itself
+    raise CloError(f"unknown trainable {kind!r}: use attention, lora or full")
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) of everything that will get gradients and optimizer state."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for _, p in trainable_parameters(model))
+    return {"total": total, "trainable": trainable}

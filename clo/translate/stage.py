@@ -1,0 +1,238 @@
+"""The translation stage: English seed examples -> checked (x_en, y_en, x_tgt, y_tgt) quadruples."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clo.errors import CloError, Stopped
+from clo.languages import get_language
+from clo.pairs import Quadruple
+from clo.seed import SeedExample
+from clo.translate.backend import Translator
+from clo.translate.cache import TranslationCache, cache_key
+from clo.translate.config import Decoding
+from clo.translate.quality import REASONS, QualityChecker, Reason
+from clo.translate.segment import Segment, clean_output, render, segments_of, split_text
+
+logger = logging.getLogger(__name__)
+
+ProgressHook = Callable[[dict[str, Any]], None]
+StopHook = Callable[[], bool]
+_MAX_LISTED_DROPS = 100
+
+
+@dataclass
+class TranslationResult:
+    """Kept quadruples (input order) and the stage report (counts, cache use, speed)."""
+
+    quadruples: list[Quadruple]
+    report: dict[str, Any]
+
+
+@dataclass
+class _Counters:
+    segments_total: int = 0
+    segments_translated: int = 0
+    fallback_segments: int = 0
+    cache_hits: int = 0
+    done: int = 0
+    total: int = 0
+    model_calls_before: int = 0
+    extra: Counter[str] = field(default_factory=Counter)
+
+
+class _SegmentEngine:
+    """Translates whole texts through split -> cache -> batched model -> restore -> render."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        cache: TranslationCache | None,
+        source: str,
+        target: str,
+        progress: ProgressHook | None,
+        should_stop: StopHook | None,
+    ) -> None:
+        self.translator = translator
+        self.cache = cache
+        self.source, self.target = source, target
+        self.progress, self.should_stop = progress, should_stop
+        self.counters = _Counters(model_calls_before=translator.model_calls)
+
+    def _key(self, text: str, decoding: Decoding) -> str:
+        cfg = self.translator.config
+        return cache_key(cfg.model, cfg.revision, self.source, self.target, decoding.as_key(), text)
+
+    def _emit(self) -> None:
+        if self.progress is None:
+            return
+        c = self.counters
+        self.progress({
+            "stage": "translating",
+            "step": c.done,
+            "total_steps": c.total,
+            "cache_hits": c.cache_hits,
+            "model_calls": self.translator.model_calls - c.model_calls_before,
+        })
+
+    def translate_strings(self, texts: Sequence[str], decoding: Decoding) -> dict[str, str]:
+        """Model outputs for unique source strings: cached ones looked up, the rest generated."""
+        unique = list(dict.fromkeys(texts))
+        keys = {t: self._key(t, decoding) for t in unique}
+        hits = self.cache.get_many(keys.values()) if self.cache is not None else {}
+        out = {t: hits[k] for t, k in keys.items() if k in hits}
+        misses = [t for t in unique if t not in out]
+        c = self.counters
+        c.cache_hits += len(out)
+        c.total += len(misses)
+        self._emit()
+        for batch in self.translator.plan(misses):
+            if self.should_stop is not None and self.should_stop():
+                raise Stopped("translation stopped; finished batches are in the cache")
+            batch_texts = [misses[i] for i in batch.indices]
+            outputs = self.translator.generate(batch_texts, self.source, self.target, decoding)
+            fresh = dict(zip(batch_texts, outputs, strict=True))
+            if self.cache is not None:
+                # per batch, so a stopped or crashed job resumes without redoing this work
+                self.cache.put_many({keys[t]: o for t, o in fresh.items()})
+            out.update(fresh)
+            c.segments_translated += len(batch_texts)
+            c.done += len(batch_texts)
+            self._emit()
+        return out
+
+    def translate_texts(self, texts: Sequence[str], decoding: Decoding) -> list[str]:
+        """Structure-preserving translation of each text (code, URLs, numbers kept)."""
+        max_chars = self.translator.config.max_segment_chars
+        plans = [split_text(t, max_chars) for t in texts]
+        segments = list(dict.fromkeys(s for parts in plans for s in segments_of(parts)))
+        self.counters.segments_total += len(segments)
+        outputs = self.translate_strings([s.masked for s in segments if s.direct], decoding)
+        final: dict[Segment, str] = {}
+        fallbacks: dict[Segment, list[str | Segment]] = {}
+        for seg in segments:
+            restored = seg.restore(outputs[seg.masked]) if seg.direct else None
+            if restored is None:
+                fallbacks[seg] = seg.fallback()
+            else:
+                final[seg] = restored
+        if fallbacks:
+            # a placeholder or a number went missing: translate only the prose around them
+            self.counters.fallback_segments += len(fallbacks)
+            pieces = list(dict.fromkeys(p for parts in fallbacks.values() for p in segments_of(parts)))
+            piece_out = self.translate_strings([p.masked for p in pieces], decoding)
+            done = {p: clean_output(p.masked, piece_out[p.masked]) for p in pieces}
+            for seg, parts in fallbacks.items():
+                final[seg] = render(parts, done)
+        return [render(parts, final) for parts in plans]
+
+
+def _failure(
+    checker: QualityChecker, example: SeedExample, prompt: str, response: str
+) -> tuple[str, Reason] | None:
+    """(field, reason) of the first failing check of one translated example, or None."""
+    for name, src, out in (("prompt", example.prompt, prompt),
+                           ("response", example.response, response)):
+        reason = checker.check(src, out)
+        if reason is not None:
+            return name, reason
+    return None
+
+
+def translate_seed(
+    examples: Sequence[SeedExample],
+    target_code: str,
+    translator: Translator,
+    cache: TranslationCache | None = None,
+    progress: ProgressHook | None = None,
+    should_stop: StopHook | None = None,
+) -> TranslationResult:
+    """Translate prompts and responses into the target language, check them, build quadruples."""
+    started = time.perf_counter()
+    cfg = translator.config
+    source = get_language(cfg.source_language).code
+    target = get_language(target_code).code
+    if target == source:
+        raise CloError(f"target language: {target!r} is the source language; pick another")
+    translator.language_code(source)
+    translator.language_code(target)  # fail before any work if the model lacks the language
+
+    engine = _SegmentEngine(translator, cache, source, target, progress, should_stop)
+    texts = [t for ex in examples for t in (ex.prompt, ex.response)]
+    flat = engine.translate_texts(texts, cfg.decoding)
+    translated = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(examples))]
+
+    mode = cfg.quality_check
+    failures: dict[int, tuple[str, Reason]] = {}
+    retried = recovered = 0
+    language_checked = None
+    if mode != "off":
+        checker = QualityChecker(target, cfg.quality)
+        language_checked = checker.language_id_available
+        for i, ex in enumerate(examples):
+            failure = _failure(checker, ex, *translated[i])
+            if failure is not None:
+                failures[i] = failure
+        if failures and mode == "drop" and cfg.retry_failed:
+            # one retry with other decoding (wider beam, repeats blocked) before dropping
+            retry_ids = sorted(failures)
+            retried = len(retry_ids)
+            retry_texts = [t for i in retry_ids for t in (examples[i].prompt, examples[i].response)]
+            again = engine.translate_texts(retry_texts, cfg.retry_decoding)
+            for k, i in enumerate(retry_ids):
+                candidate = (again[2 * k], again[2 * k + 1])
+                failure = _failure(checker, examples[i], *candidate)
+                if failure is None:
+                    translated[i] = candidate
+                    del failures[i]
+                    recovered += 1
+                else:
+                    failures[i] = failure
+
+    dropping = mode == "drop"
+    quadruples = [
+        Quadruple(x_en=ex.prompt, y_en=ex.response, x_tgt=translated[i][0], y_tgt=translated[i][1])
+        for i, ex in enumerate(examples)
+        if not (dropping and i in failures)
+    ]
+    by_reason = {r: 0 for r in REASONS}
+    for _, reason in failures.values():
+        by_reason[reason] += 1
+    seconds = time.perf_counter() - started
+    c = engine.counters
+    report: dict[str, Any] = {
+        "source_language": source,
+        "target_language": target,
+        "model": cfg.model,
+        "revision": cfg.revision,
+        "quality_check": mode,
+        "language_id_checked": language_checked,
+        "n_input": len(examples),
+        "n_kept": len(quadruples),
+        "n_dropped": len(examples) - len(quadruples),
+        "dropped_by_reason": by_reason if dropping else {r: 0 for r in REASONS},
+        "flagged_by_reason": by_reason if mode == "report" else {r: 0 for r in REASONS},
+        "failures": [
+            {"index": i, "field": f, "reason": r} for i, (f, r) in sorted(failures.items())
+        ][:_MAX_LISTED_DROPS],
+        "retried": retried,
+        "recovered_by_retry": recovered,
+        "segments_total": c.segments_total,
+        "segments_translated": c.segments_translated,
+        "fallback_segments": c.fallback_segments,
+        "cache_hits": c.cache_hits,
+        "model_calls": translator.model_calls - c.model_calls_before,
+        "seconds": round(seconds, 3),
+        # all segments the stage delivered (cache hits included) per wall-clock second
+        "sentences_per_second": round(c.segments_total / seconds, 2) if seconds > 0 else None,
+    }
+    logger.info(
+        "translated %d examples to %s: kept %d, dropped %s, %d segments (%d cached) in %.1fs",
+        len(examples), target, len(quadruples), by_reason, c.segments_total, c.cache_hits, seconds,
+    )
+    return TranslationResult(quadruples=quadruples, report=report)

@@ -1,0 +1,379 @@
+"""Worker-side job repository: lease claim, heartbeat, fenced writes, reaper queries.
+
+Postgres is the authority over who runs a job. A worker claims a job with a conditional
+UPDATE that hands out a fresh lease token; every later write is fenced by that token
+(`UPDATE jobs ... WHERE id = :id AND lease_token = :token`), so a worker whose lease was
+taken over can change nothing. The fencing UPDATE runs first in each transaction: on
+Postgres it row-locks the job, so the token cannot change until the transaction ends.
+
+Functions take a Session and never commit; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from persistence.models import Artifact, Job, JobEvent, JobMetric, utcnow
+
+logger = logging.getLogger(__name__)
+
+RUNNING_STATUSES = ("running", "cancelling")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof that this worker holds a job: present it with every write."""
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What a heartbeat learns: the lease is still ours, and whether cancel was asked."""
+
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class ReapedJob:
+    job_id: uuid.UUID
+    outcome: str  # "requeued" | "failed" | "cancelled"
+    attempt: int
+
+
+def claim_job(
+    session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: int
+) -> Lease | None:
+    """Take the job if it is queued, or running under an expired lease; None if not claimable.
+
+    A second claim while the lease is live returns None, so a duplicate delivery exits
+    without touching the GPU. Each claim counts one attempt; attempts never exceed the cap.
+    """
+    now = utcnow()
+    token = uuid.uuid4()
+    claimable = or_(
+        Job.status == "queued",
+        and_(Job.status == "running", Job.lease_expires_at < now),
+    )
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.attempt < Job.max_attempts)
+        .values(
+            status="running",
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id[:200],
+            attempt=Job.attempt + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            finished_at=None,
+            updated_at=now,
+        )
+        .returning(Job.attempt)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return None
+    lease = Lease(job_id=job_id, token=token, attempt=row[0], worker_id=worker_id)
+    add_event(
+        session,
+        lease,
+        "started",
+        f"attempt {lease.attempt} on {worker_id}",
+        {"attempt": lease.attempt, "worker_id": worker_id},
+    )
+    return lease
+
+
+def _fence(session: Session, lease: Lease, **values: Any) -> bool:
+    """Touch the job under the lease (locking its row); False when the lease is gone."""
+    values.setdefault("updated_at", utcnow())
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == lease.job_id,
+            Job.lease_token == lease.token,
+            Job.status.in_(RUNNING_STATUSES),
+        )
+        .values(**values)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return result is not None
+
+
+def renew_lease(session: Session, lease: Lease, lease_seconds: int) -> LeaseState | None:
+    """Heartbeat: extend the lease; None when it was lost (expired and taken, or finished)."""
+    now = utcnow()
+    row = session.execute(
+        update(Job)
+        .where(
+            Job.id == lease.job_id,
+            Job.lease_token == lease.token,
+            Job.status.in_(RUNNING_STATUSES),
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(Job.cancel_requested_at)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return None
+    return LeaseState(cancel_requested=row[0] is not None)
+
+
+def add_event(
+    session: Session,
+    lease: Lease,
+    type_: str,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Append a job event under the lease; seq comes from the job row's counter."""
+    row = session.execute(
+        update(Job)
+        .where(
+            Job.id == lease.job_id,
+            Job.lease_token == lease.token,
+            Job.status.in_(RUNNING_STATUSES),
+        )
+        .values(event_seq=Job.event_seq + 1)
+        .returning(Job.event_seq)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return False
+    session.add(JobEvent(job_id=lease.job_id, seq=row[0], type=type_, message=message, data=data))
+    session.flush()
+    return True
+
+
+def _add_event_unfenced(
+    session: Session, job_id: uuid.UUID, type_: str, message: str, data: dict[str, Any] | None
+) -> None:
+    """Event written by the reaper, which holds no lease but owns the row it just updated."""
+    seq = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(event_seq=Job.event_seq + 1)
+        .returning(Job.event_seq)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    session.add(JobEvent(job_id=job_id, seq=seq, type=type_, message=message, data=data))
+    session.flush()
+
+
+def set_stage(session: Session, lease: Lease, stage: str) -> bool:
+    """Enter a stage: progress resets, an event records it."""
+    if not _fence(
+        session, lease, stage=stage, step=None, total_steps=None, percent=None, eta_seconds=None
+    ):
+        return False
+    return add_event(session, lease, "stage", f"stage {stage} started", {"stage": stage})
+
+
+def record_progress(
+    session: Session,
+    lease: Lease,
+    *,
+    step: int | None,
+    total_steps: int | None,
+    percent: float | None,
+    eta_seconds: float | None,
+) -> bool:
+    """Store the current stage's progress (the caller throttles)."""
+    return _fence(
+        session, lease, step=step, total_steps=total_steps, percent=percent, eta_seconds=eta_seconds
+    )
+
+
+def record_metrics(session: Session, lease: Lease, rows: list[tuple[int, dict[str, Any]]]) -> bool:
+    """Store training metrics by step; a step redone after a resume replaces its old row."""
+    if not rows:
+        return True
+    if not _fence(session, lease):
+        return False
+    steps = [step for step, _ in rows]
+    session.execute(
+        delete(JobMetric).where(JobMetric.job_id == lease.job_id, JobMetric.step.in_(steps))
+    )
+    latest: dict[int, dict[str, Any]] = dict(rows)
+    session.add_all(
+        JobMetric(job_id=lease.job_id, step=step, values=values) for step, values in latest.items()
+    )
+    session.flush()
+    return True
+
+
+def record_checkpoint(session: Session, lease: Lease, path: str, step: int) -> bool:
+    """Remember where the last checkpoint is, for a resumed attempt."""
+    return _fence(session, lease, checkpoint_path=path[:500], checkpoint_step=step)
+
+
+def record_artifact(
+    session: Session, lease: Lease, *, name: str, kind: str, key: str, size: int, sha256: str
+) -> bool:
+    """Register a finished, checksummed artifact (replacing one of the same name)."""
+    if not _fence(session, lease):
+        return False
+    session.execute(delete(Artifact).where(Artifact.job_id == lease.job_id, Artifact.name == name))
+    session.add(
+        Artifact(job_id=lease.job_id, name=name, kind=kind, key=key, size=size, sha256=sha256)
+    )
+    session.flush()
+    return True
+
+
+def record_results(
+    session: Session,
+    lease: Lease,
+    *,
+    metrics_summary: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> bool:
+    values: dict[str, Any] = {}
+    if metrics_summary is not None:
+        values["metrics_summary"] = metrics_summary
+    if evaluation is not None:
+        values["evaluation"] = evaluation
+    return _fence(session, lease, **values)
+
+
+def finish_job(
+    session: Session,
+    lease: Lease,
+    status: str,
+    *,
+    error: dict[str, Any] | None = None,
+    message: str = "",
+) -> bool:
+    """End the job (succeeded | failed | cancelled) and give up the lease."""
+    if status not in ("succeeded", "failed", "cancelled"):
+        raise ValueError(f"not a terminal status: {status}")
+    if not add_event(session, lease, status, message, {"error": error} if error else None):
+        return False
+    values: dict[str, Any] = dict(
+        status=status,
+        error=error,
+        finished_at=utcnow(),
+        lease_token=None,
+        lease_expires_at=None,
+        eta_seconds=None,
+    )
+    if status == "succeeded":
+        values["percent"] = 100.0
+    return _fence(session, lease, **values)
+
+
+def release_job(session: Session, lease: Lease, reason: str) -> bool:
+    """Hand the job back to the queue unfinished (worker shutting down); the attempt is refunded."""
+    if not add_event(session, lease, "released", reason, None):
+        return False
+    return _fence(
+        session,
+        lease,
+        status="queued",
+        lease_token=None,
+        lease_expires_at=None,
+        worker_id=None,
+        attempt=Job.attempt - 1,
+        enqueued_at=None,
+    )
+
+
+def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJob]:
+    """Jobs whose lease expired: back to queued, or failed `worker_lost` at the attempt cap.
+
+    A job that was being cancelled when its worker vanished ends `cancelled`.
+    """
+    now = now or utcnow()
+    expired = session.execute(
+        select(Job.id, Job.status, Job.attempt, Job.max_attempts, Job.lease_token)
+        .where(Job.status.in_(RUNNING_STATUSES), Job.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    reaped: list[ReapedJob] = []
+    for job_id, status, attempt, max_attempts, token in expired:
+        stale = and_(Job.id == job_id, Job.lease_token == token)
+        lease_gone = dict(
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            updated_at=now,
+            eta_seconds=None,
+        )
+        if status == "cancelling":
+            outcome, values = "cancelled", dict(status="cancelled", finished_at=now, **lease_gone)
+            msg = "worker lost while cancelling; job cancelled"
+            data: dict[str, Any] = {"attempt": attempt}
+        elif attempt >= max_attempts:
+            error = {
+                "type": "system_error",
+                "code": "worker_lost",
+                "message": f"the worker running this job was lost {attempt} times",
+                "param": None,
+            }
+            outcome = "failed"
+            values = dict(status="failed", finished_at=now, error=error, **lease_gone)
+            msg, data = error["message"], {"attempt": attempt, "error": error}
+        else:
+            outcome = "requeued"
+            values = dict(status="queued", enqueued_at=None, **lease_gone)
+            msg = f"lease expired on attempt {attempt}; requeued to resume from its checkpoint"
+            data = {"attempt": attempt}
+        done = session.execute(
+            update(Job)
+            .where(stale)
+            .values(**values)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if done is None:
+            continue
+        _add_event_unfenced(
+            session, job_id, "lease_expired" if outcome == "requeued" else outcome, msg, data
+        )
+        logger.warning("reaper: job %s %s (attempt %d)", job_id, outcome, attempt)
+        reaped.append(ReapedJob(job_id=job_id, outcome=outcome, attempt=attempt))
+    return reaped
+
+
+def queued_without_message(
+    session: Session, older_than_seconds: float, limit: int = 100
+) -> list[uuid.UUID]:
+    """Queued jobs never enqueued, or enqueued long ago: their wake-up may be lost."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = session.execute(
+        select(Job.id)
+        .where(
+            Job.status == "queued",
+            or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
+            Job.created_at < cutoff,
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
+def mark_enqueued(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Record that a wake-up message was just sent for these queued jobs."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == "queued")
+            .values(enqueued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def load_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)

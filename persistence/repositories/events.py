@@ -1,0 +1,47 @@
+"""Job events: per-job sequence numbers that double as SSE ids."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from persistence.models import Job, JobEvent, utcnow
+
+
+def append_event(
+    session: Session,
+    job_id: uuid.UUID,
+    type: str,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """Add an event with the job's next seq.
+
+    Bumping the counter locks the job row until commit, so events of one job commit in seq
+    order and a reader polling `seq > last` never skips one that commits late.
+    """
+    seq = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(event_seq=Job.event_seq + 1, updated_at=utcnow())
+        .returning(Job.event_seq)
+    ).scalar_one()
+    event = JobEvent(job_id=job_id, seq=seq, type=type, message=message, data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_events(
+    session: Session, job_id: uuid.UUID, after: int = 0, limit: int = 500
+) -> list[JobEvent]:
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+        .order_by(JobEvent.seq)
+        .limit(limit)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,102 @@
+"""Loss functions against values computed by hand (closed forms written next to each number)."""
+
+import math
+
+import pytest
+import torch
+
+from clo.loss import clo_loss, dpo_loss, sft_loss, token_mean_nll
+
+
+def _t(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64)
+
+
+# policy chosen/rejected and reference chosen/rejected; h = (pc - rc) - (pr - rr)
+# example 0: h = (-1 + 2) - (-3 + 2) = 2 ; example 1: h = (-4 + 3) - (-2 + 3) = -2
+PC, PR, RC, RR = _t(-1.0, -4.0), _t(-3.0, -2.0), _t(-2.0, -3.0), _t(-2.0, -3.0)
+
+
+def test_dpo_sigmoid_closed_form() -> None:
+    out = dpo_loss(PC, PR, RC, RR, beta=0.5, loss_type="sigmoid")
+    # -log σ(β h) = log(1 + exp(-β h)): β h = 1 and -1
+    assert out.losses.tolist() == pytest.approx([math.log1p(math.exp(-1)), math.log1p(math.e)])
+    assert out.losses.tolist() == pytest.approx([0.3132617, 1.3132617], abs=1e-6)
+    assert out.chosen_rewards.tolist() == pytest.approx([0.5, -0.5])  # β (pc - rc)
+    assert out.rejected_rewards.tolist() == pytest.approx([-0.5, 0.5])
+    assert out.margins.tolist() == pytest.approx([1.0, -1.0])
+    assert float(out.loss) == pytest.approx((0.3132617 + 1.3132617) / 2, abs=1e-6)
+
+
+def test_dpo_ipo_and_hinge_closed_form() -> None:
+    ipo = dpo_loss(PC, PR, RC, RR, beta=0.5, loss_type="ipo")
+    assert ipo.losses.tolist() == pytest.approx([1.0, 9.0])  # (h - 1/(2β))^2 = (2-1)^2, (-2-1)^2
+    hinge = dpo_loss(PC, PR, RC, RR, beta=0.5, loss_type="hinge")
+    assert hinge.losses.tolist() == pytest.approx([0.0, 2.0])  # max(0, 1 - β h)
+
+
+def test_dpo_rejects_unknown_loss_type() -> None:
+    with pytest.raises(ValueError, match="sigmoid, ipo or hinge"):
+        dpo_loss(PC, PR, RC, RR, beta=0.1, loss_type="kto")
+
+
+def test_dpo_gradient_pushes_chosen_up_and_rejected_down() -> None:
+    pc, pr = _t(-5.0).requires_grad_(), _t(-5.0).requires_grad_()
+    dpo_loss(pc, pr, _t(-5.0), _t(-5.0), beta=0.1).loss.backward()
+    # d/dpc of -log σ(β h) at h=0 is -β/2
+    assert float(pc.grad) == pytest.approx(-0.05)
+    assert float(pr.grad) == pytest.approx(0.05)
+
+
+# columns: (x_en,y_en) (x_en,y_tgt) (x_tgt,y_tgt) (x_tgt,y_en)
+POLICY = _t(-10.0, -20.0, -12.0, -30.0)[None]
+REF = _t(-11.0, -19.0, -15.0, -28.0)[None]
+TOKENS = torch.tensor([[4, 10, 6, 15]])
+# en pair: h = (-10+11) - (-20+19) = 2 -> log(1+e^-0.2) = 0.5981389
+# tgt pair: h = (-12+15) - (-30+28) = 5 -> log(1+e^-0.5) = 0.4740770
+CL = (0.5981389 + 0.4740770) / 2
+NLL_TGT = 12 / 6  # target response only: -(-12) / 6 tokens
+
+
+def test_clo_mix_with_lambda() -> None:
+    out = clo_loss(POLICY, REF, TOKENS, lam=0.5, beta=0.1)
+    assert float(out.cl) == pytest.approx(CL, abs=1e-6)
+    assert float(out.nll) == pytest.approx(NLL_TGT)
+    assert float(out.loss) == pytest.approx(0.5 * 2.0 + 0.5 * CL, abs=1e-6)
+    out = clo_loss(POLICY, REF, TOKENS, lam=0.25, beta=0.1)
+    assert float(out.loss) == pytest.approx(0.25 * 2.0 + 0.75 * CL, abs=1e-6)
+    assert clo_loss(POLICY, REF, TOKENS, lam=0.0, beta=0.1).loss.item() == pytest.approx(CL, 1e-6)
+    m = out.metrics()
+    assert m["margin_en"] == pytest.approx(0.2) and m["margin_tgt"] == pytest.approx(0.5)
+    assert m["accuracy_en"] == 1.0 and m["accuracy_tgt"] == 1.0
+
+
+def test_english_nll_ablation_adds_english_response() -> None:
+    out = clo_loss(POLICY, REF, TOKENS, lam=1.0, english_nll=True)
+    assert float(out.loss) == pytest.approx((10 + 12) / (4 + 6))  # token mean over both
+
+
+def test_clo_averages_over_examples_and_tokens() -> None:
+    policy = torch.cat([POLICY, POLICY * 2])
+    ref = torch.cat([REF, REF * 2])
+    tokens = torch.cat([TOKENS, TOKENS])
+    out = clo_loss(policy, ref, tokens, lam=1.0)
+    assert float(out.loss) == pytest.approx((12 + 24) / 12)  # token mean, not sequence mean
+
+
+def test_sft_variants_pick_columns() -> None:
+    assert float(sft_loss(POLICY, REF, TOKENS, variant="target").loss) == pytest.approx(2.0)
+    assert float(sft_loss(POLICY, REF, TOKENS, variant="english").loss) == pytest.approx(2.5)
+    assert float(sft_loss(POLICY, REF, TOKENS, variant="both").loss) == pytest.approx(2.2)
+    with pytest.raises(ValueError, match="target, english or both"):
+        sft_loss(POLICY, REF, TOKENS, variant="german")
+
+
+def test_sft_gradient_reaches_only_its_column() -> None:
+    policy = POLICY.clone().requires_grad_()
+    sft_loss(policy, REF, TOKENS, variant="target").loss.backward()
+    assert policy.grad[0].tolist() == pytest.approx([0.0, 0.0, -1 / 6, 0.0])
+
+
+def test_token_mean_nll() -> None:
+    assert float(token_mean_nll(_t(-3.0, -5.0), torch.tensor([1, 3]))) == pytest.approx(2.0)

@@ -1,0 +1,475 @@
+"""Dashboard browser tests: the real API (uvicorn on an ephemeral port) over a fresh Postgres
+database, jobs created over HTTP, worker writes through persistence.job_runs, and Debian's
+chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from persistence import job_runs
+from persistence.artifact_store import ArtifactStore, make_key
+from persistence.db import make_engine, make_session_factory, session_scope
+from persistence.models import Job
+from persistence.repositories import tenants as tenants_repo
+from persistence.settings import Settings
+
+ADMIN_DSN = os.environ.get("CLO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_HOST = os.environ.get("CLO_TEST_PG_HOST", "postgres@127.0.0.1:5432")
+CHROMIUM = os.environ.get("CLO_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+MODELS = {
+    "tiny-lm": {"source": "/models/tiny-lm", "kind": "causal_lm"},
+    "tiny-lm-2": {"source": "/models/tiny-lm-2", "kind": "causal_lm"},
+    "tiny-mt": {"source": "/models/tiny-mt", "kind": "translator"},
+}
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A new database for this session, migrated by Alembic, dropped afterwards."""
+    from persistence.migrate import upgrade_head
+
+    name = f"clo_d_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://{PG_HOST}/{name}"
+    try:
+        upgrade_head(url)
+        yield url
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        environment="development",
+        database_url=pg_url,
+        broker_url="redis://127.0.0.1:6379/15",  # never used: enqueue is replaced below
+        data_dir=tmp_path_factory.mktemp("clo-dashboard"),
+        models=MODELS,
+        migrate_on_start=False,
+        max_concurrent_jobs_per_tenant=1000,
+        sse_poll_seconds=0.1,
+        log_json=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def factory(pg_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def enqueued() -> list[str]:
+    """Job ids the API woke a worker for; no worker runs here, the tests play its part."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def base_url(settings: Settings, enqueued: list[str]) -> Iterator[str]:
+    """The real app served by uvicorn on 127.0.0.1 with an ephemeral port, in a thread."""
+    app = create_app(settings, enqueue=enqueued.append)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def api(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@dataclass
+class TenantKey:
+    tenant_id: uuid.UUID
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def make_tenant(factory: sessionmaker[Session]) -> Callable[[], TenantKey]:
+    """A new tenant with one API key (what `clo admin` does)."""
+
+    def build() -> TenantKey:
+        with session_scope(factory) as session:
+            tenant = tenants_repo.create_tenant(session, f"dash-{uuid.uuid4().hex[:12]}")
+            _, new = tenants_repo.create_api_key(session, tenant)
+            return TenantKey(tenant.id, new.secret)
+
+    return build
+
+
+@pytest.fixture
+def submit(api: httpx.Client) -> Callable[..., str]:
+    """POST /v1/jobs as the tenant; returns the new job id."""
+
+    def post(tenant: TenantKey, **overrides: Any) -> str:
+        body: dict[str, Any] = {
+            "base_model": "tiny-lm",
+            "target_language": "de",
+            "data_size": 32,
+            "translator": {"model": "tiny-mt"},
+        }
+        body.update(overrides)
+        response = api.post("/v1/jobs", json=body, headers=tenant.headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    return post
+
+
+class WorkerSim:
+    """Writes what a worker writes for one job, through the worker's own repository."""
+
+    def __init__(self, factory: sessionmaker[Session], store: ArtifactStore, job_id: str) -> None:
+        self.factory = factory
+        self.store = store
+        self.job_id = uuid.UUID(job_id)
+        with session_scope(factory) as session:
+            lease = job_runs.claim_job(session, self.job_id, "dashboard-test-worker", 600)
+        assert lease is not None, "job was not claimable"
+        self.lease = lease
+
+    def _write(self, fn: Callable[..., bool], *args: Any, **kwargs: Any) -> None:
+        with session_scope(self.factory) as session:
+            assert fn(session, self.lease, *args, **kwargs), f"{fn.__name__} lost the lease"
+
+    def stage(self, stage: str) -> None:
+        self._write(job_runs.set_stage, stage)
+
+    def progress(self, step: int, total: int, eta: float | None = None) -> None:
+        percent = round(100.0 * step / total, 2)
+        self._write(
+            job_runs.record_progress, step=step, total_steps=total, percent=percent, eta_seconds=eta
+        )
+
+    def event(self, type_: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self._write(job_runs.add_event, type_, message, data)
+
+    def metrics(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        self._write(job_runs.record_metrics, rows)
+
+    def results(self, summary: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
+        self._write(job_runs.record_results, metrics_summary=summary, evaluation=evaluation)
+
+    def artifact(self, name: str, kind: str, data: bytes) -> str:
+        stored = self.store.write_bytes(make_key("jobs", str(self.job_id), name), data)
+        self._write(
+            job_runs.record_artifact,
+            name=name,
+            kind=kind,
+            key=stored.key,
+            size=stored.size,
+            sha256=stored.sha256,
+        )
+        return stored.sha256
+
+    def finish(self, status: str = "succeeded") -> None:
+        self._write(job_runs.finish_job, status, message=f"job {status}")
+
+
+@pytest.fixture
+def worker(
+    factory: sessionmaker[Session], settings: Settings
+) -> Callable[[str], WorkerSim]:
+    store = ArtifactStore(settings.artifact_root)
+    return lambda job_id: WorkerSim(factory, store, job_id)
+
+
+def training_rows(steps: int, seed: float = 0.0) -> list[tuple[int, dict[str, float]]]:
+    """Plausible per-step CLO metrics (the names clo.trainer logs), varying with `seed`."""
+    rows = []
+    for step in range(1, steps + 1):
+        decay = math.exp(-step / (8.0 + seed))
+        rows.append(
+            (
+                step,
+                {
+                    "loss": 0.3 + 0.5 * decay,
+                    "nll": 1.2 + 0.8 * decay,
+                    "cl_loss": 0.69 * decay + 0.05,
+                    "margin_en": 0.4 * (1 - decay),
+                    "margin_tgt": 0.9 * (1 - decay) + 0.1 * seed,
+                    "accuracy_en": min(1.0, 0.5 + step / (2.0 * steps)),
+                    "accuracy_tgt": min(1.0, 0.5 + step / (1.5 * steps)),
+                    "lr": 5e-6 * min(1.0, step / 4),
+                    "tokens_per_second": 900.0 + 10 * step,
+                },
+            )
+        )
+    return rows
+
+
+@pytest.fixture
+def finished_job(
+    submit: Callable[..., str], worker: Callable[[str], WorkerSim]
+) -> Callable[..., tuple[str, str]]:
+    """Builds jobs taken through training and evaluation to succeeded."""
+
+    def build(tenant: TenantKey, seed: int = 0, steps: int = 20, **job: Any) -> tuple[str, str]:
+        return _finish(submit, worker, tenant, evaluation_report(seed), steps, seed, **job)
+
+    return build
+
+
+def _finish(
+    submit: Callable[..., str],
+    worker: Callable[[str], WorkerSim],
+    tenant: TenantKey,
+    evaluation: dict[str, Any],
+    steps: int,
+    seed: float,
+    **job: Any,
+) -> tuple[str, str]:
+    """(job id, adapter sha256) of a job run to succeeded with metrics and an evaluation."""
+    job_id = submit(tenant, **job)
+    sim = worker(job_id)
+    sim.stage("translating")
+    sim.progress(32, 32)
+    translation = {
+        "source_language": "en",
+        "target_language": "de",
+        "model": "tiny-mt",
+        "n_input": 32,
+        "n_kept": 29,
+        "n_dropped": 3,
+        "dropped_by_reason": {"wrong_language": 2, "degenerate": 1},
+        "cache_hits": 5,
+        "model_calls": 12,
+    }
+    sim.event("translated", "kept 29 of 32", translation)
+    sim.stage("training")
+    rows = training_rows(steps, seed)
+    sim.metrics(rows)
+    sim.progress(steps, steps)
+    sim.stage("evaluating")
+    summary = {**rows[-1][1], "train_examples": 29, "translation": translation}
+    sim.results(summary, evaluation)
+    sim.stage("packaging")
+    sha = sim.artifact("adapter.tar", "adapter", f"adapter of {job_id}".encode() * 100)
+    sim.finish("succeeded")
+    return job_id, sha
+
+
+def evaluation_report(seed: int = 0) -> dict[str, Any]:
+    """An evaluation report built with clo's own schema (so a schema change breaks here)."""
+    from clo.evaluate.report import (
+        AnswerSample,
+        BenchmarkResult,
+        DirectionStats,
+        EvaluationReport,
+        JudgeReport,
+        LanguageRate,
+        LanguageReport,
+        LineResult,
+        NllStats,
+        PreferenceReport,
+        WinRate,
+    )
+
+    passed = 12 - seed
+
+    def rate(lang: str, total: int, judged: int, ok: int, english: int) -> LanguageRate:
+        return LanguageRate(
+            expected_language=lang, total=total, judged=judged, passed=ok, failed=judged - ok,
+            no_kept_lines=total - judged, pass_rate=ok / judged, english_rate=english / judged,
+        )
+
+    def win(lang: str, wins: int, ties: int, losses: int) -> WinRate:
+        n = wins + ties + losses
+        p = (wins + 0.5 * ties) / n
+        return WinRate(
+            prompt_language=lang, n=n, wins=wins, ties=ties, losses=losses, win_rate=p,
+            stderr=math.sqrt(p * (1 - p) / n), position_inconsistent=ties, invalid_verdicts=0,
+        )
+
+    def direction(d: str, acc: float) -> DirectionStats:
+        return DirectionStats(
+            direction=d, n=16, accuracy=acc, reward_margin_mean=0.42, chosen_reward_mean=0.3,
+            rejected_reward_mean=-0.12, logp_accuracy=acc - 0.1, chosen_logp_mean=-40.0,
+            rejected_logp_mean=-52.5,
+        )
+
+    samples = [
+        AnswerSample(
+            prompt_language="de", prompt="Wie kocht man Tee?",
+            answer="Man erhitzt Wasser und gießt es über die Teeblätter.", verdict="pass",
+            lines=[LineResult(text="Man erhitzt Wasser und gießt es über die Teeblätter.",
+                              words=8, kept=True, language="de", ok=True)],
+        ),
+        AnswerSample(
+            prompt_language="de", prompt="Was ist ein Vulkan?",
+            answer="A volcano is an opening in the crust of the earth.", verdict="fail",
+            lines=[LineResult(text="A volcano is an opening in the crust of the earth.",
+                              words=10, kept=True, language="en", ok=False)],
+        ),
+    ]
+    report = EvaluationReport(
+        model=f"tiny-lm + adapter {seed}",
+        target_language="de",
+        target_language_name="German",
+        heldout_size=16,
+        config={"max_new_tokens": 32},
+        language=LanguageReport(
+            detector="lingua 2.1", detector_languages=["de", "en"], min_words_per_line=4,
+            max_new_tokens=32, target_prompts=rate("de", 16, 15, passed, 3),
+            english_prompts=rate("en", 16, 16, 15, 15), english_bias=3 / 15, samples=samples,
+        ),
+        preference=PreferenceReport(
+            beta=0.1, reference="adapter_disabled",
+            directions={"tgt": direction("tgt", 0.875 - 0.1 * seed),
+                        "en": direction("en", 0.75)},
+            nll={"target": NllStats(sequences=16, tokens=900, nll=2.1 + seed, perplexity=8.2),
+                 "english": NllStats(sequences=16, tokens=800, nll=1.7, perplexity=5.5)},
+        ),
+        benchmarks=[
+            BenchmarkResult(benchmark="belebele", language="de", source="local", n=20,
+                            accuracy=0.45 - 0.05 * seed, accuracy_norm=0.5),
+            BenchmarkResult(benchmark="belebele", language="en", source="local", n=20,
+                            accuracy=0.55, accuracy_norm=0.6),
+        ],
+        judge=JudgeReport(
+            judge={"kind": "local", "model": "tiny-judge", "endpoint": ""},
+            prompt_version="1", prompt_sha256="0" * 64, baseline="base model",
+            results={"tgt": win("de", 13 - seed, 2, 5 + seed), "en": win("en", 9, 4, 7)},
+            samples=[],
+        ),
+    )
+    return report.model_dump(mode="json")
+
+
+@pytest.fixture
+def load_job(factory: sessionmaker[Session]) -> Callable[[str], Job]:
+    """The job row as the database has it now."""
+
+    def load(job_id: str) -> Job:
+        with factory() as session:
+            job = session.get(Job, uuid.UUID(job_id))
+            assert job is not None
+            session.expunge(job)
+            return job
+
+    return load
+
+
+# ---- the browser --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: run scripts/install-browser (or set "
+                    "CLO_TEST_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class BrowserPage:
+    page: Any
+    base_url: str
+    requests: list[str]
+    errors: list[str]
+
+    def open(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def sign_in(self, key: str) -> None:
+        """Paste the key into the key panel, as a user does once per browser session."""
+        self.page.fill("#api-key", key)
+        self.page.click("#key-form button[type=submit]")
+        self.page.wait_for_selector("#page-content:not([hidden])")
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def browser_page(browser: Any, base_url: str) -> Iterator[BrowserPage]:
+    """A fresh browser context (own sessionStorage) on a laptop-sized viewport.
+
+    Every request the page makes is recorded: after the test, all must have gone to the API's
+    own origin, and no script error may have happened.
+    """
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    wrapped = BrowserPage(page, base_url, [], [])
+    page.on("request", lambda request: wrapped.requests.append(request.url))
+    page.on("pageerror", lambda error: wrapped.errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: wrapped.errors.append(msg.text)
+        if msg.type == "error" and "status of 4" not in msg.text
+        else None,
+    )
+    try:
+        yield wrapped
+    finally:
+        context.close()
+    origin = urlsplit(base_url).netloc
+    foreign = [u for u in wrapped.requests if urlsplit(u).scheme in ("http", "https")
+               and urlsplit(u).netloc != origin]
+    assert not foreign, f"requests to other hosts: {foreign}"
+    assert not wrapped.errors, f"browser errors: {wrapped.errors}"

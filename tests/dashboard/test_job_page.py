@@ -1,0 +1,183 @@
+"""The job page in a real browser: live progress, curves, evaluation, downloads, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+
+def test_running_job_progress_advances_without_reload(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, submit, worker
+) -> None:
+    tenant = make_tenant()
+    job_id = submit(tenant)
+    sim = worker(job_id)
+    sim.stage("training")
+    sim.progress(10, 100, eta=90.0)
+
+    page = browser_page.page
+    browser_page.open(f"/dashboard/jobs/{job_id}")
+    browser_page.sign_in(tenant.key)
+    bar = page.locator("#job-progress")
+    expect(page.locator("#job-status .badge")).to_have_text("running")
+    expect(bar).to_have_attribute("aria-valuetext", "10% · step 10 of 100 · ETA 1m 30s")
+    expect(page.locator("#progress-label")).to_have_text("Progress (training)")
+    expect(page.locator("#stream-state")).to_contain_text("Live")
+    # The stream replayed the job's history so far.
+    expect(page.locator("#events li[data-type=stage]")).to_have_count(1)
+    page.evaluate("window.__sameDocument = true")
+
+    # The worker moves on while the page stays open.
+    sim.progress(55, 100, eta=20.0)
+    sim.metrics([(1, {"loss": 0.9}), (2, {"loss": 0.7}), (3, {"loss": 0.6})])
+    sim.event("checkpoint", "checkpoint at step 50", {"step": 50})
+    expect(bar).to_have_attribute("aria-valuetext", "55% · step 55 of 100 · ETA 20s")
+    assert bar.evaluate("p => p.value") == 55.0
+    # The event arrived over the event stream (nothing else fetches events).
+    expect(page.locator("#events li[data-type=checkpoint]")).to_contain_text(
+        "checkpoint at step 50"
+    )
+    # Curves fill in while training runs.
+    expect(page.locator('figure[data-metric="loss"] path.line')).to_have_attribute(
+        "data-points", "3", timeout=8000
+    )
+    assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+
+    # A stage change and the end reach the page too; the stream then closes.
+    sim.stage("evaluating")
+    expect(page.locator("#progress-label")).to_have_text("Progress (evaluating)")
+    sim.finish("succeeded")
+    expect(page.locator("#job-status .badge")).to_have_text("succeeded")
+    expect(page.locator("#stream-state")).to_contain_text("finished")
+    expect(page.locator("#cancel-job")).to_be_hidden()
+
+
+def test_finished_job_shows_curves_evaluation_and_downloads(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, finished_job, api, tmp_path: Path
+) -> None:
+    tenant = make_tenant()
+    job_id, sha = finished_job(tenant, steps=20)
+    report = api.get(f"/v1/jobs/{job_id}/evaluation", headers=tenant.headers).json()["report"]
+
+    page = browser_page.page
+    browser_page.open(f"/dashboard/jobs/{job_id}")
+    browser_page.sign_in(tenant.key)
+    expect(page.locator("#job-status .badge")).to_have_text("succeeded")
+    assert page.locator("#job-progress").evaluate("p => p.value") == 100.0
+
+    # One chart per metric group the metrics endpoint returned, 20 points per line.
+    curves = api.get(f"/v1/jobs/{job_id}/metrics", headers=tenant.headers).json()["curves"]
+    expected_groups = {
+        "loss", "nll", "cl_loss", "margin_tgt,margin_en", "accuracy_tgt,accuracy_en", "lr",
+        "tokens_per_second",
+    }
+    assert {k for g in expected_groups for k in g.split(",")} == set(curves)
+    charts = page.locator("#curves figure.chart")
+    expect(charts).to_have_count(len(expected_groups))
+    assert set(charts.evaluate_all("fs => fs.map(f => f.dataset.metric)")) == expected_groups
+    paths = page.locator("#curves path.line")
+    expect(paths).to_have_count(len(curves))
+    for d, points in paths.evaluate_all(
+        "ps => ps.map(p => [p.getAttribute('d'), p.dataset.points])"
+    ):
+        assert points == "20" and d.startswith("M") and d.count("L") == 19
+    # The loss falls, so its line ends lower on the chart (SVG y grows downwards).
+    loss_d = page.locator('figure[data-metric="loss"] path.line').get_attribute("d")
+    first_y = float(loss_d.split()[0].split(",")[1])
+    last_y = float(loss_d.split()[-1].split(",")[1])
+    assert last_y > first_y
+    margins = page.locator('figure[data-metric="margin_tgt,margin_en"]')
+    expect(margins.locator("path.line")).to_have_count(2)
+    expect(margins.locator(".legend")).to_contain_text("English prompts")
+
+    # Translation counts from the translate stage's report.
+    translation = page.locator("#translation-table")
+    expect(translation.locator("tr", has_text="Kept")).to_contain_text("29")
+    expect(translation.locator("tr", has_text="wrong_language")).to_contain_text("2")
+
+    # The evaluation report, from GET /evaluation.
+    lang = report["language"]
+    rates = page.locator("#language-rates")
+    expect(rates.locator("tr", has_text="German prompts")).to_contain_text(
+        f"{lang['target_prompts']['pass_rate'] * 100:.1f}%"
+    )
+    expect(rates.locator("tr", has_text="English prompts")).to_contain_text(
+        f"{lang['english_prompts']['pass_rate'] * 100:.1f}%"
+    )
+    tgt = report["preference"]["directions"]["tgt"]
+    expect(page.locator("#preference-table tr", has_text="German")).to_contain_text(
+        f"{tgt['accuracy'] * 100:.1f}%"
+    )
+    bench = report["benchmarks"][0]
+    expect(page.locator("#benchmark-table tbody tr").first).to_contain_text(
+        f"{bench['accuracy'] * 100:.1f}%"
+    )
+    win = report["judge"]["results"]["tgt"]
+    row = page.locator("#winrate-table tr", has_text="German")
+    for count in (win["wins"], win["ties"], win["losses"]):
+        expect(row).to_contain_text(str(count))
+    expect(row).to_contain_text(f"{win['win_rate']:.3g} ± {1.96 * win['stderr']:.2g}")
+    # Two bars, each with an error bar (a line and two caps).
+    expect(page.locator("svg.winrate rect.bar")).to_have_count(2)
+    expect(page.locator("svg.winrate line.errorbar")).to_have_count(6)
+    samples = page.locator("#answer-samples article")
+    expect(samples).to_have_count(len(lang["samples"]))
+    expect(page.locator('#answer-samples article[data-verdict="pass"]')).to_contain_text(
+        "right language"
+    )
+    expect(page.locator('#answer-samples article[data-verdict="fail"]')).to_contain_text(
+        lang["samples"][1]["answer"]
+    )
+    browser_page.screenshot("job")
+
+    # Download: fetched with the key, checked against the sha256, saved by the browser.
+    with page.expect_download() as info:
+        page.click('button[data-artifact="adapter.tar"]')
+    saved = tmp_path / "adapter.tar"
+    info.value.save_as(saved)
+    assert info.value.suggested_filename == "adapter.tar"
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == sha
+    expect(page.locator('tr[data-artifact="adapter.tar"] .download-status')).to_contain_text(
+        "sha256 verified"
+    )
+
+
+def test_cancel_from_the_page(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, submit, worker, load_job
+) -> None:
+    tenant = make_tenant()
+    running = submit(tenant)
+    sim = worker(running)
+    sim.stage("training")
+    sim.progress(3, 50)
+    queued = submit(tenant)
+
+    page = browser_page.page
+    browser_page.open(f"/dashboard/jobs/{running}")
+    browser_page.sign_in(tenant.key)
+    expect(page.locator("#job-status .badge")).to_have_text("running")
+    page.click("#cancel-job")
+    # A second, explicit step; "Keep it" backs out and nothing is sent.
+    page.click("#cancel-no")
+    expect(page.locator("#cancel-job")).to_be_focused()
+    assert load_job(running).cancel_requested_at is None
+    page.keyboard.press("Enter")  # keyboard works as well as the mouse
+    expect(page.locator("#cancel-yes")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#job-status .badge")).to_have_text("cancelling")
+    expect(page.locator("#cancel-message")).to_contain_text("Cancel requested")
+    job = load_job(running)
+    assert job.status == "cancelling" and job.cancel_requested_at is not None
+
+    # The worker notices at its next step and stops; the page follows.
+    sim.finish("cancelled")
+    expect(page.locator("#job-status .badge")).to_have_text("cancelled")
+
+    # A queued job is cancelled at once.
+    browser_page.open(f"/dashboard/jobs/{queued}")
+    page.click("#cancel-job")
+    page.click("#cancel-yes")
+    expect(page.locator("#job-status .badge")).to_have_text("cancelled")
+    assert load_job(queued).status == "cancelled"

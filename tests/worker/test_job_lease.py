@@ -1,0 +1,185 @@
+"""Lease claim, fencing and reaper queries against the real Postgres."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from persistence import job_runs
+from persistence.db import session_scope
+from persistence.models import Artifact, Job, JobEvent, JobMetric, utcnow
+
+
+def _job(factory, job_id):
+    with session_scope(factory) as s:
+        job = s.get(Job, job_id)
+        s.expunge(job)
+        return job
+
+
+def _events(factory, job_id):
+    with session_scope(factory) as s:
+        rows = s.execute(
+            select(JobEvent.seq, JobEvent.type).where(JobEvent.job_id == job_id)
+            .order_by(JobEvent.seq)
+        ).all()
+        return [(seq, type_) for seq, type_ in rows]
+
+
+def _claim(factory, job_id, worker="w1", lease_seconds=60):
+    with session_scope(factory) as s:
+        return job_runs.claim_job(s, job_id, worker, lease_seconds)
+
+
+def _expire(factory, job_id):
+    with session_scope(factory) as s:
+        s.execute(update(Job).where(Job.id == job_id)
+                  .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_claim_sets_running_and_second_claim_fails(factory, make_job):
+    job_id = make_job()
+    lease = _claim(factory, job_id, "w1")
+    assert lease is not None and lease.attempt == 1
+    job = _job(factory, job_id)
+    assert job.status == "running" and job.lease_token == lease.token
+    assert job.worker_id == "w1" and job.lease_expires_at > utcnow()
+    # A duplicate delivery while the lease is live gets nothing and changes nothing.
+    assert _claim(factory, job_id, "w2") is None
+    after = _job(factory, job_id)
+    assert after.worker_id == "w1" and after.lease_token == lease.token and after.attempt == 1
+    assert _events(factory, job_id) == [(1, "started")]
+
+
+def test_concurrent_claims_have_one_winner(factory, make_job):
+    job_id = make_job()
+    results: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        results.append(_claim(factory, job_id, f"w{i}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert _job(factory, job_id).lease_token == winners[0].token
+
+
+def test_stale_token_writes_change_nothing(factory, make_job):
+    job_id = make_job()
+    old = _claim(factory, job_id, "w1")
+    _expire(factory, job_id)
+    new = _claim(factory, job_id, "w2")
+    assert new is not None and new.token != old.token and new.attempt == 2
+    with session_scope(factory) as s:
+        assert not job_runs.record_progress(s, old, step=5, total_steps=10, percent=50.0,
+                                            eta_seconds=1.0)
+        assert not job_runs.record_metrics(s, old, [(1, {"loss": 0.5})])
+        assert not job_runs.add_event(s, old, "stale", "from the old worker")
+        assert not job_runs.set_stage(s, old, "training")
+        assert not job_runs.record_artifact(s, old, name="adapter.tar", kind="adapter",
+                                            key="jobs/x/adapter.tar", size=1, sha256="0" * 64)
+        assert not job_runs.finish_job(s, old, "succeeded")
+        assert job_runs.renew_lease(s, old, 60) is None
+    job = _job(factory, job_id)
+    assert job.status == "running" and job.step is None and job.stage is None
+    assert job.lease_token == new.token
+    with session_scope(factory) as s:
+        assert s.scalar(select(JobMetric.id).where(JobMetric.job_id == job_id)) is None
+        assert s.scalar(select(Artifact.id).where(Artifact.job_id == job_id)) is None
+    assert [t for _, t in _events(factory, job_id)] == ["started", "started"]
+    # The current holder's writes go through.
+    with session_scope(factory) as s:
+        assert job_runs.record_progress(s, new, step=5, total_steps=10, percent=50.0,
+                                        eta_seconds=1.0)
+    assert _job(factory, job_id).step == 5
+
+
+def test_metrics_replace_redone_steps_and_finish_releases_lease(factory, make_job):
+    job_id = make_job()
+    lease = _claim(factory, job_id)
+    with session_scope(factory) as s:
+        assert job_runs.record_metrics(s, lease, [(1, {"loss": 0.9}), (2, {"loss": 0.8})])
+    with session_scope(factory) as s:
+        assert job_runs.record_metrics(s, lease, [(2, {"loss": 0.7}), (3, {"loss": 0.6})])
+    with session_scope(factory) as s:
+        rows = s.execute(select(JobMetric.step, JobMetric.values)
+                         .where(JobMetric.job_id == job_id).order_by(JobMetric.step)).all()
+        assert [(st, v["loss"]) for st, v in rows] == [(1, 0.9), (2, 0.7), (3, 0.6)]
+        assert job_runs.finish_job(s, lease, "succeeded")
+    job = _job(factory, job_id)
+    assert job.status == "succeeded" and job.lease_token is None and job.percent == 100.0
+    assert _claim(factory, job_id, "w2") is None  # a finished job is never run again
+
+
+def test_heartbeat_sees_cancel_request(factory, make_job):
+    job_id = make_job()
+    lease = _claim(factory, job_id)
+    with session_scope(factory) as s:
+        state = job_runs.renew_lease(s, lease, 60)
+    assert state is not None and not state.cancel_requested
+    with session_scope(factory) as s:
+        s.execute(update(Job).where(Job.id == job_id)
+                  .values(status="cancelling", cancel_requested_at=utcnow()))
+    with session_scope(factory) as s:
+        state = job_runs.renew_lease(s, lease, 60)
+        assert state is not None and state.cancel_requested
+        assert job_runs.finish_job(s, lease, "cancelled")
+    assert _job(factory, job_id).status == "cancelled"
+
+
+def test_reaper_requeues_then_fails_at_attempt_cap(factory, make_job):
+    job_id = make_job(max_attempts=2)
+    for attempt in (1, 2):
+        lease = _claim(factory, job_id, f"w{attempt}")
+        assert lease is not None and lease.attempt == attempt
+        _expire(factory, job_id)
+        with session_scope(factory) as s:
+            reaped = {r.job_id: r for r in job_runs.reap_expired(s)}
+        assert reaped[job_id].outcome == ("requeued" if attempt == 1 else "failed")
+    job = _job(factory, job_id)
+    assert job.status == "failed" and job.attempt == 2 and job.lease_token is None
+    assert job.error["code"] == "worker_lost" and job.error["type"] == "system_error"
+    types = [t for _, t in _events(factory, job_id)]
+    assert types == ["started", "lease_expired", "started", "failed"]
+    assert _claim(factory, job_id, "w3") is None
+
+
+def test_reaper_leaves_live_leases_and_cancels_orphaned_cancelling(factory, make_job):
+    live = make_job()
+    cancelling = make_job()
+    _claim(factory, live)
+    _claim(factory, cancelling)
+    with session_scope(factory) as s:
+        s.execute(update(Job).where(Job.id == cancelling)
+                  .values(status="cancelling", cancel_requested_at=utcnow()))
+    _expire(factory, cancelling)
+    with session_scope(factory) as s:
+        reaped = {r.job_id: r.outcome for r in job_runs.reap_expired(s)}
+    assert live not in reaped and reaped[cancelling] == "cancelled"
+    assert _job(factory, live).status == "running"
+    assert _job(factory, cancelling).status == "cancelled"
+
+
+def test_queued_without_message_finds_old_unsent_jobs(factory, make_job):
+    old = make_job(created_at=utcnow() - timedelta(minutes=10), enqueued_at=None)
+    fresh = make_job()
+    recently_sent = make_job(created_at=utcnow() - timedelta(minutes=10), enqueued_at=utcnow())
+    with session_scope(factory) as s:
+        found = set(job_runs.queued_without_message(s, older_than_seconds=60, limit=1000))
+        assert old in found and fresh not in found and recently_sent not in found
+        job_runs.mark_enqueued(s, [old])
+    with session_scope(factory) as s:
+        assert old not in set(job_runs.queued_without_message(s, 60, limit=1000))
+
+
+def test_unknown_job_is_not_claimable(factory):
+    assert _claim(factory, uuid.uuid4()) is None

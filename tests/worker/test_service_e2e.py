@@ -1,0 +1,192 @@
+"""A real API server and a real Celery worker (subprocesses) on Postgres + Redis: whole jobs."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from clo.cli.demo import build_tiny_models, free_port, start_api, start_worker, stop, wait_http
+from clo.cli.jobs import JobsClient, download_artifact, extract_bundle, sha256_of
+from persistence.db import session_scope
+from persistence.repositories import tenants
+
+pytestmark = pytest.mark.slow
+REDIS = "redis://127.0.0.1:6379"
+
+
+@dataclass
+class Service:
+    base: str
+    client: JobsClient
+    data_dir: Path
+    logs: Path
+    redis_url: str
+    queue: str
+
+
+def _logs_tail(folder: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                     for p in sorted(folder.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def service(pg_url: str, factory, tmp_path_factory) -> Iterator[Service]:
+    data_dir = tmp_path_factory.mktemp("svc")
+    build_tiny_models(data_dir / "models")
+    db = random.randint(1, 15)  # its own Redis db and queue: parallel sessions never meet
+    queue = f"gpu-{uuid.uuid4().hex[:8]}"
+    redis_url = f"{REDIS}/{db}"
+    env = {
+        "CLO_ENVIRONMENT": "development",
+        "CLO_DATABASE_URL": pg_url,
+        "CLO_BROKER_URL": redis_url,
+        "CLO_DATA_DIR": str(data_dir),
+        "CLO_QUEUE": queue,
+        "CLO_LEASE_SECONDS": "20",
+        "CLO_HEARTBEAT_SECONDS": "1",
+        "CLO_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "CLO_LOG_JSON": "false",
+        "CLO_MIGRATE_ON_START": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    logs = data_dir / "logs"
+    port = free_port()
+    api = start_api(env, port, logs / "api.log")
+    worker = start_worker(env, queue, f"w-{queue}@test", logs / "worker.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", api)
+        with session_scope(factory) as session:
+            tenant = tenants.create_tenant(session, f"e2e-{uuid.uuid4().hex[:8]}")
+            _, key = tenants.create_api_key(session, tenant)
+        client = JobsClient(base, key.secret)
+        yield Service(base, client, data_dir, logs, redis_url, queue)
+        client.close()
+    finally:
+        stop(worker)
+        stop(api)
+        redis.Redis.from_url(redis_url).delete(queue)
+
+
+def _spec(max_steps: int, data_size: int = 12, **extra: Any) -> dict[str, Any]:
+    spec = {
+        "base_model": "tiny-qwen2",
+        "target_language": "de",
+        "data_size": data_size,
+        "seed_data": {"source": "parallel"},
+        "hyperparameters": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-3,
+                            "max_length": 128, "checkpoint_every": 2},
+        "evaluation": {"heldout_size": 2, "max_new_tokens": 8},
+    }
+    spec.update(extra)
+    return spec
+
+
+def _poll(service: Service, job_id: str, until: set[str], timeout: float = 240) -> list[dict]:
+    """Every distinct (status, stage, step) seen while polling, up to a status in `until`."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.client.get(job_id)
+        key = (job["status"], job["stage"], job["progress"]["step"])
+        if not seen or key != (seen[-1]["status"], seen[-1]["stage"],
+                               seen[-1]["progress"]["step"]):
+            seen.append(job)
+        if job["status"] in until:
+            return seen
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stuck in {seen[-1]['status']}\n"
+                         f"{_logs_tail(service.logs)}")
+
+
+def _events(service: Service, job_id: str) -> list[dict]:
+    return service.client.request("GET", f"/v1/jobs/{job_id}/events")["data"]
+
+
+def test_job_runs_every_stage_and_adapter_loads_with_peft(service: Service, tmp_path: Path):
+    job = service.client.submit(_spec(max_steps=4))
+    seen = _poll(service, job["id"], {"succeeded", "failed", "cancelled"})
+    final = seen[-1]
+    assert final["status"] == "succeeded", f"{final['error']}\n{_logs_tail(service.logs)}"
+    assert any(j["status"] == "running" and j["stage"] == "training" for j in seen)
+    stage_events = [e["data"]["stage"] for e in _events(service, job["id"])
+                    if e["type"] == "stage"]
+    assert stage_events == ["translating", "training", "evaluating", "packaging"]
+    assert final["attempt"] == 1 and final["progress"]["percent"] == 100.0
+    assert final["metrics_summary"]["train_steps"] == 4
+    curves = service.client.request("GET", f"/v1/jobs/{job['id']}/metrics")["curves"]
+    assert [p["step"] for p in curves["loss"]] == [1, 2, 3, 4]
+
+    archive = download_artifact(service.client, job["id"], "adapter.tar", tmp_path)
+    listed = {a["name"]: a for a in final["artifacts"]}
+    assert sha256_of(archive) == listed["adapter.tar"]["sha256"]
+    bundle = extract_bundle(archive, tmp_path / "adapter")
+    assert (bundle / "adapter_config.json").is_file()
+    assert (bundle / "adapter_model.safetensors").is_file()
+    assert not list(bundle.rglob("*.bin")) and not list(bundle.rglob("*.pt"))
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = service.data_dir / "models" / "tiny-qwen2"
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    model = PeftModel.from_pretrained(base, bundle)
+    tok = AutoTokenizer.from_pretrained(bundle)
+    ids = tok("Hallo Welt", return_tensors="pt").input_ids
+    with torch.no_grad():
+        tuned = model(ids).logits
+        with model.disable_adapter():
+            plain = model(ids).logits
+    assert not torch.allclose(tuned, plain)  # the adapter changes the model
+
+
+def test_resumable_download_continues_a_partial_file(service: Service, tmp_path: Path):
+    job = service.client.submit(_spec(max_steps=1))
+    final = _poll(service, job["id"], {"succeeded", "failed"})[-1]
+    assert final["status"] == "succeeded"
+    meta = next(a for a in final["artifacts"] if a["name"] == "adapter.tar")
+    first = httpx.get(service.base + meta["download_url"],
+                      headers={"Authorization": service.client.http.headers["Authorization"],
+                               "Range": "bytes=0-999"})
+    assert first.status_code == 206 and len(first.content) == 1000
+    (tmp_path / "adapter.tar.partial").write_bytes(first.content)
+    path = download_artifact(service.client, job["id"], "adapter.tar", tmp_path)
+    assert sha256_of(path) == meta["sha256"] and path.stat().st_size == meta["size"]
+
+
+def test_cancel_mid_training_then_worker_takes_next_job(service: Service):
+    long_job = service.client.submit(_spec(max_steps=400))
+    seen = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        job = service.client.get(long_job["id"])
+        seen.append(job)
+        if job["stage"] == "training" and (job["progress"]["step"] or 0) >= 2:
+            break
+        assert job["status"] in {"queued", "running"}, job
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"never reached training\n{_logs_tail(service.logs)}")
+    cancelled_at = time.monotonic()
+    assert service.client.cancel(long_job["id"])["status"] == "cancelling"
+    final = _poll(service, long_job["id"], {"succeeded", "failed", "cancelled"}, timeout=60)[-1]
+    assert final["status"] == "cancelled"
+    assert time.monotonic() - cancelled_at < 20  # within a step + a heartbeat, not 400 steps
+    assert final["progress"]["step"] < 400
+    assert "cancelled" in [e["type"] for e in _events(service, long_job["id"])]
+    # The GPU slot is free again: the next job runs to the end.
+    nxt = service.client.submit(_spec(max_steps=2))
+    assert _poll(service, nxt["id"], {"succeeded", "failed", "cancelled"})[-1]["status"] == \
+        "succeeded"

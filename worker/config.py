@@ -1,0 +1,44 @@
+"""Worker-only settings (CLO_ env prefix), next to the shared `persistence.settings.Settings`."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from persistence.settings import get_settings
+
+
+class WorkerSettings(BaseSettings):
+    """Queue, timing and scratch-space knobs of the worker and the reaper."""
+
+    model_config = SettingsConfigDict(env_prefix="CLO_", extra="ignore")
+
+    queue: str = Field("gpu", description="Celery queue the GPU worker consumes.")
+    work_dir: Path | None = Field(
+        None, description="Per-job scratch folders; default <data_dir>/work"
+    )
+    visibility_timeout_seconds: int = Field(
+        48 * 3600,
+        ge=60,
+        description="Redis redelivers an unacked message after this; must exceed the longest job.",
+    )
+    progress_interval_seconds: float = Field(
+        1.0, gt=0, description="Progress writes at most this often."
+    )
+    reaper_interval_seconds: float = Field(15.0, gt=0, description="How often the reaper runs.")
+    requeue_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="Re-send the wake-up of a job queued this long (duplicates are harmless).",
+    )
+    max_tasks_per_child: int = Field(1, ge=1, description="1: a fresh process (clean GPU) per job.")
+
+    @property
+    def work_root(self) -> Path:
+        return self.work_dir or get_settings().data_dir / "work"
+
+
+@lru_cache(maxsize=1)
+def get_worker_settings() -> WorkerSettings:
+    return WorkerSettings()

@@ -1,0 +1,85 @@
+"""The reaper: expired leases back to the queue (or failed at the cap), lost wake-ups re-sent.
+
+Run it as its own small process (`python -m worker.reaper`), one per deployment; running
+two is harmless because every change is a conditional UPDATE and duplicate wake-ups are
+no-ops for the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from persistence import job_runs
+from persistence.db import session_scope
+from worker.config import get_worker_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    requeued: int
+    failed: int
+    cancelled: int
+    resent: int
+
+
+def reap_once(factory: sessionmaker[Session], requeue_after_seconds: float) -> ReapReport:
+    """One pass: settle expired leases, then (re)send wake-ups of queued jobs without one."""
+    from worker.enqueue import enqueue_job
+
+    with session_scope(factory) as session:
+        reaped = job_runs.reap_expired(session)
+    # Requeued jobs need a message now: their old one was consumed by the lost worker.
+    to_send = [r.job_id for r in reaped if r.outcome == "requeued"]
+    with session_scope(factory) as session:
+        to_send += job_runs.queued_without_message(session, requeue_after_seconds)
+    sent = [job_id for job_id in dict.fromkeys(to_send) if enqueue_job(job_id)]
+    if sent:
+        with session_scope(factory) as session:
+            job_runs.mark_enqueued(session, sent)
+    outcomes = [r.outcome for r in reaped]
+    report = ReapReport(outcomes.count("requeued"), outcomes.count("failed"),
+                        outcomes.count("cancelled"), len(sent))
+    if reaped or sent:
+        logger.info("reaper: %s", report)
+    return report
+
+
+def run_forever(
+    factory: sessionmaker[Session],
+    interval_seconds: float,
+    requeue_after_seconds: float,
+    stop: threading.Event | None = None,
+) -> None:
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        try:
+            reap_once(factory, requeue_after_seconds)
+        except Exception:  # noqa: BLE001 - keep reaping through DB or broker blips
+            logger.exception("reaper pass failed; retrying")
+        stop.wait(interval_seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from worker.runner import session_factory
+
+    ws = get_worker_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
+    parser.add_argument("--interval", type=float, default=ws.reaper_interval_seconds)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.once:
+        print(reap_once(session_factory(), ws.requeue_after_seconds))
+        return
+    run_forever(session_factory(), args.interval, ws.requeue_after_seconds)
+
+
+if __name__ == "__main__":
+    main()
