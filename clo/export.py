@@ -89,23 +89,26 @@ def _lora_adapter(model: Any, tmp: Path, base_model: str, base_revision: str | N
     cfg = model.peft_config["default"]
     cfg.base_model_name_or_path = base_model
     cfg.revision = base_revision
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
 
 
 def model_card(config: TrainConfig, base_model: str, base_revision: str | None,
-               data_hash: str, metrics: dict[str, Any]) -> str:
+               data_hash: str, metrics: dict[str, Any], merged: bool = False) -> str:
+    """README.md: what was trained on what, how to load it, final metrics."""
+    load = (["from transformers import AutoModelForCausalLM",
+             "model = AutoModelForCausalLM.from_pretrained('path/to/this/dir')"] if merged else
+            ["from peft import PeftModel", "from transformers import AutoModelForCausalLM",
+             f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
+             "model = PeftModel.from_pretrained(base, 'path/to/this/dir')"])
     lines = [
-        "---", "library_name: peft", f"base_model: {base_model}", "tags: [clo, cross-lingual]",
+        "---", f"library_name: {'transformers' if merged else 'peft'}", f"base_model: {base_model}", "tags: [clo, cross-lingual]",
         "---", "", f"# CLO adapter for {base_model}", "",
         "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
         "in the language of the prompt.", "",
         f"- base model revision: `{base_revision}`",
         f"- method: `{config.method}`, trained: `{config.trainable}`, "
         f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
-        f"- seed-data sha256: `{data_hash}`", "", "## Load", "", "```python",
-        "from peft import PeftModel", "from transformers import AutoModelForCausalLM",
-        f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
-        "model = PeftModel.from_pretrained(base, 'path/to/this/dir')", "```", "",
+        f"- seed-data sha256: `{data_hash}`", "", "## Load", "", "```python", *load, "```", "",
         "## Final metrics", "",
     ]
     lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
@@ -114,7 +117,8 @@ def model_card(config: TrainConfig, base_model: str, base_revision: str | None,
 
 
 def _metadata(tmp: Path, tokenizer: Any, config: TrainConfig, base_model: str,
-              base_revision: str | None, data_hash: str, metrics: dict[str, Any]) -> None:
+              base_revision: str | None, data_hash: str, metrics: dict[str, Any],
+              merged: bool = False) -> None:
     tokenizer.save_pretrained(str(tmp))
     (tmp / "training_config.json").write_text(json.dumps(config.model_dump(mode="json"),
                                                          indent=2, sort_keys=True))
@@ -123,7 +127,7 @@ def _metadata(tmp: Path, tokenizer: Any, config: TrainConfig, base_model: str,
         "metrics": metrics, "trainable": config.trainable, "method": config.method,
     }, indent=2, sort_keys=True, default=str))
     (tmp / "README.md").write_text(model_card(config, base_model, base_revision, data_hash,
-                                              metrics))
+                                              metrics, merged))
 
 
 def export_adapter(
@@ -186,10 +190,8 @@ def export_merged(
                 model.unmerge_adapter()
         else:
             model.save_pretrained(str(tmp), safe_serialization=True)
-        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics)
-        (tmp / "README.md").write_text(
-            (tmp / "README.md").read_text().replace("library_name: peft",
-                                                    "library_name: transformers"))
+        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics,
+                  merged=True)
 
     sums = _write_atomically(Path(out_dir), write)
     logger.info("merged model exported to %s", out_dir)

@@ -125,12 +125,14 @@ def build_tiny_nllb(
     out.mkdir(parents=True, exist_ok=True)
     specials = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, the fairseq order NLLB expects
     bpe = SentencePieceBPETokenizer(unk_token="<unk>")
-    bpe.train([str(corpus_path())], vocab_size=vocab_size, special_tokens=specials,
-              show_progress=False)
+    bpe.train(
+        [str(corpus_path())], vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
     model_json = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
     # NllbTokenizer registers the 202 language codes (eng_Latn, ...) as special tokens.
-    tokenizer = NllbTokenizer(vocab=model_json["vocab"], merges=merges)
+    # the tokenizers BPE model takes (left, right) pairs; the stub says list[str]
+    tokenizer = NllbTokenizer(vocab=model_json["vocab"], merges=merges)  # type: ignore[arg-type]
     tokenizer.save_pretrained(out)
     _save_model(out, len(tokenizer), d_model, layers, seed)
     logger.info("tiny NLLB written to %s (vocab %d)", out, len(tokenizer))

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep, parse_uuid
-from api.errors import COMMON_ERRORS, NotFound
+from api.errors import COMMON_ERRORS
 from api.files import service
 from api.files.schemas import FileRead
-from persistence.repositories import files as files_repo
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=COMMON_ERRORS)
 
@@ -51,7 +50,4 @@ async def upload_file(
 
 @router.get("/{file_id}", response_model=FileRead)
 def get_file(file_id: str, session: SessionDep, tenant: CurrentTenant) -> FileRead:
-    row = files_repo.get_file_for_tenant(session, tenant.id, parse_uuid(file_id, "file"))
-    if row is None:
-        raise NotFound(f"file {file_id!r} not found", code="file_not_found")
-    return service.to_read(row)
+    return service.to_read(service.get_file(session, tenant, parse_uuid(file_id, "file")))

@@ -15,7 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import File
 from sqlalchemy.orm import Session
 
-from api.errors import InvalidRequest, PayloadTooLarge
+from api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from api.files.schemas import FileRead
 from clo.seed import validate_jsonl_lines
 from persistence.artifact_store import ArtifactStore, make_key
@@ -138,6 +138,14 @@ def store_upload(
         key=stored.key,
     )
     logger.info("file uploaded: %s examples, %s bytes", report.count, stored.size)
+    return row
+
+
+def get_file(session: Session, tenant: Tenant, file_id: uuid.UUID) -> UploadedFile:
+    """The tenant's file or 404 (another tenant's file looks like a missing one)."""
+    row = files_repo.get_file_for_tenant(session, tenant.id, file_id)
+    if row is None:
+        raise NotFound(f"file {file_id} not found", code="file_not_found")
     return row
 
 

@@ -140,7 +140,7 @@ def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
         # Random-weight translator: no language ID could pass its output (module docstring).
         "translator": {"model": TINY_MT, "num_beams": 1, "quality_check": "off"},
         "hyperparameters": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-3,
-                            "max_length": 256, "checkpoint_every": 5},
+                            "max_length": 192, "checkpoint_every": 5},
         "evaluation": {"heldout_size": 2, "max_new_tokens": 16},
         "metadata": {"origin": "clo demo"},
     }
@@ -151,8 +151,9 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="State folder (db, broker, artifacts).")] = Path(
         "var"),
     seed_source: Annotated[str, typer.Option(
-        help="builtin: translate English with the tiny M2M100; parallel: shipped translations "
-        "(skips translation, faster).")] = "builtin",
+        help="parallel: shipped hand translations (fast); builtin: translate the English "
+        "seed with the tiny M2M100 (slower on CPU: its random output runs to max length).")] = (
+        "parallel"),
     data_size: Annotated[int, typer.Option(help="English examples.")] = 10,
     max_steps: Annotated[int, typer.Option(help="Training steps.")] = 10,
     out: Annotated[Path, typer.Option(help="Where the adapter is downloaded.")] = Path(

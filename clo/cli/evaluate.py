@@ -111,11 +111,13 @@ def evaluate_cmd(
     names = [] if benchmarks.strip().lower() == "none" else [
         b.strip() for b in benchmarks.split(",") if b.strip()]
     try:
-        config = EvalConfig(
-            max_new_tokens=max_new_tokens, generation_batch_size=batch_size,
-            scoring_batch_size=batch_size, benchmarks=names, benchmark_source=benchmark_source,
-            benchmark_files=_parse_files(benchmark_file or []), benchmark_limit=benchmark_limit,
-        )
+        config = EvalConfig.model_validate({
+            "max_new_tokens": max_new_tokens, "generation_batch_size": batch_size,
+            "scoring_batch_size": batch_size, "benchmarks": names,
+            "benchmark_source": benchmark_source,
+            "benchmark_files": _parse_files(benchmark_file or []),
+            "benchmark_limit": benchmark_limit,
+        })
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if (judge_url is None) != (judge_model is None):

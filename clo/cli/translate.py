@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,39 +30,67 @@ def _report_table(report: dict[str, Any]) -> Table:
     counts = report["flagged_by_reason"] if label == "flagged" else report["dropped_by_reason"]
     for reason, count in counts.items():
         table.add_row(f"  {label}: {reason}", str(count))
-    for key in ("retried", "recovered_by_retry", "segments_total", "segments_translated",
-                "fallback_segments", "cache_hits", "model_calls", "seconds",
-                "sentences_per_second"):
+    for key in (
+        "retried",
+        "recovered_by_retry",
+        "segments_total",
+        "segments_translated",
+        "fallback_segments",
+        "cache_hits",
+        "model_calls",
+        "seconds",
+        "sentences_per_second",
+    ):
         table.add_row(key, str(report[key]))
     return table
 
 
 @app.command("translate")
 def translate(
-    input_path: Path = typer.Argument(..., help="English seed JSONL: prompt/response or messages."),
-    target: str = typer.Option(..., "--target", "-t", help="Target language: de, sw, Yoruba..."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the quadruple JSONL."),
-    model: str = typer.Option("facebook/m2m100_1.2B", help="M2M100/NLLB-200 hub id or local dir."),
-    revision: str | None = typer.Option(None, help="Hub revision to pin."),
-    cache_dir: Path | None = typer.Option(None, help="Reuse translations across runs (SQLite)."),
-    batch_tokens: int = typer.Option(4096, help="Token budget per batch."),
-    beams: int = typer.Option(4, help="Beam size."),
-    quality_check: str = typer.Option(
-        "drop", help="drop | report | off (off only for the random-weight tiny demo model)."
-    ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1..."),
-    report_json: Path | None = typer.Option(None, help="Also write the report as JSON here."),
+    input_path: Annotated[
+        Path, typer.Argument(help="English seed JSONL: prompt/response or messages.")
+    ],
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Target language: de, sw, Yoruba...")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the quadruple JSONL.")],
+    model: Annotated[
+        str, typer.Option(help="M2M100/NLLB-200 hub id or local dir.")
+    ] = "facebook/m2m100_1.2B",
+    revision: Annotated[str | None, typer.Option(help="Hub revision to pin.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Reuse translations across runs (SQLite file store).")
+    ] = None,
+    batch_tokens: Annotated[int, typer.Option(help="Token budget per batch.")] = 4096,
+    beams: Annotated[int, typer.Option(help="Beam size.")] = 4,
+    quality_check: Annotated[
+        str, typer.Option(help="drop | report | off (off only for the random-weight tiny model).")
+    ] = "drop",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")] = "auto",
+    report_json: Annotated[
+        Path | None, typer.Option(help="Also write the report as JSON here.")
+    ] = None,
 ) -> None:
     """Translate seed prompts/responses into the target language, check and write quadruples."""
     from pydantic import ValidationError
 
     from clo.seed import load_jsonl
-    from clo.translate import FileTranslationCache, Translator, TranslatorConfig, translate_seed
+    from clo.translate import (
+        Decoding,
+        FileTranslationCache,
+        Translator,
+        TranslatorConfig,
+        translate_seed,
+    )
 
     try:
         config = TranslatorConfig(
-            model=model, revision=revision, device=device, batch_tokens=batch_tokens,
-            decoding={"num_beams": beams}, quality_check=quality_check,  # type: ignore[arg-type]
+            model=model,
+            revision=revision,
+            device=device,
+            batch_tokens=batch_tokens,
+            decoding=Decoding(num_beams=beams),
+            quality_check=quality_check,  # type: ignore[arg-type]
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -73,7 +101,10 @@ def translate(
         translator = Translator(config)
         cache = FileTranslationCache(cache_dir) if cache_dir else None
         with Progress(
-            TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("translating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
             console=_err,
         ) as bar:
             task = bar.add_task("segments", total=None)
@@ -81,8 +112,7 @@ def translate(
             def on_progress(event: dict[str, Any]) -> None:
                 bar.update(task, completed=event["step"], total=max(event["total_steps"], 1))
 
-            result = translate_seed(examples, target, translator, cache=cache,
-                                    progress=on_progress)
+            result = translate_seed(examples, target, translator, cache=cache, progress=on_progress)
     except CloError as exc:
         raise _fail(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,11 +127,13 @@ def translate(
 
 @app.command("tiny-m2m100")
 def tiny_m2m100(
-    out_dir: Path = typer.Argument(..., help="Directory to write the model and tokenizer to."),
-    arch: str = typer.Option("m2m100", help="m2m100 (M2M100Tokenizer) or nllb (NllbTokenizer)."),
-    d_model: int = typer.Option(32, help="Model width."),
-    layers: int = typer.Option(1, help="Encoder and decoder layers."),
-    seed: int = typer.Option(0, help="Seed for the random weights."),
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write model and tokenizer to.")],
+    arch: Annotated[
+        str, typer.Option(help="m2m100 (M2M100Tokenizer) or nllb (NllbTokenizer).")
+    ] = "m2m100",
+    d_model: Annotated[int, typer.Option(help="Model width.")] = 32,
+    layers: Annotated[int, typer.Option(help="Encoder and decoder layers.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for the random weights.")] = 0,
 ) -> None:
     """Build a tiny random-weight translation model with a locally trained tokenizer."""
     from clo.tiny_m2m100 import build_tiny_m2m100, build_tiny_nllb

@@ -69,7 +69,9 @@ def compare_reports(reports: Mapping[str, EvaluationReport]) -> dict[str, Any]:
             for name, r in reports.items()}
     best: dict[str, str | None] = {}
     for metric, (_, higher) in METRICS.items():
-        scored = {name: v[metric] for name, v in runs.items() if v[metric] is not None}
+        scored: dict[str, float] = {
+            name: value for name, v in runs.items() if (value := v[metric]) is not None
+        }
         if not scored:
             best[metric] = None
             continue

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 BenchmarkName = Literal["belebele", "mmmlu"]
 BenchmarkSource = Literal["auto", "hub", "local"]
+ALL_BENCHMARKS: tuple[BenchmarkName, ...] = ("belebele", "mmmlu")
 
 
 class EvalConfig(BaseModel):
@@ -14,35 +15,49 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # generation + right-language rate
-    max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
-    generation_batch_size: int = Field(8, ge=1, le=512, description="Prompts per generate call.")
+    max_new_tokens: int = Field(
+        default=128, ge=1, le=4096, description="Tokens generated per answer."
+    )
+    generation_batch_size: int = Field(
+        default=8, ge=1, le=512, description="Prompts per generate call."
+    )
     max_prompt_tokens: int = Field(
-        512, ge=8, le=32768, description="Prompt tokens kept (from the left) when generating."
+        default=512,
+        ge=8,
+        le=32768,
+        description="Prompt tokens kept (from the left) when generating.",
     )
     min_words_per_line: int = Field(
-        5, ge=1, le=100, description="Lines with fewer words are not language-checked (LCB: 5)."
+        default=5,
+        ge=1,
+        le=100,
+        description="Lines with fewer words are not language-checked (LCB: 5).",
     )
     detector_languages: list[str] | None = Field(
-        None,
+        default=None,
         description="Language codes lingua chooses among; None: English, the target, the paper's "
         "languages and a few major ones (see language_check.DEFAULT_DETECTOR_CODES).",
     )
     sample_size: int = Field(
-        8, ge=0, le=1000, description="Answers kept in the report per prompt language."
+        default=8, ge=0, le=1000, description="Answers kept in the report per prompt language."
     )
     # preference accuracy + NLL
-    beta: float = Field(0.1, gt=0.0, le=10.0, description="β scaling the implicit DPO rewards.")
-    scoring_batch_size: int = Field(8, ge=1, le=512, description="Sequences per scoring forward.")
+    beta: float = Field(
+        default=0.1, gt=0.0, le=10.0, description="β scaling the implicit DPO rewards."
+    )
+    scoring_batch_size: int = Field(
+        default=8, ge=1, le=512, description="Sequences per scoring forward."
+    )
     max_length: int = Field(
-        1024, ge=16, le=65536, description="Prompt+response tokens kept when scoring."
+        default=1024, ge=16, le=65536, description="Prompt+response tokens kept when scoring."
     )
     # multiple choice benchmarks
     benchmarks: list[BenchmarkName] = Field(
-        default_factory=lambda: ["belebele", "mmmlu"],
+        default_factory=lambda: list(ALL_BENCHMARKS),
         description="Multiple-choice benchmarks scored by option log-likelihood.",
     )
     benchmark_source: BenchmarkSource = Field(
-        "auto",
+        default="auto",
         description="hub: Hugging Face datasets; local: shipped or given files; auto: hub, "
         "falling back to local when the hub is unreachable.",
     )
@@ -52,13 +67,21 @@ class EvalConfig(BaseModel):
         '(e.g. "belebele:de"); they override the shipped fixtures.',
     )
     benchmark_limit: int | None = Field(
-        200, ge=1, description="Items scored per benchmark and language (None: all)."
+        default=200,
+        ge=1,
+        description="Items scored per benchmark and language, a seeded sample (None: all).",
     )
-    benchmark_english: bool = Field(True, description="Also score English (catch forgetting).")
+    benchmark_english: bool = Field(
+        default=True, description="Also score English (catch forgetting)."
+    )
     # judged win rate
-    judge_english: bool = Field(True, description="Also judge answers to the English prompts.")
-    judge_concurrency: int = Field(4, ge=1, le=64, description="Judge requests in flight.")
-    judge_sample_size: int = Field(4, ge=0, le=1000, description="Judged pairs kept in report.")
+    judge_english: bool = Field(
+        default=True, description="Also judge answers to the English prompts."
+    )
+    judge_concurrency: int = Field(default=4, ge=1, le=64, description="Judge requests in flight.")
+    judge_sample_size: int = Field(
+        default=4, ge=0, le=1000, description="Judged pairs kept in report."
+    )
 
     @field_validator("detector_languages")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -271,7 +272,10 @@ def run_benchmark(model: Any, tokenizer: Any, benchmark: str, lang: str, source:
                   batch_size: int = 8) -> BenchmarkResult:
     """Load, score and summarise one benchmark in one language."""
     items, where = load_items(benchmark, lang, source, files)
-    if limit is not None:
-        items = items[:limit]
+    if limit is not None and limit < len(items):
+        # hub splits are sorted by subject: a seeded sample, not the first rows, keeps the mix
+        keep = sorted(random.Random(0).sample(range(len(items)), limit))
+        items = [items[i] for i in keep]
+        where += f" (sample of {limit}, seed 0)"
     scores = score_items(model, tokenizer, items, batch_size=batch_size)
     return benchmark_result(benchmark, get_language(lang).code, where, scores)

@@ -152,7 +152,7 @@ class JudgeReport(_Model):
 
 
 class EvaluationReport(_Model):
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0"] = "1.0"  # = SCHEMA_VERSION
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model: str = Field(description="Name or path of the evaluated model (+ adapter).")
     target_language: str

@@ -161,8 +161,11 @@ def evaluate(
         heldout_size=len(heldout),
         config=config.model_dump(mode="json"),
     )
-    gen = dict(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size,
-               max_prompt_tokens=config.max_prompt_tokens)
+    gen: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": config.generation_batch_size,
+        "max_prompt_tokens": config.max_prompt_tokens,
+    }
     tgt_prompts = [q.x_tgt for q in heldout]
     en_prompts = [q.x_en for q in heldout]
 

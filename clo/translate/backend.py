@@ -68,7 +68,8 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int)
     for i in order:
         # longest-first: the batch's padded width is fixed by its first member
         width = max(longest, lengths[i])
-        if current and (width * (len(current) + 1) > batch_tokens or len(current) >= max_batch_size):
+        full = width * (len(current) + 1) > batch_tokens or len(current) >= max_batch_size
+        if current and full:
             batches.append(Batch(current, longest * len(current)))
             current, width = [], lengths[i]
         current.append(i)
@@ -88,8 +89,7 @@ class Translator:
         self.model_calls = 0
         self.segments_generated = 0
         # never trust_remote_code: M2M100 and NLLB are built into transformers
-        load_kwargs: dict[str, Any] = {"revision": self.config.revision,
-                                       "trust_remote_code": False}
+        load_kwargs: dict[str, Any] = {"revision": self.config.revision, "trust_remote_code": False}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.config.model, **load_kwargs)
             self.model = AutoModelForSeq2SeqLM.from_pretrained(
@@ -109,8 +109,13 @@ class Translator:
         # would leave the forced target-language token in the text: strip them by id.
         self._strip_ids = set(getattr(self.tokenizer, "lang_code_to_id", {}).values())
         self._strip_ids.update(self.tokenizer.all_special_ids)
-        logger.info("loaded %s (%s codes) on %s as %s", self.config.model, self.code_table,
-                    self.device, self.dtype)
+        logger.info(
+            "loaded %s (%s codes) on %s as %s",
+            self.config.model,
+            self.code_table,
+            self.device,
+            self.dtype,
+        )
 
     @property
     def model_id(self) -> str:
@@ -122,8 +127,9 @@ class Translator:
         model_code = lang.m2m100_code if self.code_table == "m2m100" else lang.nllb_code
         if model_code is None:
             other = "an M2M100" if self.code_table == "nllb" else "an NLLB-200"
-            raise CloError(f"target language: {lang.name} is not covered by {self.model_id}; "
-                           f"use {other} model")
+            raise CloError(
+                f"target language: {lang.name} is not covered by {self.model_id}; use {other} model"
+            )
         if self.code_table == "m2m100" and model_code not in self.tokenizer.lang_code_to_id:
             raise CloError(f"target language: {self.model_id} has no code for {lang.name}")
         if self.code_table == "nllb":
@@ -134,7 +140,9 @@ class Translator:
     def _target_token_id(self, model_code: str) -> int:
         if self.code_table == "m2m100":
             return int(self.tokenizer.get_lang_id(model_code))
-        return int(self.tokenizer.convert_tokens_to_ids(model_code))
+        token_id = self.tokenizer.convert_tokens_to_ids(model_code)
+        assert isinstance(token_id, int)  # one token in, one id out
+        return token_id
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Source lengths in tokens (with language code and </s>), capped at max_source_tokens."""

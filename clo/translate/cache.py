@@ -67,7 +67,8 @@ class FileTranslationCache:
             # WAL: readers in other processes are not blocked by a writing job
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS translations (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS translations "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:

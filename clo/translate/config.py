@@ -90,7 +90,7 @@ class TranslatorConfig(BaseModel):
         None, description="Hub revision (commit) to pin; part of the cache key."
     )
     source_language: str = Field("en", description="Language of the seed data.")
-    device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:1…")
+    device: str = Field("auto", description="auto (cuda if present, else cpu), cpu, cuda, cuda:1…")
     dtype: DType = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 on CPU (bf16 matmuls are slow there)."
     )
@@ -125,8 +125,9 @@ class TranslatorConfig(BaseModel):
         description="Re-translate a failing example once with retry_decoding before dropping it.",
     )
     retry_decoding: Decoding = Field(
-        default_factory=lambda: Decoding(num_beams=5, no_repeat_ngram_size=4,
-                                         repetition_penalty=1.2),
+        default_factory=lambda: Decoding(
+            num_beams=5, no_repeat_ngram_size=4, repetition_penalty=1.2
+        ),
         description="Decoding for the one retry: wider beam, repeats blocked.",
     )
     quality: QualityConfig = Field(

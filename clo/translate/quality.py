@@ -83,8 +83,9 @@ class QualityChecker:
         candidates.discard(None)
         self._languages = frozenset(candidates)
         if self.target is None:
-            logger.warning("lingua has no model for %r: translations are not language-checked",
-                           target)
+            logger.warning(
+                "lingua has no model for %r: translations are not language-checked", target
+            )
 
     @property
     def language_id_available(self) -> bool:
@@ -108,7 +109,9 @@ class QualityChecker:
         if detector.detect_language_of(sample) != self.target:
             return True
         threshold = self.config.min_language_confidence
-        return threshold > 0 and detector.compute_language_confidence(sample, self.target) < threshold
+        if threshold <= 0:
+            return False
+        return detector.compute_language_confidence(sample, self.target) < threshold
 
     def is_repetition_loop(self, source: str, translation: str) -> bool:
         limit = self.config.max_ngram_repeats

@@ -72,13 +72,15 @@ class _SegmentEngine:
         if self.progress is None:
             return
         c = self.counters
-        self.progress({
-            "stage": "translating",
-            "step": c.done,
-            "total_steps": c.total,
-            "cache_hits": c.cache_hits,
-            "model_calls": self.translator.model_calls - c.model_calls_before,
-        })
+        self.progress(
+            {
+                "stage": "translating",
+                "step": c.done,
+                "total_steps": c.total,
+                "cache_hits": c.cache_hits,
+                "model_calls": self.translator.model_calls - c.model_calls_before,
+            }
+        )
 
     def translate_strings(self, texts: Sequence[str], decoding: Decoding) -> dict[str, str]:
         """Model outputs for unique source strings: cached ones looked up, the rest generated."""
@@ -124,7 +126,9 @@ class _SegmentEngine:
         if fallbacks:
             # a placeholder or a number went missing: translate only the prose around them
             self.counters.fallback_segments += len(fallbacks)
-            pieces = list(dict.fromkeys(p for parts in fallbacks.values() for p in segments_of(parts)))
+            pieces = list(
+                dict.fromkeys(p for parts in fallbacks.values() for p in segments_of(parts))
+            )
             piece_out = self.translate_strings([p.masked for p in pieces], decoding)
             done = {p: clean_output(p.masked, piece_out[p.masked]) for p in pieces}
             for seg, parts in fallbacks.items():
@@ -136,8 +140,10 @@ def _failure(
     checker: QualityChecker, example: SeedExample, prompt: str, response: str
 ) -> tuple[str, Reason] | None:
     """(field, reason) of the first failing check of one translated example, or None."""
-    for name, src, out in (("prompt", example.prompt, prompt),
-                           ("response", example.response, response)):
+    for name, src, out in (
+        ("prompt", example.prompt, prompt),
+        ("response", example.response, response),
+    ):
         reason = checker.check(src, out)
         if reason is not None:
             return name, reason
@@ -233,6 +239,12 @@ def translate_seed(
     }
     logger.info(
         "translated %d examples to %s: kept %d, dropped %s, %d segments (%d cached) in %.1fs",
-        len(examples), target, len(quadruples), by_reason, c.segments_total, c.cache_hits, seconds,
+        len(examples),
+        target,
+        len(quadruples),
+        by_reason,
+        c.segments_total,
+        c.cache_hits,
+        seconds,
     )
     return TranslationResult(quadruples=quadruples, report=report)

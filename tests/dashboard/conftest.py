@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -73,7 +73,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
+    values: dict[str, Any] = dict(
         environment="development",
         database_url=pg_url,
         broker_url="redis://127.0.0.1:6379/15",  # never used: enqueue is replaced below
@@ -84,6 +84,7 @@ def settings(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
         sse_poll_seconds=0.1,
         log_json=False,
     )
+    return Settings(**values)
 
 
 @pytest.fixture(scope="session")
@@ -223,9 +224,7 @@ class WorkerSim:
 
 
 @pytest.fixture
-def worker(
-    factory: sessionmaker[Session], settings: Settings
-) -> Callable[[str], WorkerSim]:
+def worker(factory: sessionmaker[Session], settings: Settings) -> Callable[[str], WorkerSim]:
     store = ArtifactStore(settings.artifact_root)
     return lambda job_id: WorkerSim(factory, store, job_id)
 
@@ -325,37 +324,74 @@ def evaluation_report(seed: int = 0) -> dict[str, Any]:
 
     def rate(lang: str, total: int, judged: int, ok: int, english: int) -> LanguageRate:
         return LanguageRate(
-            expected_language=lang, total=total, judged=judged, passed=ok, failed=judged - ok,
-            no_kept_lines=total - judged, pass_rate=ok / judged, english_rate=english / judged,
+            expected_language=lang,
+            total=total,
+            judged=judged,
+            passed=ok,
+            failed=judged - ok,
+            no_kept_lines=total - judged,
+            pass_rate=ok / judged,
+            english_rate=english / judged,
         )
 
     def win(lang: str, wins: int, ties: int, losses: int) -> WinRate:
         n = wins + ties + losses
         p = (wins + 0.5 * ties) / n
         return WinRate(
-            prompt_language=lang, n=n, wins=wins, ties=ties, losses=losses, win_rate=p,
-            stderr=math.sqrt(p * (1 - p) / n), position_inconsistent=ties, invalid_verdicts=0,
+            prompt_language=lang,
+            n=n,
+            wins=wins,
+            ties=ties,
+            losses=losses,
+            win_rate=p,
+            stderr=math.sqrt(p * (1 - p) / n),
+            position_inconsistent=ties,
+            invalid_verdicts=0,
         )
 
-    def direction(d: str, acc: float) -> DirectionStats:
+    def direction(d: Literal["en", "tgt"], acc: float) -> DirectionStats:
         return DirectionStats(
-            direction=d, n=16, accuracy=acc, reward_margin_mean=0.42, chosen_reward_mean=0.3,
-            rejected_reward_mean=-0.12, logp_accuracy=acc - 0.1, chosen_logp_mean=-40.0,
+            direction=d,
+            n=16,
+            accuracy=acc,
+            reward_margin_mean=0.42,
+            chosen_reward_mean=0.3,
+            rejected_reward_mean=-0.12,
+            logp_accuracy=acc - 0.1,
+            chosen_logp_mean=-40.0,
             rejected_logp_mean=-52.5,
         )
 
     samples = [
         AnswerSample(
-            prompt_language="de", prompt="Wie kocht man Tee?",
-            answer="Man erhitzt Wasser und gießt es über die Teeblätter.", verdict="pass",
-            lines=[LineResult(text="Man erhitzt Wasser und gießt es über die Teeblätter.",
-                              words=8, kept=True, language="de", ok=True)],
+            prompt_language="de",
+            prompt="Wie kocht man Tee?",
+            answer="Man erhitzt Wasser und gießt es über die Teeblätter.",
+            verdict="pass",
+            lines=[
+                LineResult(
+                    text="Man erhitzt Wasser und gießt es über die Teeblätter.",
+                    words=8,
+                    kept=True,
+                    language="de",
+                    ok=True,
+                )
+            ],
         ),
         AnswerSample(
-            prompt_language="de", prompt="Was ist ein Vulkan?",
-            answer="A volcano is an opening in the crust of the earth.", verdict="fail",
-            lines=[LineResult(text="A volcano is an opening in the crust of the earth.",
-                              words=10, kept=True, language="en", ok=False)],
+            prompt_language="de",
+            prompt="Was ist ein Vulkan?",
+            answer="A volcano is an opening in the crust of the earth.",
+            verdict="fail",
+            lines=[
+                LineResult(
+                    text="A volcano is an opening in the crust of the earth.",
+                    words=10,
+                    kept=True,
+                    language="en",
+                    ok=False,
+                )
+            ],
         ),
     ]
     report = EvaluationReport(
@@ -365,26 +401,47 @@ def evaluation_report(seed: int = 0) -> dict[str, Any]:
         heldout_size=16,
         config={"max_new_tokens": 32},
         language=LanguageReport(
-            detector="lingua 2.1", detector_languages=["de", "en"], min_words_per_line=4,
-            max_new_tokens=32, target_prompts=rate("de", 16, 15, passed, 3),
-            english_prompts=rate("en", 16, 16, 15, 15), english_bias=3 / 15, samples=samples,
+            detector="lingua 2.1",
+            detector_languages=["de", "en"],
+            min_words_per_line=4,
+            max_new_tokens=32,
+            target_prompts=rate("de", 16, 15, passed, 3),
+            english_prompts=rate("en", 16, 16, 15, 15),
+            english_bias=3 / 15,
+            samples=samples,
         ),
         preference=PreferenceReport(
-            beta=0.1, reference="adapter_disabled",
-            directions={"tgt": direction("tgt", 0.875 - 0.1 * seed),
-                        "en": direction("en", 0.75)},
-            nll={"target": NllStats(sequences=16, tokens=900, nll=2.1 + seed, perplexity=8.2),
-                 "english": NllStats(sequences=16, tokens=800, nll=1.7, perplexity=5.5)},
+            beta=0.1,
+            reference="adapter_disabled",
+            directions={"tgt": direction("tgt", 0.875 - 0.1 * seed), "en": direction("en", 0.75)},
+            nll={
+                "target": NllStats(sequences=16, tokens=900, nll=2.1 + seed, perplexity=8.2),
+                "english": NllStats(sequences=16, tokens=800, nll=1.7, perplexity=5.5),
+            },
         ),
         benchmarks=[
-            BenchmarkResult(benchmark="belebele", language="de", source="local", n=20,
-                            accuracy=0.45 - 0.05 * seed, accuracy_norm=0.5),
-            BenchmarkResult(benchmark="belebele", language="en", source="local", n=20,
-                            accuracy=0.55, accuracy_norm=0.6),
+            BenchmarkResult(
+                benchmark="belebele",
+                language="de",
+                source="local",
+                n=20,
+                accuracy=0.45 - 0.05 * seed,
+                accuracy_norm=0.5,
+            ),
+            BenchmarkResult(
+                benchmark="belebele",
+                language="en",
+                source="local",
+                n=20,
+                accuracy=0.55,
+                accuracy_norm=0.6,
+            ),
         ],
         judge=JudgeReport(
             judge={"kind": "local", "model": "tiny-judge", "endpoint": ""},
-            prompt_version="1", prompt_sha256="0" * 64, baseline="base model",
+            prompt_version="1",
+            prompt_sha256="0" * 64,
+            baseline="base model",
             results={"tgt": win("de", 13 - seed, 2, 5 + seed), "en": win("en", 9, 4, 7)},
             samples=[],
         ),
@@ -412,8 +469,9 @@ def load_job(factory: sessionmaker[Session]) -> Callable[[str], Job]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: run scripts/install-browser (or set "
-                    "CLO_TEST_CHROMIUM)")
+        pytest.fail(
+            f"no chromium at {CHROMIUM}: run scripts/install-browser (or set CLO_TEST_CHROMIUM)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -460,16 +518,21 @@ def browser_page(browser: Any, base_url: str) -> Iterator[BrowserPage]:
     page.on("pageerror", lambda error: wrapped.errors.append(str(error)))
     page.on(
         "console",
-        lambda msg: wrapped.errors.append(msg.text)
-        if msg.type == "error" and "status of 4" not in msg.text
-        else None,
+        lambda msg: (
+            wrapped.errors.append(msg.text)
+            if msg.type == "error" and "status of 4" not in msg.text
+            else None
+        ),
     )
     try:
         yield wrapped
     finally:
         context.close()
     origin = urlsplit(base_url).netloc
-    foreign = [u for u in wrapped.requests if urlsplit(u).scheme in ("http", "https")
-               and urlsplit(u).netloc != origin]
+    foreign = [
+        u
+        for u in wrapped.requests
+        if urlsplit(u).scheme in ("http", "https") and urlsplit(u).netloc != origin
+    ]
     assert not foreign, f"requests to other hosts: {foreign}"
     assert not wrapped.errors, f"browser errors: {wrapped.errors}"

@@ -70,7 +70,12 @@ def test_finished_job_shows_curves_evaluation_and_downloads(  # type: ignore[no-
     # One chart per metric group the metrics endpoint returned, 20 points per line.
     curves = api.get(f"/v1/jobs/{job_id}/metrics", headers=tenant.headers).json()["curves"]
     expected_groups = {
-        "loss", "nll", "cl_loss", "margin_tgt,margin_en", "accuracy_tgt,accuracy_en", "lr",
+        "loss",
+        "nll",
+        "cl_loss",
+        "margin_tgt,margin_en",
+        "accuracy_tgt,accuracy_en",
+        "lr",
         "tokens_per_second",
     }
     assert {k for g in expected_groups for k in g.split(",")} == set(curves)

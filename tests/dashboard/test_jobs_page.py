@@ -84,20 +84,29 @@ def test_cursor_paging_and_live_refresh(browser_page, make_tenant, submit, worke
     assert "cursor=" in page.url
 
     # The page refreshes itself while a listed job is active: start the oldest job now.
+    # Keyboard focus on the row's checkbox survives the refresh.
+    checkbox = page.locator(f'input.select-job[value="{ids[0]}"]')
+    checkbox.focus()
     sim = worker(ids[0])
     sim.stage("translating")
     sim.progress(8, 32)
     expect(rows.first.locator(".badge")).to_have_text("running", timeout=8000)
     expect(rows.first.locator("td.stage")).to_have_text("translating")
+    expect(checkbox).to_be_focused()
+    page.keyboard.press("Space")
+    expect(checkbox).to_be_checked()
 
     page.click("#prev-page")
     expect(page.locator("#page-label")).to_have_text("Page 1")
     expect(rows).to_have_count(2)
 
-    # Two jobs ticked -> the comparison page for them.
-    page.check(f'input.select-job[value="{ids[2]}"]')
+    # Ticks are kept across pages: one job from each page -> the comparison page for both.
     expect(page.locator("#compare-selected")).to_be_disabled()
-    page.check(f'input.select-job[value="{ids[1]}"]')
+    page.check(f'input.select-job[value="{ids[2]}"]')
+    expect(page.locator("#compare-selected")).to_have_text("Compare selected (2)")
     page.click("#compare-selected")
     expect(page.locator("#compare-table-el")).to_be_visible()
-    assert page.locator("#compare-table-el thead th[data-job-id]").count() == 2
+    headers = page.locator("#compare-table-el thead th[data-job-id]")
+    assert sorted(headers.evaluate_all("hs => hs.map(h => h.dataset.jobId)")) == sorted(
+        [ids[0], ids[2]]
+    )

@@ -11,13 +11,14 @@ import uuid
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from persistence.db import session_scope
 from persistence.repositories import tenants as tenants_repo
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 12
 # Schema-valid is not always acceptable here: an unknown language or a model off the
 # allow-list passes the JSON schema and is rightly refused with a 422 naming the field.
 EXCLUDED = [positive_data_acceptance]
@@ -43,4 +44,8 @@ def test_every_operation_conforms_to_its_schema(app, factory) -> None:  # type: 
         def check(case) -> None:  # type: ignore[no-untyped-def]
             case.call_and_validate(headers=headers, excluded_checks=EXCLUDED)
 
-        check()
+        try:
+            check()
+        except Unsatisfiable:
+            # No parameters or body to make invalid (e.g. /healthz): nothing negative to send.
+            assert mode is GenerationMode.NEGATIVE, operation.label

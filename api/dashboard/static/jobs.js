@@ -105,6 +105,21 @@ function jobRow(job) {
   );
 }
 
+// Rows are rebuilt on every refresh; keep keyboard focus on the same control of the same job.
+function focusedControl(body) {
+  const active = document.activeElement;
+  if (!active || !body.contains(active)) return null;
+  const row = active.closest("tr[data-job-id]");
+  return row ? { jobId: row.dataset.jobId, tag: active.tagName } : null;
+}
+
+function restoreFocus(body, focus) {
+  if (!focus) return;
+  const row = [...body.querySelectorAll("tr[data-job-id]")].find((r) => r.dataset.jobId === focus.jobId);
+  const target = row && (focus.tag === "A" ? row.querySelector("a") : row.querySelector("input"));
+  if (target) target.focus();
+}
+
 function updateCompareButton() {
   const button = byId("compare-selected");
   const n = state.selected.size;
@@ -124,7 +139,9 @@ async function load({ quiet = false } = {}) {
   if (!quiet) message.textContent = "Loading jobs…";
   try {
     const page = await apiJson(listPath());
+    const focus = focusedControl(body);
     replace(body, page.data.map(jobRow));
+    restoreFocus(body, focus);
     if (!page.data.length) {
       body.append(
         h(

@@ -52,7 +52,7 @@ def peft_model(tiny_qwen2, adapter_dir):
             AutoTokenizer.from_pretrained(tiny_qwen2))
 
 
-CONFIG = EvalConfig(max_new_tokens=16, benchmark_source="local", benchmark_limit=3,
+CONFIG = EvalConfig(max_new_tokens=8, benchmark_source="local", benchmark_limit=3,
                     sample_size=2, judge_sample_size=2)
 
 

@@ -128,3 +128,15 @@ def test_prompt_is_versioned_and_braces_in_answers_survive():
     assert "in Swahili" in text and "{{" not in judge_prompt_template().replace(
         "{{instruction}}", "").replace("{{answer_a}}", "").replace("{{answer_b}}", "").replace(
         "{{language}}", "")
+
+
+def test_local_hf_model_as_judge(qwen2_loaded):
+    from clo.evaluate.judge import LocalJudge
+
+    model, tokenizer = qwen2_loaded
+    judge = LocalJudge(model, tokenizer, name="tiny-qwen2", max_new_tokens=4)
+    judged = judge_pairs(judge, PROMPTS[:1], MODEL[:1], BASELINE[:1], "German", concurrency=1)
+    assert judge.describe() == {"kind": "local", "model": "tiny-qwen2", "endpoint": ""}
+    # a random tiny model gives no usable verdict; the protocol must still yield one outcome
+    assert judged[0].model_first in ("A", "B", "tie", "invalid")
+    assert win_rate(judged, "de").n == 1

@@ -86,13 +86,16 @@ def test_option_scores_equal_a_direct_forward_pass(qwen2_loaded):
     assert scores.byte_lengths == (len(" a red apple"), len(" blue"))
 
 
-def test_shipped_fixtures_parse_in_both_languages():
+def test_shipped_fixtures_are_parallel_across_languages():
     for bench in ("belebele", "mmmlu"):
-        en, en_src = load_items(bench, "en", source="local")
-        de, de_src = load_items(bench, "de", source="local")
-        assert len(en) == len(de) >= 5
-        assert en_src == f"local:eval_{bench}_en.jsonl"
-        assert all(0 <= it.answer < len(it.options) == 4 for it in en + de)
+        by_lang = {}
+        for lang in ("en", "de", "zh", "sw"):
+            items, source = load_items(bench, lang, source="local")
+            assert source == f"local:eval_{bench}_{lang}.jsonl"
+            assert all(len(it.options) == 4 and 0 <= it.answer < 4 for it in items)
+            by_lang[lang] = [it.answer for it in items]
+        assert len(by_lang["en"]) >= 5
+        assert all(answers == by_lang["en"] for answers in by_lang.values())  # translations
     belebele_de, _ = load_items("belebele", "de", source="local")
     assert belebele_de[0].passage and "Dorfbibliothek" in belebele_de[0].passage
 
@@ -103,8 +106,8 @@ def test_auto_falls_back_to_local_when_the_hub_is_offline(monkeypatch):
     assert source == "local:eval_mmmlu_de.jsonl" and items
     with pytest.raises(BenchmarkDataError, match="hub"):
         load_items("mmmlu", "de", source="hub")
-    with pytest.raises(BenchmarkDataError, match='benchmark_files\\["belebele:sw"\\]'):
-        load_items("belebele", "sw", source="local")
+    with pytest.raises(BenchmarkDataError, match='benchmark_files\\["belebele:yo"\\]'):
+        load_items("belebele", "yo", source="local")
 
 
 def test_user_files_in_hub_schema(tmp_path, qwen2_loaded):
@@ -150,3 +153,13 @@ def test_invalid_json_line_is_reported_with_its_number(tmp_path):
     bad.write_text('{"Question": "q"}\n{not json}\n')
     with pytest.raises(BenchmarkDataError, match="line 2"):
         load_items("mmmlu", "de", files={"mmmlu:de": str(bad)})
+
+
+def test_limit_takes_a_seeded_sample_not_the_first_rows(qwen2_loaded):
+    model, tokenizer = qwen2_loaded
+    first = run_benchmark(model, tokenizer, "mmmlu", "de", source="local", limit=2)
+    again = run_benchmark(model, tokenizer, "mmmlu", "de", source="local", limit=2)
+    assert first.n == 2 and first.source.endswith("(sample of 2, seed 0)")
+    assert first == again
+    full = run_benchmark(model, tokenizer, "mmmlu", "de", source="local", limit=None)
+    assert full.n == 6 and full.source == "local:eval_mmmlu_de.jsonl"

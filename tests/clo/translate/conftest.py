@@ -37,7 +37,9 @@ def tiny_nllb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def greedy_translator(tiny_m2m100: Path) -> Translator:
     """The tiny M2M100 on CPU, greedy decoding, quality checks off (its output is random)."""
     config = TranslatorConfig(
-        model=str(tiny_m2m100), device="cpu", decoding=Decoding(num_beams=1),
+        model=str(tiny_m2m100),
+        device="cpu",
+        decoding=Decoding(num_beams=1),
         quality_check="off",
     )
     return Translator(config)
@@ -48,8 +50,12 @@ def make_translator(tiny_m2m100: Path):
     """Build a Translator over the tiny M2M100 with config overrides (fresh call counter)."""
 
     def make(**overrides) -> Translator:
-        settings = {"model": str(tiny_m2m100), "device": "cpu",
-                    "decoding": Decoding(num_beams=1), "quality_check": "off"}
+        settings = {
+            "model": str(tiny_m2m100),
+            "device": "cpu",
+            "decoding": Decoding(num_beams=1),
+            "quality_check": "off",
+        }
         settings.update(overrides)
         return Translator(TranslatorConfig(**settings))
 

@@ -35,8 +35,9 @@ def test_tiny_nllb_uses_flores_codes(tiny_nllb):
 
 
 def test_code_table_follows_the_tokenizer(greedy_translator, tiny_nllb):
-    nllb = Translator(TranslatorConfig(model=str(tiny_nllb), device="cpu",
-                                       decoding=Decoding(num_beams=1)))
+    nllb = Translator(
+        TranslatorConfig(model=str(tiny_nllb), device="cpu", decoding=Decoding(num_beams=1))
+    )
     assert greedy_translator.code_table == "m2m100" and nllb.code_table == "nllb"
     assert greedy_translator.language_code("Swahili") == "sw"
     assert nllb.language_code("sw") == "swh_Latn" and nllb.language_code("zh") == "zho_Hans"
@@ -67,8 +68,9 @@ def test_non_translation_tokenizer_is_refused(tmp_path, tiny_m2m100):
 
     raw = Tokenizer(models.WordLevel({"<unk>": 0, "<pad>": 1, "</s>": 2, "hi": 3}, "<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>",
-                            eos_token="</s>").save_pretrained(tmp_path)
+    PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
+    ).save_pretrained(tmp_path)
     for name in ("config.json", "generation_config.json", "model.safetensors"):
         (tmp_path / name).write_bytes((tiny_m2m100 / name).read_bytes())
     with pytest.raises(CloError, match="neither M2M100.*nor NLLB"):

@@ -27,16 +27,20 @@ def test_good_translation_passes(german):
     ("translation", "reason"),
     [
         (SRC, "wrong_language"),  # the model copied the English
-        ("Le temps est beau aujourd'hui, alors nous allons au parc avec les enfants.",
-         "wrong_language"),
+        (
+            "Le temps est beau aujourd'hui, alors nous allons au parc avec les enfants.",
+            "wrong_language",
+        ),
         ("", "empty"),
         ("   \n ", "empty"),
         ("Das Wetter ist ist ist ist ist heute schön.", "repetition"),
         ("Das Wetter ist heute schön, " * 8, "repetition"),
         ("Das Wetter adiadiadiadiadiadiadiadiadi schön.", "repetition"),
         ("Das Wetter.", "length_ratio"),
-        (GOOD_DE + " " + " ".join(f"Satz {i} über etwas anderes." for i in range(40)),
-         "length_ratio"),
+        (
+            GOOD_DE + " " + " ".join(f"Satz {i} über etwas anderes." for i in range(40)),
+            "length_ratio",
+        ),
     ],
 )
 def test_planted_bad_translations_fail(german, translation, reason):

@@ -82,9 +82,15 @@ def test_text_with_bracket_numbers_skips_the_masked_attempt():
 
 def test_sentence_splitting():
     assert split_sentences("Dr. Smith arrived. He sat down! Did he? Yes.") == [
-        "Dr. Smith arrived. ", "He sat down! ", "Did he? ", "Yes."]
+        "Dr. Smith arrived. ",
+        "He sat down! ",
+        "Did he? ",
+        "Yes.",
+    ]
     assert split_sentences("Open www.example.com. Then wait.") == [
-        "Open www.example.com. ", "Then wait."]
+        "Open www.example.com. ",
+        "Then wait.",
+    ]
     assert split_sentences("今天天气很好。我们去公园！") == ["今天天气很好。", "我们去公园！"]
     assert split_sentences("It costs 3.50 dollars. ok fine") == ["It costs 3.50 dollars. ok fine"]
 
@@ -102,8 +108,18 @@ def _identity(parts):
 
 
 def test_identity_render_round_trips_odd_inputs():
-    for text in [DOC, "", "\n\n", "no newline at end", "```\nunclosed fence\n- x", "a\r\nb\r\n",
-                 "   indented line.\n\ttab line.", "12345", "`only code`", "~~~\ncode\n~~~\nafter"]:
+    for text in [
+        DOC,
+        "",
+        "\n\n",
+        "no newline at end",
+        "```\nunclosed fence\n- x",
+        "a\r\nb\r\n",
+        "   indented line.\n\ttab line.",
+        "12345",
+        "`only code`",
+        "~~~\ncode\n~~~\nafter",
+    ]:
         assert _identity(split_text(text)) == text
 
 
@@ -119,4 +135,5 @@ def test_model_invented_fences_and_newlines_are_removed():
     assert seg.restore("Koche ```das\nEi``` ~~~ .") == "Koche das Ei ."
     code_seg = split_text("Press the ` key.")[0]  # a lone backtick the model did see
     assert isinstance(code_seg, Segment) and code_seg.restore("Drücke die ` Taste.") == (
-        "Drücke die ` Taste.")
+        "Drücke die ` Taste."
+    )

@@ -30,7 +30,7 @@ Use `salt` and pepper. Enjoy!
 
 def _examples(n: int) -> list[SeedExample]:
     return [
-        SeedExample(f"How long should I boil egg number {i}?", RESPONSE.replace("500", str(500 + i)))
+        SeedExample(f"How long should I boil egg {i}?", RESPONSE.replace("500", str(500 + i)))
         for i in range(n)
     ]
 
@@ -54,7 +54,8 @@ def test_end_to_end_structure_numbers_and_urls(make_translator):
     result = translate_seed(examples, "de", translator)
     report = result.report
     assert [(q.x_en, q.y_en) for q in result.quadruples] == [
-        (e.prompt, e.response) for e in examples]
+        (e.prompt, e.response) for e in examples
+    ]
     for q in result.quadruples:
         _assert_structure_kept(q.y_en, q.y_tgt)
         assert q.y_tgt != q.y_en and q.x_tgt != q.x_en
@@ -105,10 +106,14 @@ def test_second_run_is_served_from_the_cache(make_translator, tmp_path):
 # Hand-written German for planted outputs: (English source, planted translation).
 GOOD = [
     ("How do I keep my kitchen clean every day?", "Wie halte ich meine Küche jeden Tag sauber?"),
-    ("What should I pack for a weekend of hiking?",
-     "Was sollte ich für ein Wanderwochenende einpacken?"),
-    ("Which vegetables grow well on a small balcony?",
-     "Welches Gemüse wächst gut auf einem kleinen Balkon?"),
+    (
+        "What should I pack for a weekend of hiking?",
+        "Was sollte ich für ein Wanderwochenende einpacken?",
+    ),
+    (
+        "Which vegetables grow well on a small balcony?",
+        "Welches Gemüse wächst gut auf einem kleinen Balkon?",
+    ),
     ("How can I fall asleep faster at night?", "Wie kann ich nachts schneller einschlafen?"),
     ("Why do cats like to sit in boxes so much?", "Warum sitzen Katzen so gern in Kartons?"),
 ]
@@ -120,8 +125,7 @@ RESPONSES = [
     "Boxes feel safe and warm, and they let a cat watch its surroundings unseen.",
 ]
 PLANTED = [
-    ("Wische nach dem Kochen die Arbeitsflächen ab und spüle das Geschirr vor dem Schlafen.",
-     None),
+    ("Wische nach dem Kochen die Arbeitsflächen ab und spüle das Geschirr vor dem Schlafen.", None),
     (RESPONSES[1], "wrong_language"),  # the English copied through
     ("Tomaten, Salat Salat Salat Salat Salat und Kräuter wachsen gut.", "repetition"),
     ("", "empty"),
@@ -131,10 +135,12 @@ PLANTED = [
 
 def _plant(cache, translator, target, decoding, pairs):
     cfg = translator.config
-    cache.put_many({
-        cache_key(cfg.model, cfg.revision, "en", target, decoding.as_key(), src): out
-        for src, out in pairs
-    })
+    cache.put_many(
+        {
+            cache_key(cfg.model, cfg.revision, "en", target, decoding.as_key(), src): out
+            for src, out in pairs
+        }
+    )
 
 
 def _planted_examples():
@@ -154,7 +160,11 @@ def test_quality_filter_drops_planted_bad_translations(make_translator, tmp_path
     report = result.report
     assert report["model_calls"] == 0  # every output came from the planted cache
     assert report["dropped_by_reason"] == {
-        "empty": 1, "repetition": 1, "length_ratio": 1, "wrong_language": 1}
+        "empty": 1,
+        "repetition": 1,
+        "length_ratio": 1,
+        "wrong_language": 1,
+    }
     assert report["n_kept"] == 1 and report["n_dropped"] == 4
     assert result.quadruples[0].x_tgt == GOOD[0][1]
     assert result.quadruples[0].y_tgt == PLANTED[0][0]
@@ -169,8 +179,12 @@ def test_failing_examples_are_retried_once_with_other_decoding(make_translator, 
     retry = translator.config.retry_decoding
     # the retry fixes the English copy; the other three stay broken
     fixed = "Bring feste Schuhe, eine warme Jacke, genug Wasser und eine Karte der Gegend mit."
-    retry_pairs = GOOD + [(RESPONSES[1], fixed), (RESPONSES[2], PLANTED[2][0]),
-                          (RESPONSES[3], ""), (RESPONSES[4], "Ja.")]
+    retry_pairs = GOOD + [
+        (RESPONSES[1], fixed),
+        (RESPONSES[2], PLANTED[2][0]),
+        (RESPONSES[3], ""),
+        (RESPONSES[4], "Ja."),
+    ]
     _plant(cache, translator, "de", retry, retry_pairs)
     result = translate_seed(_planted_examples(), "de", translator, cache=cache)
     report = result.report
@@ -203,8 +217,14 @@ def test_stop_hook_keeps_finished_batches_for_resume(make_translator, tmp_path):
         return calls["n"] > 2
 
     with pytest.raises(Stopped):
-        translate_seed(examples, "de", translator, cache=cache, progress=events.append,
-                       should_stop=stop_after_two_batches)
+        translate_seed(
+            examples,
+            "de",
+            translator,
+            cache=cache,
+            progress=events.append,
+            should_stop=stop_after_two_batches,
+        )
     assert translator.model_calls == 2
     saved = len(cache)
     assert saved == events[-1]["step"] > 0

@@ -1,0 +1,163 @@
+"""The training loop: what trains, exact resume, stop hook, progress, methods, schedule."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from clo.checkpoint import latest_checkpoint, load_checkpoint
+from clo.config import TrainConfig
+from clo.errors import CloError, Stopped
+from clo.pairs import Quadruple
+from clo.schedule import lr_at
+from clo.trainer import make_plan, train
+
+QUADS = [
+    Quadruple(f"Question {i}: what is {i} plus {i}?", f"It is {2 * i}, a small number.",
+              f"Frage {i}: Was ist {i} plus {i}?", f"Es ist {2 * i}, eine kleine Zahl.")
+    for i in range(6)
+]
+
+
+def small_config(**kw) -> TrainConfig:
+    base = dict(max_steps=4, batch_size=2, max_length=64, max_prompt_length=32,
+                learning_rate=1e-2, warmup_ratio=0.25, checkpoint_every=100)
+    return TrainConfig(**{**base, **kw})
+
+
+def load(path: Path):
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_attention_only_leaves_every_other_weight_bit_identical(tiny_qwen2: Path,
+                                                                tmp_path: Path) -> None:
+    base = dict(AutoModelForCausalLM.from_pretrained(tiny_qwen2).named_parameters())
+    model, tok = load(tiny_qwen2)
+    stops = iter([False, False, False, True])
+    with pytest.raises(Stopped):
+        train(model, tok, QUADS, small_config(max_steps=5), tmp_path, should_stop=lambda: next(stops))
+    changed = []
+    for name, p in model.named_parameters():
+        if ".self_attn." in name:
+            changed.append(not torch.equal(p, base[name]))
+        else:
+            assert torch.equal(p, base[name]), f"{name} changed"
+    assert changed and all(changed)  # every q/k/v/o weight and bias moved
+    # optimizer state exists for trainable params only
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
+    assert ckpt.step == 3
+    attn = [p for n, p in model.named_parameters() if ".self_attn." in n]
+    assert len(ckpt.optimizer["state"]) == len(attn)
+    shapes = sorted(tuple(s["exp_avg"].shape) for s in ckpt.optimizer["state"].values())
+    assert shapes == sorted(tuple(p.shape) for p in attn)
+    assert set(ckpt.tensors) == {n for n in base if ".self_attn." in n}
+
+
+@pytest.mark.parametrize(
+    ("method", "trainable", "stop_at"),
+    [("clo", "attention", 3), ("sft+dpo", "lora", 3)],  # sft+dpo: stopped inside the DPO phase
+)
+def test_resume_continues_exactly(tiny_qwen2: Path, tmp_path: Path, method: str,
+                                  trainable: str, stop_at: int) -> None:
+    cfg = small_config(method=method, trainable=trainable, max_steps=4, grad_accum=2,
+                       checkpoint_every=2, max_length=48, max_prompt_length=24)
+    model, tok = load(tiny_qwen2)
+    straight = train(model, tok, QUADS, cfg, tmp_path / "straight")
+
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == stop_at + 1
+
+    model, tok = load(tiny_qwen2)
+    with pytest.raises(Stopped, match=f"step {stop_at} of 4"):
+        train(model, tok, QUADS, cfg, tmp_path / "resumed", should_stop=stop)
+    seen: list[int] = []
+    model, tok = load(tiny_qwen2)
+    resumed = train(model, tok, QUADS, cfg, tmp_path / "resumed",
+                    progress=lambda m: seen.append(m["step"]))
+    assert seen == list(range(stop_at + 1, 5))  # continued, did not start over
+    want = dict(straight.model.named_parameters())
+    for name, p in resumed.model.named_parameters():
+        torch.testing.assert_close(p, want[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert resumed.metrics["loss"] == pytest.approx(straight.metrics["loss"], rel=1e-4)
+
+
+def test_resume_refuses_a_different_config(tiny_qwen2: Path, tmp_path: Path) -> None:
+    model, tok = load(tiny_qwen2)
+    with pytest.raises(Stopped):
+        train(model, tok, QUADS, small_config(), tmp_path, should_stop=lambda: True)
+    model, tok = load(tiny_qwen2)
+    with pytest.raises(CloError, match="different config"):
+        train(model, tok, QUADS, small_config(learning_rate=2e-2), tmp_path)
+
+
+def test_progress_reports_every_step(tiny_llama: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    model, tok = load(tiny_llama)
+    result = train(model, tok, QUADS, small_config(max_steps=3), tmp_path, progress=events.append)
+    assert [e["step"] for e in events] == [1, 2, 3]
+    keys = {"step", "total_steps", "loss", "nll", "cl_loss", "margin_en", "margin_tgt",
+            "accuracy_en", "accuracy_tgt", "lr", "tokens_per_second", "epoch"}
+    assert keys <= set(events[0])
+    assert all(e["total_steps"] == 3 and e["tokens_per_second"] > 0 for e in events)
+    assert events[0]["lr"] == pytest.approx(1e-2)  # warmup of 1 step reaches peak at step 0
+    assert events[0]["loss"] == pytest.approx(0.5 * events[0]["nll"] + 0.5 * events[0]["cl_loss"])
+    assert result.steps == 3 and result.truncation["examples"] == len(QUADS)
+    json.dumps(result.metrics)  # serialisable for the job row
+
+
+@pytest.mark.parametrize("method", ["dpo", "sft"])
+def test_other_methods_run_and_learn(tiny_qwen2: Path, tmp_path: Path, method: str) -> None:
+    events: list[dict] = []
+    model, tok = load(tiny_qwen2)
+    # one batch of all examples, so every step sees the same data and the loss must fall
+    train(model, tok, QUADS, small_config(method=method, max_steps=5, warmup_ratio=0.0,
+                                          batch_size=len(QUADS), learning_rate=3e-3,
+                                          schedule="constant"),
+          tmp_path, progress=events.append)
+    key = "cl_loss" if method == "dpo" else "nll"
+    assert events[-1][key] < events[0][key]
+    if method == "dpo":
+        assert events[0]["cl_loss"] == pytest.approx(events[0]["loss"])  # no NLL term
+
+
+def test_sft_plus_dpo_switches_phase(tiny_qwen2: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    model, tok = load(tiny_qwen2)
+    train(model, tok, QUADS, small_config(method="sft+dpo", max_steps=4), tmp_path,
+          progress=events.append)
+    assert [e["phase"] for e in events] == ["sft", "sft", "dpo", "dpo"]
+    # DPO uses the SFT model as reference: its implicit rewards start from zero
+    assert events[2]["margin_en"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_empty_data_is_a_clear_error(tiny_qwen2: Path, tmp_path: Path) -> None:
+    model, tok = load(tiny_qwen2)
+    with pytest.raises(CloError, match="train_quads is empty"):
+        train(model, tok, [], small_config(), tmp_path)
+
+
+def test_plan_is_seeded_and_covers_epochs() -> None:
+    cfg = TrainConfig(batch_size=2, grad_accum=2, epochs=2.0, seed=3)
+    plan = make_plan(10, cfg)
+    assert plan.total_steps == 5  # ceil(2 epochs * 10 / 4)
+    assert sorted(plan.order[:10]) == list(range(10))  # first epoch is a permutation
+    assert plan.order == make_plan(10, cfg).order
+    assert plan.order != make_plan(10, TrainConfig(batch_size=2, grad_accum=2, epochs=2.0,
+                                                   seed=4)).order
+    assert [len(mb) for mb in plan.micro_batches(0)] == [2, 2]
+
+
+def test_lr_schedule_closed_form() -> None:
+    assert lr_at(0, 10, 2, 1.0) == pytest.approx(0.5)
+    assert lr_at(1, 10, 2, 1.0) == pytest.approx(1.0)
+    assert lr_at(6, 10, 2, 1.0, "cosine") == pytest.approx(0.5)  # halfway through decay
+    assert lr_at(6, 10, 2, 1.0, "linear") == pytest.approx(0.5)
+    assert lr_at(9, 10, 2, 1.0, "constant") == 1.0
+    assert lr_at(0, 10, 0, 1.0) == 1.0
+    with pytest.raises(ValueError, match="cosine, linear or constant"):
+        lr_at(3, 10, 2, 1.0, "step")
