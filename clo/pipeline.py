@@ -182,13 +182,13 @@ def _machine_translate(
     if env.translator_model is None:
         raise PipelineError("no translation model configured", "translator.model")
     examples = _seed_examples(spec, env)
-    config = TranslatorConfig(
-        model=env.translator_model,
-        revision=env.translator_revision,
-        device=env.device,
-        quality_check=spec.translator.quality_check,
-        decoding={"num_beams": spec.translator.num_beams},
-    )
+    config = TranslatorConfig.model_validate({
+        "model": env.translator_model,
+        "revision": env.translator_revision,
+        "device": env.device,
+        "quality_check": spec.translator.quality_check,
+        "decoding": {"num_beams": spec.translator.num_beams},
+    })
     cache = env.translation_cache or FileTranslationCache(workdir / "translate")
     translator = Translator(config)
 
@@ -206,23 +206,13 @@ def train_config(spec: JobSpec) -> Any:
     from clo.languages import recommended_trainable
 
     hp = spec.hyperparameters
-    return TrainConfig(
-        method=spec.method,
-        sft_variant=spec.sft_variant,
-        trainable=spec.trainable or recommended_trainable(spec.target_language),
-        lambda_nll=hp.lambda_nll,
-        beta=hp.beta,
-        learning_rate=hp.learning_rate,
-        epochs=hp.epochs,
-        max_steps=hp.max_steps,
-        batch_size=hp.batch_size,
-        grad_accum=hp.grad_accum,
-        max_length=hp.max_length,
-        max_prompt_length=min(256, hp.max_length // 2),
-        seed=hp.seed,
-        checkpoint_every=hp.checkpoint_every,
-        english_nll=hp.english_nll,
-    )
+    return TrainConfig.model_validate({
+        **hp.model_dump(),
+        "method": spec.method,
+        "sft_variant": spec.sft_variant,
+        "trainable": spec.trainable or recommended_trainable(spec.target_language),
+        "max_prompt_length": min(256, hp.max_length // 2),
+    })
 
 
 def heldout_count(spec: JobSpec, n: int) -> int:

@@ -315,15 +315,15 @@ def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJo
             msg = "worker lost while cancelling; job cancelled"
             data: dict[str, Any] = {"attempt": attempt}
         elif attempt >= max_attempts:
-            error = {
+            error: dict[str, Any] = {
                 "type": "system_error",
                 "code": "worker_lost",
                 "message": f"the worker running this job was lost {attempt} times",
                 "param": None,
             }
             outcome = "failed"
-            values = dict(status="failed", finished_at=now, error=error, **lease_gone)
-            msg, data = error["message"], {"attempt": attempt, "error": error}
+            values = {"status": "failed", "finished_at": now, "error": error, **lease_gone}
+            msg, data = str(error["message"]), {"attempt": attempt, "error": error}
         else:
             outcome = "requeued"
             values = dict(status="queued", enqueued_at=None, **lease_gone)

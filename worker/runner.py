@@ -48,8 +48,8 @@ def job_error(type_: str, code: str, message: str, param: str | None = None) -> 
 def error_for(exc: BaseException) -> dict[str, Any]:
     """Map an exception to the typed job error clients see."""
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        errors = exc.errors()
+        param = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
         return job_error("user_error", "invalid_spec", f"stored job spec is invalid: {exc}", param)
     if isinstance(exc, CloError):
         return job_error("user_error", getattr(exc, "code", "invalid_input"), str(exc),

@@ -74,7 +74,7 @@ class JobsClient:
     def get(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/jobs/{job_id}")
 
-    def list(self, **params: Any) -> dict[str, Any]:
+    def list_jobs(self, **params: Any) -> dict[str, Any]:
         return self.request("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def submit(
     top = {"base_model": base_model, "target_language": target_language, "data_size": data_size,
            "method": method, "trainable": trainable}
     spec.update({k: v for k, v in top.items() if v is not None})
-    nested = {
+    nested: dict[str, dict[str, Any]] = {
         "seed_data": {"source": seed_source, "file_id": file_id},
         "translator": {"model": translator, "quality_check": quality_check},
         "hyperparameters": {"max_steps": max_steps, "epochs": epochs, "batch_size": batch_size,
@@ -258,7 +258,7 @@ def list_jobs(
     table = Table("id", "status", "stage", "model", "lang", "progress", "created")
     try:
         while True:
-            page = client.list(status=status, target_language=target_language,
+            page = client.list_jobs(status=status, target_language=target_language,
                                base_model=base_model, limit=limit, cursor=cursor)
             for job in page["data"]:
                 pct = (job.get("progress") or {}).get("percent")

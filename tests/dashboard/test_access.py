@@ -23,6 +23,7 @@ def test_no_key_then_bad_key_then_good_key(browser_page, make_tenant, submit) ->
     expect(page.locator("#api-key-error")).to_contain_text("invalid or revoked API key")
     expect(page.locator("#page-content")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('clo.apiKey')") is None
+    browser_page.screenshot("bad-key")
 
     browser_page.sign_in(tenant.key)
     expect(page.locator(f'tr[data-job-id="{job}"]')).to_be_visible()

@@ -69,9 +69,9 @@ def test_end_to_end_structure_numbers_and_urls(make_translator):
 
 
 def test_smaller_token_budget_means_more_batches(make_translator):
-    examples = _examples(3)
+    examples = _examples(2)
     few = translate_seed(examples, "de", make_translator(batch_tokens=100_000)).report
-    many = translate_seed(examples, "de", make_translator(batch_tokens=48)).report
+    many = translate_seed(examples, "de", make_translator(batch_tokens=64)).report
     assert few["segments_translated"] == many["segments_translated"]
     assert many["model_calls"] > few["model_calls"] >= 1
 
@@ -231,7 +231,8 @@ def test_stop_hook_keeps_finished_batches_for_resume(make_translator, tmp_path):
     steps = [e["step"] for e in events]
     assert steps == sorted(steps) and all(e["stage"] == "translating" for e in events)
 
-    resumed = translate_seed(examples, "de", translator, cache=cache)
+    # batch size is not part of the cache key: a roomier worker resumes the job
+    resumed = translate_seed(examples, "de", make_translator(), cache=cache)
     assert resumed.report["cache_hits"] == saved
     assert resumed.report["n_kept"] == 2
 
