@@ -104,7 +104,7 @@ def count_tokens(tokenizer: Any, quads: list[Any]) -> int:
 
 
 def run_ours(model_dir: Path, quads: list[Any], steps: int, batch: int, device: str,
-             dtype: str, gradient_checkpointing: bool = False) -> dict[str, Any]:
+             dtype: str, chunk_tokens: int | None = None) -> dict[str, Any]:
     from clo.config import TrainConfig
     from clo.trainer import train
 
@@ -112,7 +112,7 @@ def run_ours(model_dir: Path, quads: list[Any], steps: int, batch: int, device: 
     config = TrainConfig(
         trainable="attention", max_steps=steps, batch_size=batch, learning_rate=LEARNING_RATE,
         max_length=MAX_LENGTH, max_prompt_length=MAX_PROMPT_LENGTH, checkpoint_every=steps,
-        gradient_checkpointing=gradient_checkpointing)
+        **({"logprob_chunk_tokens": chunk_tokens} if chunk_tokens else {}))
     step_times: list[float] = []
     first_step_at: list[float] = []
     with tempfile.TemporaryDirectory() as workdir, Meter(device) as meter:
@@ -204,7 +204,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     quads = long_quadruples(args.lang, args.join, args.steps * args.batch)
     load_avg = load_average()
     if args.worker == "ours":
-        out = run_ours(args.model_dir, quads, args.steps, args.batch, args.device, args.dtype)
+        out = run_ours(args.model_dir, quads, args.steps, args.batch, args.device, args.dtype,
+                       args.ours_chunk)
     else:
         out = run_trl(args.model_dir, quads, args.steps, args.batch, args.device, args.dtype,
                       args.worker.removeprefix("trl-"))
@@ -265,6 +266,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shape", default="bench_43m", choices=sorted(SHAPES))
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--ours-chunk", type=int, default=None,
+                   help="our logprob_chunk_tokens (default: the trainer's default)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="subset, comma-separated")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="reuse a built model (default: build one in a temp dir)")
@@ -285,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
         build_qwen2_model(model_dir, SHAPES[args.shape], dtype=args.dtype)
         common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--batch",
                   str(args.batch), "--join", str(args.join), "--lang", args.lang,
-                  "--device", args.device, "--dtype", args.dtype]
+                  "--device", args.device, "--dtype", args.dtype,
+                  *(["--ours-chunk", str(args.ours_chunk)] if args.ours_chunk else [])]
         results = {}
         for name in args.configs.split(","):
             print(f"running {name} (load avg {load_average()}) ...", file=sys.stderr, flush=True)

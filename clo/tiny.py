@@ -48,7 +48,11 @@ _MULTILINGUAL_LINES = [
 def tokenizer_corpus() -> list[str]:
     """Local text the tiny tokenizers are trained on: shipped seed data plus sample lines."""
     lines = list(_MULTILINGUAL_LINES)
-    for path in sorted(DATA_DIR.glob("*.jsonl")):
+    # Only the seed sets: evaluation fixtures added later must not change the tiny models.
+    for path in [
+        DATA_DIR / "builtin_seed.jsonl",
+        *sorted(DATA_DIR.glob("builtin_parallel_*.jsonl")),
+    ]:
         for raw in path.read_text(encoding="utf-8").splitlines():
             if raw.strip():
                 row = json.loads(raw)

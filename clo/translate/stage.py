@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +136,25 @@ class _SegmentEngine:
         return [render(parts, final) for parts in plans]
 
 
+def _translated_pairs(ids: Sequence[int], flat: Sequence[str]) -> list[tuple[int, tuple[str, str]]]:
+    """(example index, (prompt, response)) from a flat [prompt, response, prompt, ...] list."""
+    return [(i, (flat[2 * k], flat[2 * k + 1])) for k, i in enumerate(ids)]
+
+
+def _find_failures(
+    checker: QualityChecker,
+    examples: Sequence[SeedExample],
+    translated: Sequence[tuple[str, str]] | dict[int, tuple[str, str]],
+    ids: Iterable[int],
+) -> dict[int, tuple[str, Reason]]:
+    failures = {}
+    for i in ids:
+        failure = _failure(checker, examples[i], *translated[i])
+        if failure is not None:
+            failures[i] = failure
+    return failures
+
+
 def _failure(
     checker: QualityChecker, example: SeedExample, prompt: str, response: str
 ) -> tuple[str, Reason] | None:
@@ -171,44 +190,47 @@ def translate_seed(
     engine = _SegmentEngine(translator, cache, source, target, progress, should_stop)
     texts = [t for ex in examples for t in (ex.prompt, ex.response)]
     flat = engine.translate_texts(texts, cfg.decoding)
-    translated = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(examples))]
+    translated = [pair for _, pair in _translated_pairs(range(len(examples)), flat)]
 
     mode = cfg.quality_check
-    failures: dict[int, tuple[str, Reason]] = {}
     retried = recovered = 0
     language_checked = None
-    if mode != "off":
+    if mode == "off":
+        # even unchecked, an empty translation is never a training example
+        failures = {
+            i: ("prompt" if ex.prompt.strip() and not p.strip() else "response", "empty")
+            for i, (ex, (p, r)) in enumerate(zip(examples, translated, strict=True))
+            if (ex.prompt.strip() and not p.strip()) or (ex.response.strip() and not r.strip())
+        }
+    else:
         checker = QualityChecker(target, cfg.quality)
         language_checked = checker.language_id_available
-        for i, ex in enumerate(examples):
-            failure = _failure(checker, ex, *translated[i])
-            if failure is not None:
-                failures[i] = failure
+        failures = _find_failures(checker, examples, translated, range(len(examples)))
         if failures and mode == "drop" and cfg.retry_failed:
             # one retry with other decoding (wider beam, repeats blocked) before dropping
             retry_ids = sorted(failures)
             retried = len(retry_ids)
             retry_texts = [t for i in retry_ids for t in (examples[i].prompt, examples[i].response)]
             again = engine.translate_texts(retry_texts, cfg.retry_decoding)
-            for k, i in enumerate(retry_ids):
-                candidate = (again[2 * k], again[2 * k + 1])
-                failure = _failure(checker, examples[i], *candidate)
-                if failure is None:
-                    translated[i] = candidate
-                    del failures[i]
+            candidates = dict(_translated_pairs(retry_ids, again))
+            still = _find_failures(checker, examples, candidates, retry_ids)
+            for i in retry_ids:
+                if i not in still:
+                    translated[i] = candidates[i]
                     recovered += 1
-                else:
-                    failures[i] = failure
+            failures = still
 
-    dropping = mode == "drop"
+    # drop mode drops every failure; report and off modes keep all but empty translations
+    dropped = {i for i, (_, reason) in failures.items() if mode == "drop" or reason == "empty"}
     quadruples = [
         Quadruple(x_en=ex.prompt, y_en=ex.response, x_tgt=translated[i][0], y_tgt=translated[i][1])
         for i, ex in enumerate(examples)
-        if not (dropping and i in failures)
+        if i not in dropped
     ]
-    by_reason = {r: 0 for r in REASONS}
-    for _, reason in failures.values():
-        by_reason[reason] += 1
+    dropped_by_reason = dict.fromkeys(REASONS, 0)
+    flagged_by_reason = dict.fromkeys(REASONS, 0)
+    for i, (_, reason) in failures.items():
+        (dropped_by_reason if i in dropped else flagged_by_reason)[reason] += 1
     seconds = time.perf_counter() - started
     c = engine.counters
     report: dict[str, Any] = {
@@ -221,8 +243,8 @@ def translate_seed(
         "n_input": len(examples),
         "n_kept": len(quadruples),
         "n_dropped": len(examples) - len(quadruples),
-        "dropped_by_reason": by_reason if dropping else {r: 0 for r in REASONS},
-        "flagged_by_reason": by_reason if mode == "report" else {r: 0 for r in REASONS},
+        "dropped_by_reason": dropped_by_reason,
+        "flagged_by_reason": flagged_by_reason,
         "failures": [
             {"index": i, "field": f, "reason": r} for i, (f, r) in sorted(failures.items())
         ][:_MAX_LISTED_DROPS],
@@ -242,7 +264,7 @@ def translate_seed(
         len(examples),
         target,
         len(quadruples),
-        by_reason,
+        dropped_by_reason,
         c.segments_total,
         c.cache_hits,
         seconds,

@@ -200,9 +200,32 @@ def test_report_mode_keeps_but_counts(make_translator, tmp_path):
     cache = FileTranslationCache(tmp_path)
     _plant_all(cache, translator)
     report = translate_seed(_planted_examples(), "de", translator, cache=cache).report
-    assert report["n_kept"] == 5 and report["retried"] == 0
-    assert sum(report["flagged_by_reason"].values()) == 4
-    assert sum(report["dropped_by_reason"].values()) == 0
+    assert report["retried"] == 0 and report["model_calls"] == 0
+    # flagged examples stay; an empty translation is never kept, whatever the mode
+    assert report["n_kept"] == 4
+    assert report["flagged_by_reason"] == {
+        "empty": 0,
+        "repetition": 1,
+        "length_ratio": 1,
+        "wrong_language": 1,
+    }
+    assert report["dropped_by_reason"] == {
+        "empty": 1,
+        "repetition": 0,
+        "length_ratio": 0,
+        "wrong_language": 0,
+    }
+
+
+def test_off_mode_checks_nothing_but_emptiness(make_translator, tmp_path):
+    translator = make_translator(quality_check="off")
+    cache = FileTranslationCache(tmp_path)
+    _plant_all(cache, translator)
+    result = translate_seed(_planted_examples(), "de", translator, cache=cache)
+    assert result.report["n_kept"] == 4 and result.report["language_id_checked"] is None
+    assert result.report["dropped_by_reason"]["empty"] == 1
+    assert sum(result.report["flagged_by_reason"].values()) == 0
+    assert all(q.x_tgt and q.y_tgt for q in result.quadruples)
 
 
 def test_stop_hook_keeps_finished_batches_for_resume(make_translator, tmp_path):
