@@ -39,10 +39,16 @@ ADMIN_DSN = os.environ.get("CLO_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.
 PG_HOST = os.environ.get("CLO_BENCH_PG_HOST", "postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("CLO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = {"bench-lm": {"source": "/models/bench-lm", "kind": "causal_lm"},
-          "bench-mt": {"source": "/models/bench-mt", "kind": "translator"}}
-JOB_BODY = {"base_model": "bench-lm", "target_language": "de", "data_size": 64,
-            "translator": {"model": "bench-mt"}}
+MODELS = {
+    "bench-lm": {"source": "/models/bench-lm", "kind": "causal_lm"},
+    "bench-mt": {"source": "/models/bench-mt", "kind": "translator"},
+}
+JOB_BODY = {
+    "base_model": "bench-lm",
+    "target_language": "de",
+    "data_size": 64,
+    "translator": {"model": "bench-mt"},
+}
 TARGET_READS_PER_S = 500
 TARGET_P99_MS = 100
 
@@ -111,11 +117,24 @@ def create_tenants(db_url: str, count: int) -> list[str]:
     return keys
 
 
-def start_server(env: dict[str, str], port: int, workers: int, log_path: Path
-                 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-           "--no-access-log"]
+def start_server(
+    env: dict[str, str], port: int, workers: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     log = log_path.open("wb")
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -175,14 +194,27 @@ def parse_wrk(name: str, out: str, seconds: float) -> LoadResult:
     return LoadResult(name, total, seconds, per_s, p50, p99, errors)
 
 
-def run_wrk(name: str, base: str, script: str, connections: int, seconds: float,
-            tmp: Path) -> LoadResult:
+def run_wrk(
+    name: str, base: str, script: str, connections: int, seconds: float, tmp: Path
+) -> LoadResult:
     path = tmp / f"{name.replace(' ', '_').replace('/', '_')}.lua"
     path.write_text(script)
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
-           "--timeout", "5s", "-s", str(path), base]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                          check=False)
+    cmd = [
+        "wrk",
+        "-t",
+        "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:.0f}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(path),
+        base,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {proc.stderr or proc.stdout}")
     logger.debug(proc.stdout)
@@ -202,30 +234,49 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
         keys = create_tenants(url, max(1, args.tenants))
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CLO_ENVIRONMENT": "production", "CLO_DATABASE_URL": url,
-               "CLO_BROKER_URL": REDIS_URL, "CLO_QUEUE": queue,
-               "CLO_ADMIN_SECRET": secrets.token_hex(16), "CLO_MODELS": json.dumps(MODELS),
-               "CLO_DATA_DIR": str(tmp / "data"), "CLO_MIGRATE_ON_START": "false",
-               "CLO_MAX_CONCURRENT_JOBS_PER_TENANT": "1000000",
-               "PYTHONPATH": str(REPO_ROOT)}
+        env = {
+            **os.environ,
+            "CLO_ENVIRONMENT": "production",
+            "CLO_DATABASE_URL": url,
+            "CLO_BROKER_URL": REDIS_URL,
+            "CLO_QUEUE": queue,
+            "CLO_ADMIN_SECRET": secrets.token_hex(16),
+            "CLO_MODELS": json.dumps(MODELS),
+            "CLO_DATA_DIR": str(tmp / "data"),
+            "CLO_MIGRATE_ON_START": "false",
+            "CLO_MAX_CONCURRENT_JOBS_PER_TENANT": "1000000",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
         proc = start_server(env, port, args.workers, tmp / "uvicorn.log")
         wait_ready(base, proc)
         ids = seed_jobs(base, keys[0], args.seed_jobs)
         get_script = GET_LUA % {"ids": ",".join(f'"{i}"' for i in ids), "key": keys[0]}
-        post_script = POST_LUA % {"keys": ",".join(f'"{k}"' for k in keys),
-                                  "body": json.dumps(JOB_BODY)}
+        post_script = POST_LUA % {
+            "keys": ",".join(f'"{k}"' for k in keys),
+            "body": json.dumps(JOB_BODY),
+        }
         run_wrk("warm-up", base, get_script, args.connections, 3, tmp)  # JIT-free, but warms pools
         results = []
-        for name, script, conns in (("GET /v1/jobs/{id}", get_script, args.connections),
-                                     ("POST /v1/jobs", post_script, args.post_connections)):
+        for name, script, conns in (
+            ("GET /v1/jobs/{id}", get_script, args.connections),
+            ("POST /v1/jobs", post_script, args.post_connections),
+        ):
             load_before = load_average()
             res = run_wrk(name, base, script, conns, args.duration, tmp)
-            print(f"  {name}: {res.per_s:.0f} req/s, p99 {res.p99_ms:.1f} ms, "
-                  f"{res.errors} errors (load avg before {load_before})", file=sys.stderr)
+            print(
+                f"  {name}: {res.per_s:.0f} req/s, p99 {res.p99_ms:.1f} ms, "
+                f"{res.errors} errors (load avg before {load_before})",
+                file=sys.stderr,
+            )
             results.append(res)
-        info = {"workers": args.workers, "connections": args.connections,
-                "post_connections": args.post_connections, "tenants": len(keys),
-                "seed_jobs": len(ids), "duration_s": args.duration}
+        info = {
+            "workers": args.workers,
+            "connections": args.connections,
+            "post_connections": args.post_connections,
+            "tenants": len(keys),
+            "seed_jobs": len(ids),
+            "duration_s": args.duration,
+        }
         return results, info
     finally:
         if proc is not None:
@@ -253,14 +304,29 @@ def table(results: list[LoadResult]) -> str:
     rows = []
     for r in results:
         reads = r.name.startswith("GET")
-        target = (f">= {TARGET_READS_PER_S}/s, p99 < {TARGET_P99_MS} ms, 0 errors" if reads
-                  else "0 errors")
-        met = r.errors == 0 and (not reads or (r.per_s >= TARGET_READS_PER_S
-                                               and r.p99_ms < TARGET_P99_MS))
-        rows.append([r.name, r.requests, round(r.per_s, 1), round(r.p50_ms, 1),
-                     round(r.p99_ms, 1), r.errors, target, "MET" if met else "MISSED"])
-    return format_table(["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors",
-                         "target", "result"], rows)
+        target = (
+            f">= {TARGET_READS_PER_S}/s, p99 < {TARGET_P99_MS} ms, 0 errors"
+            if reads
+            else "0 errors"
+        )
+        met = r.errors == 0 and (
+            not reads or (r.per_s >= TARGET_READS_PER_S and r.p99_ms < TARGET_P99_MS)
+        )
+        rows.append(
+            [
+                r.name,
+                r.requests,
+                round(r.per_s, 1),
+                round(r.p50_ms, 1),
+                round(r.p99_ms, 1),
+                r.errors,
+                target,
+                "MET" if met else "MISSED",
+            ]
+        )
+    return format_table(
+        ["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "errors", "target", "result"], rows
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -282,9 +348,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("wrk not found: install it (apt-get install -y wrk)")
     with tempfile.TemporaryDirectory() as tmp:
         results, info = scenario(args, Path(tmp))
-    text = "\n\n".join([
-        "API under load (wrk on loopback, uvicorn + Postgres + Redis on the same machine)",
-        machine_line(), table(results), "settings: " + json.dumps(info)])
+    text = "\n\n".join(
+        [
+            "API under load (wrk on loopback, uvicorn + Postgres + Redis on the same machine)",
+            machine_line(),
+            table(results),
+            "settings: " + json.dumps(info),
+        ]
+    )
     print(text)
     save_result(args.out, text)
 

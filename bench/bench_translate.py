@@ -110,7 +110,11 @@ def main() -> None:
     warm = translate_seed(examples, args.target, translator, cache=cache).report
 
     n = len(sentences)
-    same = sum(a.strip() == b.strip() for a, b in zip(naive_out, batched_out, strict=True))
+    # a random-weight model never emits </s>, so each output runs to its length cap, which is
+    # per sentence in the naive loop and per batch here: compare up to the shorter one
+    agree = sum(
+        a.startswith(b) or b.startswith(a) for a, b in zip(naive_out, batched_out, strict=True)
+    )
     rows = [
         ("naive loop (1 sentence/generate)", naive_s, n, n),
         ("batched Translator.translate", batched_s, n, batched_calls),
@@ -135,10 +139,7 @@ def main() -> None:
     for name, seconds, count, calls in rows:
         rate = count / seconds if seconds > 0 else float("inf")
         print(f"{name:36} {seconds:9.3f} {rate:10.1f} {calls:15d} {rate / (n / naive_s):8.1f}x")
-    print(
-        f"batched outputs identical to naive outputs: {same}/{n} "
-        "(padding changes float rounding; random weights amplify it)"
-    )
+    print(f"batched outputs agree with naive outputs (up to the length cap): {agree}/{n}")
 
 
 if __name__ == "__main__":

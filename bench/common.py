@@ -50,8 +50,13 @@ SHAPES = {
 }
 
 
-def build_qwen2_model(out_dir: str | Path, shape: ModelShape, dtype: str = "float32",
-                      tokenizer_vocab: int = 8192, seed: int = 0) -> Path:
+def build_qwen2_model(
+    out_dir: str | Path,
+    shape: ModelShape,
+    dtype: str = "float32",
+    tokenizer_vocab: int = 8192,
+    seed: int = 0,
+) -> Path:
     """Save a random-weight Qwen2 model + locally trained byte-level BPE tokenizer to out_dir.
 
     The tokenizer uses fewer ids than the model's vocabulary (it is trained on the local
@@ -103,13 +108,15 @@ def long_quadruples(lang: str = "de", join: int = 6, count: int | None = None) -
     base = builtin_parallel(lang)
     out = []
     for start in range(0, len(base) - join + 1, join):
-        group = base[start:start + join]
-        out.append(Quadruple(
-            x_en=" ".join(q.x_en for q in group),
-            y_en="\n\n".join(q.y_en for q in group),
-            x_tgt=" ".join(q.x_tgt for q in group),
-            y_tgt="\n\n".join(q.y_tgt for q in group),
-        ))
+        group = base[start : start + join]
+        out.append(
+            Quadruple(
+                x_en=" ".join(q.x_en for q in group),
+                y_en="\n\n".join(q.y_en for q in group),
+                x_tgt=" ".join(q.x_tgt for q in group),
+                y_tgt="\n\n".join(q.y_tgt for q in group),
+            )
+        )
     if count is None:
         return out
     return [out[i % len(out)] for i in range(count)]
@@ -158,13 +165,20 @@ def load_average() -> str:
 def machine_line() -> str:
     """Machine, date, commit and load average: printed above every result table."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                                capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    return (f"{platform.node()} | {platform.processor() or platform.machine()} | "
-            f"{os.cpu_count()} CPUs | {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | "
-            f"commit {commit or '?'} | load avg {load_average()}")
+    return (
+        f"{platform.node()} | {platform.processor() or platform.machine()} | "
+        f"{os.cpu_count()} CPUs | {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | "
+        f"commit {commit or '?'} | load avg {load_average()}"
+    )
 
 
 def run_worker(module: str, args: Sequence[str], timeout_s: float) -> dict[str, Any]:
@@ -173,10 +187,15 @@ def run_worker(module: str, args: Sequence[str], timeout_s: float) -> dict[str, 
     One process per configuration keeps each one's peak memory (and allocator caches) apart.
     """
     cmd = [sys.executable, "-m", module, *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout)[-3000:]
@@ -196,8 +215,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table (Markdown pipe syntax, so it pastes into RESULTS.md as is)."""
     cells = [[str(h) for h in headers]] + [[fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

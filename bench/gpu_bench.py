@@ -58,8 +58,7 @@ def flops_per_token(n_params: int, n_trainable: int) -> float:
     return 4.0 * n_params + 2.0 * n_trainable
 
 
-def mfu(tokens_per_s: float, n_params: int, n_trainable: int, peak: float | None
-        ) -> float | None:
+def mfu(tokens_per_s: float, n_params: int, n_trainable: int, peak: float | None) -> float | None:
     if peak is None or not tokens_per_s:
         return None
     return tokens_per_s * flops_per_token(n_params, n_trainable) / (peak * 1e12)
@@ -77,18 +76,22 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0)
 
 
-def rows_for(results: dict[str, dict[str, Any]], peak: float | None, steps: int
-             ) -> list[list[Any]]:
+def rows_for(results: dict[str, dict[str, Any]], peak: float | None, steps: int) -> list[list[Any]]:
     rows = []
     for name, r in results.items():
         step_tokens_per_s = r["tokens"] / steps / r["step_s"]
-        rows.append([
-            name, round(r["tokens_per_s"]), round(step_tokens_per_s),
-            r.get("cuda_peak_mb", r.get("peak_rss_mb")), r["train_mem_mb"],
-            mfu(r["tokens_per_s"], r["params_total"], r["trainable"], peak),
-            mfu(step_tokens_per_s, r["params_total"], r["trainable"], peak),
-            r["final_loss"],
-        ])
+        rows.append(
+            [
+                name,
+                round(r["tokens_per_s"]),
+                round(step_tokens_per_s),
+                r.get("cuda_peak_mb", r.get("peak_rss_mb")),
+                r["train_mem_mb"],
+                mfu(r["tokens_per_s"], r["params_total"], r["trainable"], peak),
+                mfu(step_tokens_per_s, r["params_total"], r["trainable"], peak),
+                r["final_loss"],
+            ]
+        )
     return rows
 
 
@@ -98,8 +101,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=8, help="examples per step (4 sequences each)")
     p.add_argument("--configs", default="ours,trl-best,trl-default")
-    p.add_argument("--peak-tflops", type=float, default=None,
-                   help="override the bf16 peak looked up from the device name")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="override the bf16 peak looked up from the device name",
+    )
     p.add_argument("--model-dir", type=Path, default=None, help="reuse a built model")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
@@ -111,33 +118,59 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    shape, device, dtype = (("smoke", "cpu", "float32") if args.smoke
-                            else ("qwen25_1p5b", "cuda", "bfloat16"))
+    shape, device, dtype = (
+        ("smoke", "cpu", "float32") if args.smoke else ("qwen25_1p5b", "cuda", "bfloat16")
+    )
     name = device_name(device)
     peak = args.peak_tflops or peak_tflops(name)
     out = args.out or RESULTS / ("gpu_smoke.txt" if args.smoke else "gpu.txt")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or Path(tmp) / "model"
         build_qwen2_model(model_dir, SHAPES[shape], dtype=dtype)
-        common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--batch",
-                  str(args.batch), "--device", device, "--dtype", dtype, "--shape", shape]
+        common = [
+            "--model-dir",
+            str(model_dir),
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+            "--device",
+            device,
+            "--dtype",
+            dtype,
+            "--shape",
+            shape,
+        ]
         results = {}
         for config in args.configs.split(","):
             print(f"running {config} ...", file=sys.stderr, flush=True)
-            results[config] = run_worker("bench.bench_trainer_vs_trl",
-                                         [*common, "--worker", config], args.timeout)
+            results[config] = run_worker(
+                "bench.bench_trainer_vs_trl", [*common, "--worker", config], args.timeout
+            )
     first = next(iter(results.values()))
-    text = "\n\n".join([
-        f"GPU benchmark — {shape} ({first['params_total']:,} params, "
-        f"{first['trainable']:,} trainable, attention-only), {dtype}, {args.steps} steps x "
-        f"{args.batch} examples, device {name}, peak {peak or '?'} TFLOP/s bf16",
-        machine_line(),
-        format_table(["config", "tokens/s (wall)", "tokens/s (steps)", "peak memory MB",
-                      "training memory MB", "MFU (wall)", "MFU (steps)", "final loss"],
-                     rows_for(results, peak, args.steps)),
-        f"target: MFU >= {TARGET_MFU:.0%} for ours",
-        "raw: " + json.dumps(results, default=str),
-    ])
+    text = "\n\n".join(
+        [
+            f"GPU benchmark — {shape} ({first['params_total']:,} params, "
+            f"{first['trainable']:,} trainable, attention-only), {dtype}, {args.steps} steps x "
+            f"{args.batch} examples, device {name}, peak {peak or '?'} TFLOP/s bf16",
+            machine_line(),
+            format_table(
+                [
+                    "config",
+                    "tokens/s (wall)",
+                    "tokens/s (steps)",
+                    "peak memory MB",
+                    "training memory MB",
+                    "MFU (wall)",
+                    "MFU (steps)",
+                    "final loss",
+                ],
+                rows_for(results, peak, args.steps),
+            ),
+            f"target: MFU >= {TARGET_MFU:.0%} for ours",
+            "raw: " + json.dumps(results, default=str),
+        ]
+    )
     print(text)
     save_result(out, text)
 

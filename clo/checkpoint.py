@@ -44,7 +44,7 @@ class Checkpoint:
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as JSON-safe values."""
     py = random.getstate()
-    npst = np.random.get_state()
+    npst: Any = np.random.get_state(legacy=True)
     return {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],

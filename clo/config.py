@@ -1,4 +1,4 @@
-"""Typed training configuration, stored verbatim on every job (like TRL's DPOConfig, with help text)."""
+"""Typed training configuration, stored verbatim on every job (like TRL's DPOConfig)."""
 
 from typing import Literal
 
@@ -23,15 +23,17 @@ class TrainConfig(BaseModel):
     trainable: Trainable = Field(
         "attention", description="attention: q/k/v/o only (paper); lora: PEFT LoRA on them; full."
     )
-    lambda_nll: float = Field(0.5, ge=0.0, le=1.0, description="λ in λ·NLL + (1−λ)·CL (paper: 0.5).")
+    lambda_nll: float = Field(
+        0.5, ge=0.0, le=1.0, description="λ in λ·NLL + (1−λ)·CL (paper: 0.5)."
+    )
     beta: float = Field(0.1, gt=0.0, le=10.0, description="DPO temperature β (ours: TRL default).")
     preference_loss: PreferenceLoss = Field("sigmoid", description="DPO variant for the CL term.")
     english_nll: bool = Field(
         False, description="Ablation: add English-response NLL (paper: brings English bias back)."
     )
     learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (β1, β2).")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps warming up.")
     schedule: Schedule = Field("cosine", description="Decay after warmup.")
     epochs: float = Field(1.0, gt=0.0, le=100.0, description="Passes over the training pairs.")
@@ -46,9 +48,9 @@ class TrainConfig(BaseModel):
     sft_steps_fraction: float = Field(
         0.5, gt=0.0, lt=1.0, description="For sft+dpo: share of steps spent on the SFT phase."
     )
-    lora_r: int = Field(16, ge=1, le=1024)
-    lora_alpha: int = Field(32, ge=1, le=4096)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_r: int = Field(16, ge=1, le=1024, description="For lora: adapter rank.")
+    lora_alpha: int = Field(32, ge=1, le=4096, description="For lora: scaling α (α/r).")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="For lora: dropout.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations (saves memory).")
     logprob_chunk_tokens: int = Field(
         1024, ge=16, description="Response tokens per chunk through the LM head."

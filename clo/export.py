@@ -101,7 +101,8 @@ def model_card(config: TrainConfig, base_model: str, base_revision: str | None,
              f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
              "model = PeftModel.from_pretrained(base, 'path/to/this/dir')"])
     lines = [
-        "---", f"library_name: {'transformers' if merged else 'peft'}", f"base_model: {base_model}", "tags: [clo, cross-lingual]",
+        "---", f"library_name: {'transformers' if merged else 'peft'}",
+        f"base_model: {base_model}", "tags: [clo, cross-lingual]",
         "---", "", f"# CLO adapter for {base_model}", "",
         "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
         "in the language of the prompt.", "",

@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer (kept apart from training, like nanochat's checkpoint_manager).
+"""Load a causal LM and its tokenizer, kept apart from training (nanochat's checkpoint_manager).
 
 Safetensors only and no remote code: a model id from a job spec must never run code or
 unpickle weights on the worker.
@@ -59,6 +59,6 @@ def load_model_and_tokenizer(
         if tokenizer.eos_token is None:
             raise CloError(f"tokenizer of {source!r} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]  # transformers types .to() oddly
     logger.info("loaded %s (%s, %s) on %s", source, type(model).__name__, torch_dtype, dev)
     return model, tokenizer

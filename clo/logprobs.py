@@ -28,7 +28,9 @@ def _decoder_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
     return decoder, head
 
 
-def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _chunk_logps(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     logits = head(hidden).float()  # fp32 softmax: bf16 log-probs are too coarse for DPO margins
     return torch.gather(F.log_softmax(logits, dim=-1), 1, targets[:, None]).squeeze(1)
 

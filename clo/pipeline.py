@@ -125,8 +125,9 @@ def _seed_examples(spec: JobSpec, env: PipelineEnv) -> list[Any]:
         examples = seed.builtin_seed()
     elif source == "file":
         if env.seed_file is None:
-            raise PipelineError("seed_data.source is 'file' but no file was provided",
-                                "seed_data.file_id")
+            raise PipelineError(
+                "seed_data.source is 'file' but no file was provided", "seed_data.file_id"
+            )
         examples = seed.load_jsonl(env.seed_file)
     elif source == "oasst1":
         from clo.oasst import load_oasst1
@@ -137,7 +138,9 @@ def _seed_examples(spec: JobSpec, env: PipelineEnv) -> list[Any]:
     if len(examples) < spec.data_size:
         raise PipelineError(
             f"data_size {spec.data_size} is larger than the {len(examples)} examples of seed "
-            f"source '{source}'; lower data_size or provide more seed data", "data_size")
+            f"source '{source}'; lower data_size or provide more seed data",
+            "data_size",
+        )
     return list(examples[: spec.data_size])
 
 
@@ -158,7 +161,9 @@ def stage_translate(
         if len(quads) < spec.data_size:
             raise PipelineError(
                 f"data_size {spec.data_size} is larger than the {len(quads)} hand-translated "
-                f"examples shipped for '{spec.target_language}'", "data_size")
+                f"examples shipped for '{spec.target_language}'",
+                "data_size",
+            )
         quads = quads[: spec.data_size]
         report: dict[str, Any] = {"source": "parallel", "kept": len(quads), "model_calls": 0}
         hooks.progress({"stage": "translating", "step": len(quads), "total_steps": len(quads)})
@@ -166,8 +171,11 @@ def stage_translate(
         quads, report = _machine_translate(spec, workdir, hooks, env)
     _check_stop(hooks)
     if not quads:
-        raise PipelineError("no example survived translation quality checks; try another "
-                            "translator or translator.quality_check='off'", "translator")
+        raise PipelineError(
+            "no example survived translation quality checks; try another "
+            "translator or translator.quality_check='off'",
+            "translator",
+        )
     write_quadruples(quads_path, quads)
     write_json_atomic(report_path, report)
     return quads_path, report
@@ -182,21 +190,29 @@ def _machine_translate(
     if env.translator_model is None:
         raise PipelineError("no translation model configured", "translator.model")
     examples = _seed_examples(spec, env)
-    config = TranslatorConfig.model_validate({
-        "model": env.translator_model,
-        "revision": env.translator_revision,
-        "device": env.device,
-        "quality_check": spec.translator.quality_check,
-        "decoding": {"num_beams": spec.translator.num_beams},
-    })
+    config = TranslatorConfig.model_validate(
+        {
+            "model": env.translator_model,
+            "revision": env.translator_revision,
+            "device": env.device,
+            "quality_check": spec.translator.quality_check,
+            "decoding": {"num_beams": spec.translator.num_beams},
+        }
+    )
     cache = env.translation_cache or FileTranslationCache(workdir / "translate")
     translator = Translator(config)
 
     def progress(event: dict[str, Any]) -> None:
         hooks.progress({**event, "stage": "translating"})
 
-    result = translate_seed(examples, spec.target_language, translator, cache,
-                            progress=progress, should_stop=hooks.should_stop)
+    result = translate_seed(
+        examples,
+        spec.target_language,
+        translator,
+        cache,
+        progress=progress,
+        should_stop=hooks.should_stop,
+    )
     return list(result.quadruples), dict(result.report)
 
 
@@ -206,13 +222,15 @@ def train_config(spec: JobSpec) -> Any:
     from clo.languages import recommended_trainable
 
     hp = spec.hyperparameters
-    return TrainConfig.model_validate({
-        **hp.model_dump(),
-        "method": spec.method,
-        "sft_variant": spec.sft_variant,
-        "trainable": spec.trainable or recommended_trainable(spec.target_language),
-        "max_prompt_length": min(256, hp.max_length // 2),
-    })
+    return TrainConfig.model_validate(
+        {
+            **hp.model_dump(),
+            "method": spec.method,
+            "sft_variant": spec.sft_variant,
+            "trainable": spec.trainable or recommended_trainable(spec.target_language),
+            "max_prompt_length": min(256, hp.max_length // 2),
+        }
+    )
 
 
 def heldout_count(spec: JobSpec, n: int) -> int:
@@ -223,7 +241,9 @@ def heldout_count(spec: JobSpec, n: int) -> int:
     if size >= n:
         raise PipelineError(
             f"evaluation.heldout_size {size} leaves no training data out of {n} examples; "
-            "lower it or raise data_size", "evaluation.heldout_size")
+            "lower it or raise data_size",
+            "evaluation.heldout_size",
+        )
     return size
 
 
@@ -231,8 +251,7 @@ def _load_base(env: PipelineEnv) -> tuple[Any, Any]:
     from clo.loading import load_model_and_tokenizer
 
     device = None if env.device == "auto" else env.device
-    return load_model_and_tokenizer(env.base_model, revision=env.base_model_revision,
-                                    device=device)
+    return load_model_and_tokenizer(env.base_model, revision=env.base_model_revision, device=device)
 
 
 def stage_train(
@@ -268,12 +287,26 @@ def stage_train(
         step = int(event.get("step", 0))
         # The trainer checkpoints right after reporting a multiple of checkpoint_every.
         if step > 1 and (step - 1) % every == 0:
-            hooks.progress({"stage": "training", "event": "checkpoint", "step": step - 1,
-                            "path": str(out_dir / "checkpoints"),
-                            "message": f"checkpoint at step {step - 1}"})
+            hooks.progress(
+                {
+                    "stage": "training",
+                    "event": "checkpoint",
+                    "step": step - 1,
+                    "path": str(out_dir / "checkpoints"),
+                    "message": f"checkpoint at step {step - 1}",
+                }
+            )
 
-    result = train(model, tokenizer, train_quads, config, out_dir, progress=progress,
-                   should_stop=hooks.should_stop, reference_cache_dir=out_dir / "reference")
+    result = train(
+        model,
+        tokenizer,
+        train_quads,
+        config,
+        out_dir,
+        progress=progress,
+        should_stop=hooks.should_stop,
+        reference_cache_dir=out_dir / "reference",
+    )
     summary: dict[str, Any] = {
         **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
         "train_examples": len(train_quads),
@@ -281,8 +314,13 @@ def stage_train(
         "trainable": config.trainable,
         "truncation": result.truncation,
     }
-    meta = dict(config=config, base_model=env.base_model, base_revision=env.base_model_revision,
-                data_hash=_sha256_file(quads_path), metrics=summary)
+    meta = dict(
+        config=config,
+        base_model=env.base_model,
+        base_revision=env.base_model_revision,
+        data_hash=_sha256_file(quads_path),
+        metrics=summary,
+    )
     if spec.export_merged and config.trainable != "full":
         export_merged(result.model, tokenizer, out_dir / "merged", **meta)
     if config.trainable == "full":
@@ -334,9 +372,16 @@ def stage_evaluate(
     def progress(event: dict[str, Any]) -> None:
         hooks.progress({**event, "stage": "evaluating"})
 
-    report = evaluate(model, tokenizer, heldout, spec.target_language, config,
-                      progress=progress, should_stop=hooks.should_stop,
-                      model_name=spec.base_model)
+    report = evaluate(
+        model,
+        tokenizer,
+        heldout,
+        spec.target_language,
+        config,
+        progress=progress,
+        should_stop=hooks.should_stop,
+        model_name=spec.base_model,
+    )
     data = report.model_dump(mode="json")
     write_json_atomic(out, data)
     del model
@@ -395,18 +440,27 @@ def stage_package(
     shutil.rmtree(tmp, ignore_errors=True)
     _link_tree(exported, tmp)
     (tmp / "SHA256SUMS").unlink(missing_ok=True)
-    write_json_atomic(tmp / "clo_job.json", {
-        "pipeline_version": PIPELINE_VERSION,
-        "spec": spec.model_dump(mode="json"),
-        "base_model": {"name": spec.base_model, "source": env.base_model,
-                       "revision": env.base_model_revision},
-        "translator": {"source": env.translator_model, "revision": env.translator_revision},
-    })
+    write_json_atomic(
+        tmp / "clo_job.json",
+        {
+            "pipeline_version": PIPELINE_VERSION,
+            "spec": spec.model_dump(mode="json"),
+            "base_model": {
+                "name": spec.base_model,
+                "source": env.base_model,
+                "revision": env.base_model_revision,
+            },
+            "translator": {"source": env.translator_model, "revision": env.translator_revision},
+        },
+    )
     write_json_atomic(tmp / "translation_report.json", translation_report)
     if evaluation is not None:
         write_json_atomic(tmp / "evaluation.json", evaluation)
-    sums = {p.relative_to(tmp).as_posix(): _sha256_file(p)
-            for p in sorted(tmp.rglob("*")) if p.is_file()}
+    sums = {
+        p.relative_to(tmp).as_posix(): _sha256_file(p)
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file()
+    }
     # Written last: its presence marks a complete bundle.
     (tmp / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
     shutil.rmtree(bundle, ignore_errors=True)
@@ -440,9 +494,15 @@ def run_pipeline(
     _check_stop(hooks)
     evaluation = stage_evaluate(spec, workdir, hooks, env, exported)
     _check_stop(hooks)
-    bundle, merged = stage_package(spec, workdir, hooks, env, exported, evaluation,
-                                   translation_report)
+    bundle, merged = stage_package(
+        spec, workdir, hooks, env, exported, evaluation, translation_report
+    )
     kind = "adapter" if (bundle / "adapter_config.json").is_file() else "merged"
-    return PipelineResult(bundle_dir=bundle, merged_dir=merged, metrics_summary=summary,
-                          evaluation=evaluation, translation_report=translation_report,
-                          bundle_kind=kind)
+    return PipelineResult(
+        bundle_dir=bundle,
+        merged_dir=merged,
+        metrics_summary=summary,
+        evaluation=evaluation,
+        translation_report=translation_report,
+        bundle_kind=kind,
+    )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from clo.config import Method, SftVariant, Trainable
 
 SeedSource = Literal["builtin", "oasst1", "file", "parallel"]
-QualityCheck = Literal["drop", "off"]
+QualityCheck = Literal["drop", "report", "off"]
 
 MIN_DATA_SIZE = 8
 
@@ -45,7 +45,8 @@ class TranslatorSpec(BaseModel):
     model: str = Field("facebook/m2m100_1.2B", description="M2M100 or NLLB-200 model name.")
     num_beams: int = Field(4, ge=1, le=16, description="Beam size for translation.")
     quality_check: QualityCheck = Field(
-        "drop", description="drop: discard examples failing language-ID/degeneracy checks."
+        "drop",
+        description="drop: discard examples failing language-ID/degeneracy checks; report: keep and count them; off: no checks (tiny random demo translators).",
     )
 
 

@@ -28,7 +28,7 @@ from clo.config import TrainConfig
 from clo.encoding import EncodedSequence, collate, encode_quads, encoding_fingerprint, pad_token_id
 from clo.errors import CloError, Stopped
 from clo.logprobs import sequence_logprobs
-from clo.loss import LossFn, LossOutput, clo_loss, sft_loss
+from clo.loss import PAIRS, LossFn, LossOutput, clo_loss, sft_loss
 from clo.pairs import Quadruple
 from clo.reference import autocast_context, compute_logps, reference_logps
 from clo.schedule import lr_at
@@ -186,7 +186,7 @@ class _Run:
         logger.info("resumed from %s at step %d", path, self.step)
 
     def checkpoint(self) -> Path:
-        tensors = {name: p for name, p in self.named_params}
+        tensors: dict[str, torch.Tensor] = {name: p.detach() for name, p in self.named_params}
         if self.phase_ref is not None:
             tensors[PHASE_REF] = self.phase_ref
         return save_checkpoint(self.ckpt_dir, self.step, tensors, self.optimizer.state_dict(),
@@ -298,10 +298,9 @@ def preference_metrics(
     prompt's language) a higher summed log-prob than the rejected one; reward_accuracy_*
     (when `reference` log-probs [N,4] are given): the same for DPO's implicit reward, i.e.
     relative to the reference; token_accuracy_*: the same on mean per-token log-probs, which
-    removes the length difference between languages. Also returns the `logps` [N,4] tensor for reuse as a reference.
+    removes the length difference between languages. Also returns the `logps` [N,4] tensor
+    for reuse as a reference.
     """
-    from clo.loss import PAIRS
-
     encoded, _ = encode_quads(tokenizer, quads, max_length, max_prompt_length)
     logps, counts = compute_logps(model, encoded, pad_token_id(tokenizer), batch_size)
     per_token = logps / counts.clamp(min=1)

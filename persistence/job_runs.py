@@ -274,19 +274,38 @@ def finish_job(
 
 
 def release_job(session: Session, lease: Lease, reason: str) -> bool:
-    """Hand the job back to the queue unfinished (worker shutting down); the attempt is refunded."""
-    if not add_event(session, lease, "released", reason, None):
+    """Hand a running job back to the queue unfinished (worker shutting down).
+
+    The attempt is refunded: nothing was lost. A job with a pending cancel is not released
+    (False), so the cancel is never undone.
+    """
+    row = session.execute(
+        update(Job)
+        .where(
+            Job.id == lease.job_id,
+            Job.lease_token == lease.token,
+            Job.status == "running",
+            Job.cancel_requested_at.is_(None),
+        )
+        .values(
+            status="queued",
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            attempt=Job.attempt - 1,
+            enqueued_at=None,
+            eta_seconds=None,
+            event_seq=Job.event_seq + 1,
+            updated_at=utcnow(),
+        )
+        .returning(Job.event_seq)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
         return False
-    return _fence(
-        session,
-        lease,
-        status="queued",
-        lease_token=None,
-        lease_expires_at=None,
-        worker_id=None,
-        attempt=Job.attempt - 1,
-        enqueued_at=None,
-    )
+    session.add(JobEvent(job_id=lease.job_id, seq=row[0], type="released", message=reason))
+    session.flush()
+    return True
 
 
 def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJob]:
@@ -303,7 +322,8 @@ def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJo
     reaped: list[ReapedJob] = []
     for job_id, status, attempt, max_attempts, token in expired:
         stale = and_(Job.id == job_id, Job.lease_token == token)
-        lease_gone = dict(
+        values: dict[str, Any]
+        lease_gone: dict[str, Any] = dict(
             lease_token=None,
             lease_expires_at=None,
             worker_id=None,

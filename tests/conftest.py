@@ -11,6 +11,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Two xdist workers share two cores: one intra-op thread each avoids oversubscription,
+# which made tiny-model generate() 20-30x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

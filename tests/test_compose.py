@@ -89,8 +89,9 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
         assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
     worker_df = (ROOT / services["worker"]["build"]["dockerfile"]).read_text()
     assert re.search(r"^FROM\s+pytorch/pytorch:\S*cuda", worker_df, re.M)
-    assert re.search(r"^FROM\s+python:3\.\d+-slim", (ROOT / "docker/Dockerfile.api").read_text(),
-                     re.M)
+    assert re.search(
+        r"^FROM\s+python:3\.\d+-slim", (ROOT / "docker/Dockerfile.api").read_text(), re.M
+    )
 
 
 def test_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:

@@ -59,6 +59,9 @@ def make_celery() -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_timeout=5,
     )
+    from worker.shutdown import NotifyPoolOnShutdown
+
+    app.steps["worker"].add(NotifyPoolOnShutdown)
     return app
 
 

@@ -81,8 +81,12 @@ class ProgressRecorder:
             elapsed = time.monotonic() - self._stage_started
             if done > 0 and elapsed > 0:
                 eta = round(elapsed / done * max(total - step, 0), 1)
-        return {"step": step, "total_steps": total if isinstance(total, int) else None,
-                "percent": percent, "eta_seconds": eta}
+        return {
+            "step": step,
+            "total_steps": total if isinstance(total, int) else None,
+            "percent": percent,
+            "eta_seconds": eta,
+        }
 
     def flush(self) -> None:
         """Write what is pending now (stage change, job end)."""

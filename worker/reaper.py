@@ -44,8 +44,9 @@ def reap_once(factory: sessionmaker[Session], requeue_after_seconds: float) -> R
         with session_scope(factory) as session:
             job_runs.mark_enqueued(session, sent)
     outcomes = [r.outcome for r in reaped]
-    report = ReapReport(outcomes.count("requeued"), outcomes.count("failed"),
-                        outcomes.count("cancelled"), len(sent))
+    report = ReapReport(
+        outcomes.count("requeued"), outcomes.count("failed"), outcomes.count("cancelled"), len(sent)
+    )
     if reaped or sent:
         logger.info("reaper: %s", report)
     return report

@@ -26,6 +26,7 @@ from persistence.settings import Settings, get_settings
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease
 from worker.progress import ProgressRecorder
+from worker.shutdown import shutdown_requested
 from worker.translation_cache import DbTranslationCache
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,24 @@ def error_for(exc: BaseException) -> dict[str, Any]:
         param = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
         return job_error("user_error", "invalid_spec", f"stored job spec is invalid: {exc}", param)
     if isinstance(exc, CloError):
-        return job_error("user_error", getattr(exc, "code", "invalid_input"), str(exc),
-                         getattr(exc, "param", None))
+        return job_error(
+            "user_error",
+            getattr(exc, "code", "invalid_input"),
+            str(exc),
+            getattr(exc, "param", None),
+        )
     if type(exc).__name__ == "OutOfMemoryError":
-        return job_error("user_error", "out_of_memory",
-                         "the GPU ran out of memory; lower batch_size or max_length",
-                         "hyperparameters.batch_size")
-    return job_error("system_error", "internal_error",
-                     f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return job_error(
+            "user_error",
+            "out_of_memory",
+            "the GPU ran out of memory; lower batch_size or max_length",
+            "hyperparameters.batch_size",
+        )
+    return job_error(
+        "system_error",
+        "internal_error",
+        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+    )
 
 
 def run_job(
@@ -99,7 +110,7 @@ def _run_claimed(
     recorder = ProgressRecorder(held, wsettings.progress_interval_seconds)
 
     def should_stop() -> bool:
-        return held.cancel_requested.is_set() or held.lost.is_set()
+        return held.cancel_requested.is_set() or held.lost.is_set() or shutdown_requested()
 
     workdir = wsettings.work_root / str(lease.job_id)
     try:
@@ -140,10 +151,25 @@ def _stopped(held: HeldLease) -> str:
     if held.lost.is_set():
         logger.warning("job %s: lease lost; leaving the job to its new holder", held.lease.job_id)
         return "lease_lost"
-    held.write(job_runs.finish_job, "cancelled", message="cancelled on request; finished "
-               "artifacts kept")
+    if not held.cancel_requested.is_set() and shutdown_requested():
+        return _release(held)
+    held.write(
+        job_runs.finish_job, "cancelled", message="cancelled on request; finished artifacts kept"
+    )
     logger.info("job %s cancelled", held.lease.job_id)
     return "cancelled"
+
+
+def _release(held: HeldLease) -> str:
+    """Worker shutting down: hand the job back (attempt refunded) and wake another worker."""
+    from worker.enqueue import enqueue_job
+
+    reason = "worker shutting down; checkpointed, back in the queue"
+    if not held.write(job_runs.release_job, reason):
+        return "lease_lost"
+    enqueue_job(held.lease.job_id)
+    logger.info("job %s released: %s", held.lease.job_id, reason)
+    return "released"
 
 
 def _prepare(
@@ -156,14 +182,20 @@ def _prepare(
     spec = JobSpec.model_validate(spec_json)
     base = settings.resolve_model(spec.base_model, "causal_lm")
     if base is None:
-        raise _UserError("model_not_allowed",
-                         f"base_model {spec.base_model!r} is not on the allow-list", "base_model")
+        raise _UserError(
+            "model_not_allowed",
+            f"base_model {spec.base_model!r} is not on the allow-list",
+            "base_model",
+        )
     translator_source = translator_revision = None
     if spec.seed_data.source != "parallel":
         mt = settings.resolve_model(spec.translator.model, "translator")
         if mt is None:
-            raise _UserError("model_not_allowed", f"translator model {spec.translator.model!r} "
-                             "is not on the allow-list", "translator.model")
+            raise _UserError(
+                "model_not_allowed",
+                f"translator model {spec.translator.model!r} is not on the allow-list",
+                "translator.model",
+            )
         translator_source, translator_revision = mt.source, mt.revision
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = None
@@ -186,14 +218,16 @@ def _fetch_upload(
     try:
         fid = uuid.UUID(file_id)
     except ValueError as exc:
-        raise _UserError("file_not_found", f"file_id {file_id!r} is not a file id",
-                         "seed_data.file_id") from exc
+        raise _UserError(
+            "file_not_found", f"file_id {file_id!r} is not a file id", "seed_data.file_id"
+        ) from exc
     with session_scope(factory) as session:
         row = files_repo.get_file(session, fid)
         key = row.key if row is not None else None
     if key is None:
-        raise _UserError("file_not_found", f"uploaded file {file_id} no longer exists",
-                         "seed_data.file_id")
+        raise _UserError(
+            "file_not_found", f"uploaded file {file_id} no longer exists", "seed_data.file_id"
+        )
     target = workdir / "seed_upload.jsonl"
     if not target.exists():
         tmp = target.with_suffix(".partial")
@@ -214,17 +248,32 @@ def _store_results(held: HeldLease, settings: Settings, result: Any) -> None:
         uploads.append(("merged.tar", "merged", result.merged_dir))
     for name, kind, folder in uploads:
         stored = store.write_dir_archive(make_key("jobs", job, name), folder)
-        held.write(job_runs.record_artifact, name=name, kind=kind, key=stored.key,
-                   size=stored.size, sha256=stored.sha256)
+        held.write(
+            job_runs.record_artifact,
+            name=name,
+            kind=kind,
+            key=stored.key,
+            size=stored.size,
+            sha256=stored.sha256,
+        )
     if result.evaluation is not None:
         import json
 
         data = json.dumps(result.evaluation, indent=2, ensure_ascii=False).encode()
         stored = store.write_bytes(make_key("jobs", job, "evaluation.json"), data)
-        held.write(job_runs.record_artifact, name="evaluation.json", kind="report",
-                   key=stored.key, size=stored.size, sha256=stored.sha256)
-    held.write(job_runs.record_results, metrics_summary=result.metrics_summary,
-               evaluation=result.evaluation)
+        held.write(
+            job_runs.record_artifact,
+            name="evaluation.json",
+            kind="report",
+            key=stored.key,
+            size=stored.size,
+            sha256=stored.sha256,
+        )
+    held.write(
+        job_runs.record_results,
+        metrics_summary=result.metrics_summary,
+        evaluation=result.evaluation,
+    )
     if held.lost.is_set():
         raise Stopped("lease lost while storing results")
 

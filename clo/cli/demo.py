@@ -53,21 +53,63 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
     root = repo_root()
     path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
     with open(log, "ab") as out:
-        return subprocess.Popen(cmd, cwd=root, env={**os.environ, **env, "PYTHONPATH": path},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=root,
+            env={**os.environ, **env, "PYTHONPATH": path},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    return spawn([sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
-                  "--port", str(port), "--log-level", "warning"], env, log)
+    return spawn(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        log,
+    )
 
 
-def start_worker(env: dict[str, str], queue: str, name: str, log: Path,
-                 pool: str = "prefork") -> subprocess.Popen[bytes]:
-    return spawn([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                  "--queues", queue, "--concurrency", "1", "--pool", pool, "--hostname", name,
-                  "--without-gossip", "--without-mingle", "--without-heartbeat",
-                  "--loglevel", "INFO"], env, log)
+def start_worker(
+    env: dict[str, str], queue: str, name: str, log: Path, pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
+    return spawn(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            "1",
+            "--pool",
+            pool,
+            "--hostname",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+        log,
+    )
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
@@ -106,8 +148,14 @@ def clo_cli(args: list[str], env: dict[str, str]) -> str:
     cmd = [sys.executable, "-c", "from clo.cli import app; app()", *args]
     root = repo_root()
     path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    done = subprocess.run(cmd, cwd=root, env={**os.environ, **env, "PYTHONPATH": path},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        cmd,
+        cwd=root,
+        env={**os.environ, **env, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"clo {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
@@ -139,8 +187,13 @@ def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
         "seed_data": {"source": source},
         # Random-weight translator: no language ID could pass its output (module docstring).
         "translator": {"model": TINY_MT, "num_beams": 1, "quality_check": "off"},
-        "hyperparameters": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-3,
-                            "max_length": 192, "checkpoint_every": 5},
+        "hyperparameters": {
+            "max_steps": max_steps,
+            "batch_size": 2,
+            "learning_rate": 1e-3,
+            "max_length": 192,
+            "checkpoint_every": 5,
+        },
         "evaluation": {"heldout_size": 2, "max_new_tokens": 16},
         "metadata": {"origin": "clo demo"},
     }
@@ -149,15 +202,20 @@ def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
 @app.command("demo")
 def demo(
     data_dir: Annotated[Path, typer.Option(help="State folder (db, broker, artifacts).")] = Path(
-        "var"),
-    seed_source: Annotated[str, typer.Option(
-        help="parallel: shipped hand translations (fast); builtin: translate the English "
-        "seed with the tiny M2M100 (slower on CPU: its random output runs to max length).")] = (
-        "parallel"),
+        "var"
+    ),
+    seed_source: Annotated[
+        str,
+        typer.Option(
+            help="parallel: shipped hand translations (fast); builtin: translate the English "
+            "seed with the tiny M2M100 (slower on CPU: its random output runs to max length)."
+        ),
+    ] = ("parallel"),
     data_size: Annotated[int, typer.Option(help="English examples.")] = 10,
     max_steps: Annotated[int, typer.Option(help="Training steps.")] = 10,
     out: Annotated[Path, typer.Option(help="Where the adapter is downloaded.")] = Path(
-        "var/downloads"),
+        "var/downloads"
+    ),
 ) -> None:
     """Run one whole job on the embedded default (SQLite, filesystem broker), offline."""
     from clo.cli.jobs import JobsClient, download_artifact, extract_bundle, watch_job
@@ -181,8 +239,9 @@ def demo(
     clo_cli(["admin", "migrate"], env)
     port = free_port()
     api = start_api(env, port, logs / "api.log")
-    worker = start_worker(env, "gpu", f"demo-{uuid.uuid4().hex[:6]}@localhost",
-                          logs / "worker.log", pool="solo")
+    worker = start_worker(
+        env, "gpu", f"demo-{uuid.uuid4().hex[:6]}@localhost", logs / "worker.log", pool="solo"
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", api)
@@ -201,8 +260,10 @@ def demo(
         sha = next(a["sha256"] for a in final["artifacts"] if a["name"] == "adapter.tar")
         typer.echo(f"adapter bundle: {bundle}")
         typer.echo(f"archive: {archive} (sha256 {sha} verified)")
-        typer.echo(f"load it: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
-                   f"'{data_dir / 'models' / TINY_LM}'), '{bundle}')")
+        typer.echo(
+            f"load it: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+            f"'{data_dir / 'models' / TINY_LM}'), '{bundle}')"
+        )
         typer.echo(f"done in {time.monotonic() - started:.1f}s")
         client.close()
     finally:

@@ -18,8 +18,9 @@ from rich.table import Table
 
 from clo.cli.app import app
 
-jobs_app = typer.Typer(help="Talk to a CLO service: submit jobs, follow them, fetch adapters.",
-                       no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Talk to a CLO service: submit jobs, follow them, fetch adapters.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 console = Console(stderr=True)
 
@@ -57,8 +58,9 @@ class JobsClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(0, {"code": "unreachable",
-                               "message": f"cannot reach {self.http.base_url}: {exc}"}) from exc
+            raise ApiError(
+                0, {"code": "unreachable", "message": f"cannot reach {self.http.base_url}: {exc}"}
+            ) from exc
         if response.status_code >= 400:
             try:
                 error = response.json().get("error") or {"message": response.text}
@@ -92,12 +94,22 @@ def describe_progress(job: dict[str, Any]) -> str:
     return f"{job['status']}{extra} · {stage}"
 
 
-def watch_job(client: JobsClient, job_id: str, interval: float = 1.0,
-              timeout: float | None = None, quiet: bool = False) -> dict[str, Any]:
+def watch_job(
+    client: JobsClient,
+    job_id: str,
+    interval: float = 1.0,
+    timeout: float | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Poll until the job ends, drawing a live progress bar per stage; returns the final job."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[steps]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[steps]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
         task = bar.add_task("queued", total=None, steps="")
         while True:
@@ -105,8 +117,13 @@ def watch_job(client: JobsClient, job_id: str, interval: float = 1.0,
             progress = job.get("progress") or {}
             total, step = progress.get("total_steps"), progress.get("step")
             steps = f"{step}/{total}" if step is not None and total else ""
-            bar.update(task, description=describe_progress(job), total=total or None,
-                       completed=step or 0, steps=steps)
+            bar.update(
+                task,
+                description=describe_progress(job),
+                total=total or None,
+                completed=step or 0,
+                steps=steps,
+            )
             if job["status"] in TERMINAL:
                 if job["status"] == "succeeded" and total:
                     bar.update(task, completed=total)
@@ -129,8 +146,13 @@ def download_artifact(client: JobsClient, job_id: str, name: str, out_dir: Path)
     listing = {a["name"]: a for a in client.artifacts(job_id)}
     if name not in listing:
         available = ", ".join(sorted(listing)) or "none yet"
-        raise ApiError(404, {"code": "artifact_not_found",
-                             "message": f"job {job_id} has no artifact {name!r} ({available})"})
+        raise ApiError(
+            404,
+            {
+                "code": "artifact_not_found",
+                "message": f"job {job_id} has no artifact {name!r} ({available})",
+            },
+        )
     meta = listing[name]
     out_dir.mkdir(parents=True, exist_ok=True)
     target, partial = out_dir / name, out_dir / f"{name}.partial"
@@ -153,9 +175,14 @@ def download_artifact(client: JobsClient, job_id: str, name: str, out_dir: Path)
     actual = sha256_of(partial)
     if actual != meta["sha256"]:
         partial.unlink()
-        raise ApiError(0, {"code": "checksum_mismatch",
-                           "message": f"{name}: sha256 {actual} != expected {meta['sha256']}; "
-                           "the partial file was removed, run download again"})
+        raise ApiError(
+            0,
+            {
+                "code": "checksum_mismatch",
+                "message": f"{name}: sha256 {actual} != expected {meta['sha256']}; "
+                "the partial file was removed, run download again",
+            },
+        )
     os.replace(partial, target)
     return target
 
@@ -183,8 +210,9 @@ def _fail(exc: Exception) -> NoReturn:
 @jobs_app.callback()
 def _connect(
     ctx: typer.Context,
-    api_url: str = typer.Option("http://127.0.0.1:8000", envvar="CLO_API_URL",
-                                help="Base URL of the CLO API."),
+    api_url: str = typer.Option(
+        "http://127.0.0.1:8000", envvar="CLO_API_URL", help="Base URL of the CLO API."
+    ),
     api_key: str = typer.Option("", envvar="CLO_API_KEY", help="API key (Bearer)."),
 ) -> None:
     if not api_key:
@@ -197,8 +225,9 @@ def _connect(
 def submit(
     ctx: typer.Context,
     base_model: str = typer.Option(None, help="Allow-listed base model name."),
-    target_language: str = typer.Option(None, "--target-language", "--lang",
-                                        help="Target language code, e.g. sw."),
+    target_language: str = typer.Option(
+        None, "--target-language", "--lang", help="Target language code, e.g. sw."
+    ),
     data_size: int = typer.Option(None, help="Number of English seed examples."),
     method: str = typer.Option(None, help="clo (default), sft, sft+dpo, dpo."),
     trainable: str = typer.Option(None, help="attention, lora or full (default: recommended)."),
@@ -211,21 +240,31 @@ def submit(
     batch_size: int = typer.Option(None, help="Examples per micro-batch."),
     learning_rate: float = typer.Option(None, help="Peak learning rate."),
     heldout_size: int = typer.Option(None, help="Examples held out for evaluation."),
-    spec_file: Annotated[Path | None, typer.Option(
-        "--spec", help="JSON job spec; options override it.")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="JSON job spec; options override it.")
+    ] = None,
     idempotency_key: str = typer.Option(None, help="Retries with the same key return one job."),
     watch: bool = typer.Option(False, "--watch", help="Follow the job until it ends."),
 ) -> None:
     """Submit a job and print its id."""
     spec: dict[str, Any] = json.loads(spec_file.read_text()) if spec_file else {}
-    top = {"base_model": base_model, "target_language": target_language, "data_size": data_size,
-           "method": method, "trainable": trainable}
+    top = {
+        "base_model": base_model,
+        "target_language": target_language,
+        "data_size": data_size,
+        "method": method,
+        "trainable": trainable,
+    }
     spec.update({k: v for k, v in top.items() if v is not None})
     nested: dict[str, dict[str, Any]] = {
         "seed_data": {"source": seed_source, "file_id": file_id},
         "translator": {"model": translator, "quality_check": quality_check},
-        "hyperparameters": {"max_steps": max_steps, "epochs": epochs, "batch_size": batch_size,
-                            "learning_rate": learning_rate},
+        "hyperparameters": {
+            "max_steps": max_steps,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+        },
         "evaluation": {"heldout_size": heldout_size},
     }
     for section, values in nested.items():
@@ -258,13 +297,24 @@ def list_jobs(
     table = Table("id", "status", "stage", "model", "lang", "progress", "created")
     try:
         while True:
-            page = client.list_jobs(status=status, target_language=target_language,
-                               base_model=base_model, limit=limit, cursor=cursor)
+            page = client.list_jobs(
+                status=status,
+                target_language=target_language,
+                base_model=base_model,
+                limit=limit,
+                cursor=cursor,
+            )
             for job in page["data"]:
                 pct = (job.get("progress") or {}).get("percent")
-                table.add_row(job["id"], job["status"], job.get("stage") or "",
-                              job["base_model"], job["target_language"],
-                              "" if pct is None else f"{pct:.0f}%", job["created_at"][:19])
+                table.add_row(
+                    job["id"],
+                    job["status"],
+                    job.get("stage") or "",
+                    job["base_model"],
+                    job["target_language"],
+                    "" if pct is None else f"{pct:.0f}%",
+                    job["created_at"][:19],
+                )
             cursor = page.get("next_cursor")
             if not (all_pages and page.get("has_more") and cursor):
                 break
@@ -286,8 +336,10 @@ def show(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "-
     progress = job.get("progress") or {}
     typer.echo(f"{job['id']}  {describe_progress(job)}  attempt {job['attempt']}")
     if progress.get("step") is not None:
-        typer.echo(f"  step {progress['step']}/{progress.get('total_steps')}  "
-                   f"{progress.get('percent')}%  eta {progress.get('eta_seconds')}s")
+        typer.echo(
+            f"  step {progress['step']}/{progress.get('total_steps')}  "
+            f"{progress.get('percent')}%  eta {progress.get('eta_seconds')}s"
+        )
     _print_outcome(job)
 
 
@@ -300,8 +352,11 @@ def _print_outcome(job: dict[str, Any]) -> None:
 
 
 @jobs_app.command("watch")
-def watch(ctx: typer.Context, job_id: str,
-          interval: float = typer.Option(1.0, help="Seconds between polls.")) -> None:
+def watch(
+    ctx: typer.Context,
+    job_id: str,
+    interval: float = typer.Option(1.0, help="Seconds between polls."),
+) -> None:
     """Follow a job with a live progress bar; exit 0 succeeded, 1 failed, 2 cancelled."""
     try:
         final = watch_job(_client(ctx), job_id, interval)

@@ -41,18 +41,25 @@ class ProgressBar:
 @app.command("run")
 def run(
     base_model: Annotated[str, typer.Option(help="Local folder or hub id of the base model.")],
-    target_language: Annotated[str, typer.Option("--target-language", "--lang",
-                                                 help="Target language code, e.g. sw.")],
+    target_language: Annotated[
+        str, typer.Option("--target-language", "--lang", help="Target language code, e.g. sw.")
+    ],
     data_size: Annotated[int, typer.Option(help="Number of English seed examples.")],
     workdir: Annotated[Path, typer.Option(help="Where stages write; rerun to resume.")] = Path(
-        "runs/job"),
+        "runs/job"
+    ),
     seed_source: Annotated[str, typer.Option(help="builtin, oasst1, file, parallel.")] = "builtin",
     seed_file: Annotated[Path | None, typer.Option(help="JSONL seed set (source file).")] = None,
     translator: Annotated[str, typer.Option(help="Translation model folder or hub id.")] = (
-        "facebook/m2m100_1.2B"),
+        "facebook/m2m100_1.2B"
+    ),
     quality_check: Annotated[str, typer.Option(help="drop or off (tiny demo models).")] = "drop",
-    spec_file: Annotated[Path | None, typer.Option(
-        "--spec", help="JSON job spec (the POST /v1/jobs body); options above fill it.")] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec", help="JSON job spec (the POST /v1/jobs body); options above fill it."
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per micro-batch.")] = None,
     heldout_size: Annotated[int | None, typer.Option(help="Examples held out.")] = None,
@@ -78,13 +85,20 @@ def run(
         field = ".".join(str(p) for p in first["loc"])
         raise typer.BadParameter(f"{field}: {first['msg']}") from exc
     if spec.seed_data.source == "file" and seed_file is None:
-        raise typer.BadParameter("give --seed-file with --seed-source file",
-                                 param_hint="--seed-file")
-    env = PipelineEnv(base_model=base_model, translator_model=translator, seed_file=seed_file,
-                      device=device)
+        raise typer.BadParameter(
+            "give --seed-file with --seed-source file", param_hint="--seed-file"
+        )
+    env = PipelineEnv(
+        base_model=base_model, translator_model=translator, seed_file=seed_file, device=device
+    )
     started = time.monotonic()
-    columns = (TextColumn("{task.description:>12}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
     try:
         with Progress(*columns, console=console) as progress:
             result = run_pipeline(spec, workdir, PipelineHooks(progress=ProgressBar(progress)), env)

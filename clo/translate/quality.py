@@ -91,19 +91,12 @@ class QualityChecker:
     def language_id_available(self) -> bool:
         return self.target is not None
 
-    def detected_language(self, text: str) -> lingua.Language | None:
-        """lingua's verdict on the prose of the text, None when too short to tell."""
-        prose = prose_only(text)
-        if letter_count(prose) < self.config.min_chars_for_language_id:
-            return None
-        return _detector(self._languages).detect_language_of(prose[:_LANGID_MAX_CHARS])
-
     def is_wrong_language(self, text: str) -> bool:
         if self.target is None:
             return False
         prose = prose_only(text)
         if letter_count(prose) < self.config.min_chars_for_language_id:
-            return False
+            return False  # too short to identify reliably
         detector = _detector(self._languages)
         sample = prose[:_LANGID_MAX_CHARS]
         if detector.detect_language_of(sample) != self.target:

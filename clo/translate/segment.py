@@ -36,7 +36,6 @@ _SENTENCE_END = re.compile(r"(?:[.!?…]+[\"'”’)\]]*(?=\s)|[。！？]+[\"'�
 _ABBREVIATIONS = frozenset(
     "e.g i.e etc vs mr mrs ms dr prof st jr sr no fig approx cf al inc ltd co".split()
 )
-_CLAUSE_BREAK = re.compile(r"(?<=[,;:，；：])\s+")
 
 
 def _has_letters(text: str) -> bool:

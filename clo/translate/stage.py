@@ -147,11 +147,23 @@ def _find_failures(
     translated: Sequence[tuple[str, str]] | dict[int, tuple[str, str]],
     ids: Iterable[int],
 ) -> dict[int, tuple[str, Reason]]:
-    failures = {}
+    failures: dict[int, tuple[str, Reason]] = {}
     for i in ids:
         failure = _failure(checker, examples[i], *translated[i])
         if failure is not None:
             failures[i] = failure
+    return failures
+
+
+def _empty_failures(
+    examples: Sequence[SeedExample], translated: Sequence[tuple[str, str]]
+) -> dict[int, tuple[str, Reason]]:
+    failures: dict[int, tuple[str, Reason]] = {}
+    for i, (ex, (prompt, response)) in enumerate(zip(examples, translated, strict=True)):
+        for name, src, out in (("prompt", ex.prompt, prompt), ("response", ex.response, response)):
+            if src.strip() and not out.strip():
+                failures[i] = (name, "empty")
+                break
     return failures
 
 
@@ -197,11 +209,7 @@ def translate_seed(
     language_checked = None
     if mode == "off":
         # even unchecked, an empty translation is never a training example
-        failures = {
-            i: ("prompt" if ex.prompt.strip() and not p.strip() else "response", "empty")
-            for i, (ex, (p, r)) in enumerate(zip(examples, translated, strict=True))
-            if (ex.prompt.strip() and not p.strip()) or (ex.response.strip() and not r.strip())
-        }
+        failures = _empty_failures(examples, translated)
     else:
         checker = QualityChecker(target, cfg.quality)
         language_checked = checker.language_id_available

@@ -78,8 +78,8 @@ def test_prompt_never_cut_to_nothing(qwen_tok) -> None:
 
 def test_four_sequences_in_order(qwen_tok) -> None:
     (seqs,), _ = encode_quads(qwen_tok, [QUAD], 256, 128)
-    texts = [(qwen_tok.decode(s.input_ids[:s.prompt_len]), qwen_tok.decode(s.input_ids[s.prompt_len:]))
-             for s in seqs]
+    texts = [(qwen_tok.decode(s.input_ids[:s.prompt_len]),
+              qwen_tok.decode(s.input_ids[s.prompt_len:])) for s in seqs]
     assert QUAD.x_en in texts[0][0] and QUAD.y_en in texts[0][1]
     assert QUAD.x_en in texts[1][0] and QUAD.y_tgt in texts[1][1]
     assert QUAD.x_tgt in texts[2][0] and QUAD.y_tgt in texts[2][1]

@@ -1,6 +1,7 @@
 """Exported adapters reload with stock PEFT, merged models with stock transformers."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ from clo.export import export_adapter, export_merged
 from clo.logprobs import sequence_logprobs
 from clo.pairs import Quadruple
 from clo.trainer import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny matmuls are faster single-threaded, and xdist runs one worker per core anyway.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 QUADS = [
     Quadruple(f"Question {i}: name a fruit.", f"Apple number {i}.",

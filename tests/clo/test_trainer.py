@@ -1,6 +1,7 @@
 """The training loop: what trains, exact resume, stop hook, progress, methods, schedule."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ from clo.errors import CloError, Stopped
 from clo.pairs import Quadruple
 from clo.schedule import lr_at
 from clo.trainer import make_plan, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny matmuls are faster single-threaded, and xdist runs one worker per core anyway.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 QUADS = [
     Quadruple(f"Question {i}: what is {i} plus {i}?", f"It is {2 * i}, a small number.",
@@ -37,7 +48,8 @@ def test_attention_only_leaves_every_other_weight_bit_identical(tiny_qwen2: Path
     model, tok = load(tiny_qwen2)
     stops = iter([False, False, False, True])
     with pytest.raises(Stopped):
-        train(model, tok, QUADS, small_config(max_steps=5), tmp_path, should_stop=lambda: next(stops))
+        train(model, tok, QUADS, small_config(max_steps=5), tmp_path,
+              should_stop=lambda: next(stops))
     changed = []
     for name, p in model.named_parameters():
         if ".self_attn." in name:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -57,8 +59,14 @@ def _insert_job(factory: sessionmaker[Session], **overrides: object) -> uuid.UUI
         session.add(tenant)
         session.flush()
         values: dict[str, object] = dict(
-            tenant_id=tenant.id, status="queued", spec=spec, base_model="tiny",
-            target_language="de", method="clo", data_size=8, max_attempts=3,
+            tenant_id=tenant.id,
+            status="queued",
+            spec=spec,
+            base_model="tiny",
+            target_language="de",
+            method="clo",
+            data_size=8,
+            max_attempts=3,
         )
         values.update(overrides)
         job = Job(**values)
@@ -73,5 +81,49 @@ def make_job(factory: sessionmaker[Session]) -> Callable[..., uuid.UUID]:
 
     def make(**overrides: object) -> uuid.UUID:
         return _insert_job(factory, **overrides)
+
+    return make
+
+
+def _service_env(pg_url: str, data_dir: Path) -> dict[str, str]:
+    """Environment for a real API + worker on this session's database and a private queue."""
+    return {
+        "CLO_ENVIRONMENT": "development",
+        "CLO_DATABASE_URL": pg_url,
+        # Its own Redis db and queue: parallel test sessions never see each other's messages.
+        "CLO_BROKER_URL": f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+        "CLO_QUEUE": f"gpu-{uuid.uuid4().hex[:8]}",
+        "CLO_DATA_DIR": str(data_dir),
+        "CLO_LEASE_SECONDS": "20",
+        "CLO_HEARTBEAT_SECONDS": "1",
+        "CLO_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "CLO_LOG_JSON": "false",
+        "CLO_MIGRATE_ON_START": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def make_service_env(pg_url: str) -> Callable[[Path], dict[str, str]]:
+    """make(data_dir) -> env for API/worker subprocesses on this session's database."""
+
+    def make(data_dir: Path) -> dict[str, str]:
+        return _service_env(pg_url, data_dir)
+
+    return make
+
+
+@pytest.fixture
+def new_api_key(factory: sessionmaker[Session]) -> Callable[[], str]:
+    """A fresh tenant's API key (secret)."""
+    from persistence.repositories import tenants
+
+    def make() -> str:
+        with session_scope(factory) as session:
+            tenant = tenants.create_tenant(session, f"t-{uuid.uuid4().hex[:10]}")
+            _, key = tenants.create_api_key(session, tenant)
+        return key.secret
 
     return make

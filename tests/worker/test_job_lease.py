@@ -23,7 +23,8 @@ def _job(factory, job_id):
 def _events(factory, job_id):
     with session_scope(factory) as s:
         rows = s.execute(
-            select(JobEvent.seq, JobEvent.type).where(JobEvent.job_id == job_id)
+            select(JobEvent.seq, JobEvent.type)
+            .where(JobEvent.job_id == job_id)
             .order_by(JobEvent.seq)
         ).all()
         return [(seq, type_) for seq, type_ in rows]
@@ -36,8 +37,11 @@ def _claim(factory, job_id, worker="w1", lease_seconds=60):
 
 def _expire(factory, job_id):
     with session_scope(factory) as s:
-        s.execute(update(Job).where(Job.id == job_id)
-                  .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def test_claim_sets_running_and_second_claim_fails(factory, make_job):
@@ -80,13 +84,21 @@ def test_stale_token_writes_change_nothing(factory, make_job):
     new = _claim(factory, job_id, "w2")
     assert new is not None and new.token != old.token and new.attempt == 2
     with session_scope(factory) as s:
-        assert not job_runs.record_progress(s, old, step=5, total_steps=10, percent=50.0,
-                                            eta_seconds=1.0)
+        assert not job_runs.record_progress(
+            s, old, step=5, total_steps=10, percent=50.0, eta_seconds=1.0
+        )
         assert not job_runs.record_metrics(s, old, [(1, {"loss": 0.5})])
         assert not job_runs.add_event(s, old, "stale", "from the old worker")
         assert not job_runs.set_stage(s, old, "training")
-        assert not job_runs.record_artifact(s, old, name="adapter.tar", kind="adapter",
-                                            key="jobs/x/adapter.tar", size=1, sha256="0" * 64)
+        assert not job_runs.record_artifact(
+            s,
+            old,
+            name="adapter.tar",
+            kind="adapter",
+            key="jobs/x/adapter.tar",
+            size=1,
+            sha256="0" * 64,
+        )
         assert not job_runs.finish_job(s, old, "succeeded")
         assert job_runs.renew_lease(s, old, 60) is None
     job = _job(factory, job_id)
@@ -98,8 +110,9 @@ def test_stale_token_writes_change_nothing(factory, make_job):
     assert [t for _, t in _events(factory, job_id)] == ["started", "started"]
     # The current holder's writes go through.
     with session_scope(factory) as s:
-        assert job_runs.record_progress(s, new, step=5, total_steps=10, percent=50.0,
-                                        eta_seconds=1.0)
+        assert job_runs.record_progress(
+            s, new, step=5, total_steps=10, percent=50.0, eta_seconds=1.0
+        )
     assert _job(factory, job_id).step == 5
 
 
@@ -111,8 +124,11 @@ def test_metrics_replace_redone_steps_and_finish_releases_lease(factory, make_jo
     with session_scope(factory) as s:
         assert job_runs.record_metrics(s, lease, [(2, {"loss": 0.7}), (3, {"loss": 0.6})])
     with session_scope(factory) as s:
-        rows = s.execute(select(JobMetric.step, JobMetric.values)
-                         .where(JobMetric.job_id == job_id).order_by(JobMetric.step)).all()
+        rows = s.execute(
+            select(JobMetric.step, JobMetric.values)
+            .where(JobMetric.job_id == job_id)
+            .order_by(JobMetric.step)
+        ).all()
         assert [(st, v["loss"]) for st, v in rows] == [(1, 0.9), (2, 0.7), (3, 0.6)]
         assert job_runs.finish_job(s, lease, "succeeded")
     job = _job(factory, job_id)
@@ -127,8 +143,11 @@ def test_heartbeat_sees_cancel_request(factory, make_job):
         state = job_runs.renew_lease(s, lease, 60)
     assert state is not None and not state.cancel_requested
     with session_scope(factory) as s:
-        s.execute(update(Job).where(Job.id == job_id)
-                  .values(status="cancelling", cancel_requested_at=utcnow()))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status="cancelling", cancel_requested_at=utcnow())
+        )
     with session_scope(factory) as s:
         state = job_runs.renew_lease(s, lease, 60)
         assert state is not None and state.cancel_requested
@@ -159,8 +178,11 @@ def test_reaper_leaves_live_leases_and_cancels_orphaned_cancelling(factory, make
     _claim(factory, live)
     _claim(factory, cancelling)
     with session_scope(factory) as s:
-        s.execute(update(Job).where(Job.id == cancelling)
-                  .values(status="cancelling", cancel_requested_at=utcnow()))
+        s.execute(
+            update(Job)
+            .where(Job.id == cancelling)
+            .values(status="cancelling", cancel_requested_at=utcnow())
+        )
     _expire(factory, cancelling)
     with session_scope(factory) as s:
         reaped = {r.job_id: r.outcome for r in job_runs.reap_expired(s)}
@@ -183,3 +205,24 @@ def test_queued_without_message_finds_old_unsent_jobs(factory, make_job):
 
 def test_unknown_job_is_not_claimable(factory):
     assert _claim(factory, uuid.uuid4()) is None
+
+
+def test_release_refunds_the_attempt_but_never_undoes_a_cancel(factory, make_job):
+    job_id = make_job()
+    lease = _claim(factory, job_id)
+    with session_scope(factory) as s:
+        assert job_runs.release_job(s, lease, "shutting down")
+    job = _job(factory, job_id)
+    assert job.status == "queued" and job.attempt == 0 and job.lease_token is None
+    assert [t for _, t in _events(factory, job_id)] == ["started", "released"]
+
+    lease = _claim(factory, job_id)
+    with session_scope(factory) as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status="cancelling", cancel_requested_at=utcnow())
+        )
+    with session_scope(factory) as s:
+        assert not job_runs.release_job(s, lease, "shutting down")
+    assert _job(factory, job_id).status == "cancelling"

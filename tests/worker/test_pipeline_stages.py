@@ -14,13 +14,24 @@ from clo.spec import JobSpec
 
 
 def _spec(**hp: object) -> JobSpec:
-    return JobSpec.model_validate({
-        "base_model": "tiny", "target_language": "de", "data_size": 12, "trainable": "lora",
-        "seed_data": {"source": "parallel"},
-        "hyperparameters": {"max_steps": 4, "batch_size": 2, "learning_rate": 1e-3,
-                            "max_length": 96, "checkpoint_every": 2, **hp},
-        "evaluation": {"heldout_size": 2, "max_new_tokens": 4},
-    })
+    return JobSpec.model_validate(
+        {
+            "base_model": "tiny",
+            "target_language": "de",
+            "data_size": 12,
+            "trainable": "lora",
+            "seed_data": {"source": "parallel"},
+            "hyperparameters": {
+                "max_steps": 4,
+                "batch_size": 2,
+                "learning_rate": 1e-3,
+                "max_length": 96,
+                "checkpoint_every": 2,
+                **hp,
+            },
+            "evaluation": {"heldout_size": 2, "max_new_tokens": 4},
+        }
+    )
 
 
 def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
@@ -43,13 +54,18 @@ def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
     resumed = [e for e in events if e.get("event") == "stage_started"]
     # Translation output reused; training restarted from the step-3 checkpoint, not step 0.
     assert [(e["stage"], e["resumed"]) for e in resumed] == [
-        ("translating", True), ("training", False), ("evaluating", False), ("packaging", False)]
+        ("translating", True),
+        ("training", False),
+        ("evaluating", False),
+        ("packaging", False),
+    ]
     assert [e["step"] for e in events if e.get("stage") == "training" and "loss" in e] == [4]
     bundle = result.bundle_dir
     assert (bundle / "adapter_config.json").is_file() and (bundle / "evaluation.json").is_file()
     sums = (bundle / "SHA256SUMS").read_text().splitlines()
     assert {line.split("  ")[1] for line in sums} == {
-        p.name for p in bundle.iterdir() if p.name != "SHA256SUMS"}
+        p.name for p in bundle.iterdir() if p.name != "SHA256SUMS"
+    }
     job = json.loads((bundle / "clo_job.json").read_text())
     assert job["spec"]["data_size"] == 12 and result.metrics_summary["train_steps"] == 4
 
@@ -70,10 +86,28 @@ def test_data_size_beyond_parallel_data_names_the_field(tmp_path: Path):
 def test_clo_run_cli_writes_a_bundle(tiny_qwen2: Path, tmp_path: Path):
     from clo.cli import app
 
-    result = CliRunner().invoke(app, [
-        "run", "--base-model", str(tiny_qwen2), "--lang", "de", "--data-size", "10",
-        "--seed-source", "parallel", "--max-steps", "2", "--batch-size", "2",
-        "--heldout-size", "2", "--workdir", str(tmp_path / "w")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--base-model",
+            str(tiny_qwen2),
+            "--lang",
+            "de",
+            "--data-size",
+            "10",
+            "--seed-source",
+            "parallel",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--heldout-size",
+            "2",
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "adapter bundle:" in result.output
     assert (tmp_path / "w" / "package" / "bundle" / "adapter_model.safetensors").is_file()
@@ -82,6 +116,18 @@ def test_clo_run_cli_writes_a_bundle(tiny_qwen2: Path, tmp_path: Path):
 def test_clo_run_cli_rejects_bad_spec_naming_the_field(tmp_path: Path):
     from clo.cli import app
 
-    result = CliRunner().invoke(app, ["run", "--base-model", "x", "--lang", "de",
-                                      "--data-size", "3", "--workdir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--base-model",
+            "x",
+            "--lang",
+            "de",
+            "--data-size",
+            "3",
+            "--workdir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code != 0 and "data_size" in result.output

@@ -22,11 +22,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_reaper(pg_url: str, redis_url: str, queue: str, tmp_path: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLO_DATABASE_URL": pg_url,
-           "CLO_BROKER_URL": redis_url, "CLO_QUEUE": queue, "CLO_DATA_DIR": str(tmp_path),
-           "CLO_REQUEUE_AFTER_SECONDS": "60"}
-    done = subprocess.run([sys.executable, "-m", "worker.reaper", "--once"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CLO_DATABASE_URL": pg_url,
+        "CLO_BROKER_URL": redis_url,
+        "CLO_QUEUE": queue,
+        "CLO_DATA_DIR": str(tmp_path),
+        "CLO_REQUEUE_AFTER_SECONDS": "60",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.reaper", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -44,8 +56,11 @@ def test_reaper_requeues_expired_and_resends_lost_wakeups(factory, make_job, pg_
     expired = make_job()
     with session_scope(factory) as s:
         assert job_runs.claim_job(s, expired, "dead-worker", 60) is not None
-        s.execute(update(Job).where(Job.id == expired)
-                  .values(lease_expires_at=utcnow() - timedelta(seconds=5)))
+        s.execute(
+            update(Job)
+            .where(Job.id == expired)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=5))
+        )
     lost = make_job(created_at=utcnow() - timedelta(minutes=30), enqueued_at=None)
     fresh = make_job()  # just created: its own wake-up is still on the way
     queue = f"reaper-{uuid.uuid4().hex[:8]}"
@@ -61,8 +76,9 @@ def test_reaper_requeues_expired_and_resends_lost_wakeups(factory, make_job, pg_
             assert job.status == "queued" and job.lease_token is None and job.attempt == 1
             assert job.enqueued_at is not None
             assert s.get(Job, lost).enqueued_at is not None
-            types = s.scalars(select(JobEvent.type).where(JobEvent.job_id == expired)
-                              .order_by(JobEvent.seq)).all()
+            types = s.scalars(
+                select(JobEvent.type).where(JobEvent.job_id == expired).order_by(JobEvent.seq)
+            ).all()
         assert types == ["started", "lease_expired"]
         # A second pass right away sends nothing new for them: they were just enqueued.
         client.delete(queue)

@@ -18,16 +18,22 @@ from worker.runner import error_for, run_job
 
 
 def _settings(pg_url: str, tmp_path: Path) -> tuple[Settings, WorkerSettings]:
-    settings = Settings(database_url=pg_url, data_dir=tmp_path, broker_url="memory://",
-                        lease_seconds=30, heartbeat_seconds=1)
+    settings = Settings(
+        database_url=pg_url,
+        data_dir=tmp_path,
+        broker_url="memory://",
+        lease_seconds=30,
+        heartbeat_seconds=1,
+    )
     return settings, WorkerSettings(work_dir=tmp_path / "work")
 
 
 def _snapshot(factory, job_id):
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
-        events = s.scalar(select(func.count()).select_from(JobEvent)
-                          .where(JobEvent.job_id == job_id))
+        events = s.scalar(
+            select(func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id)
+        )
         return (job.status, job.lease_token, job.worker_id, job.attempt, job.updated_at, events)
 
 
@@ -37,8 +43,13 @@ def test_duplicate_delivery_exits_without_touching_the_job(factory, make_job, pg
         assert job_runs.claim_job(s, job_id, "first-worker", 60) is not None
     before = _snapshot(factory, job_id)
     settings, wsettings = _settings(pg_url, tmp_path)
-    outcome = run_job(str(job_id), worker_id="second-worker", settings=settings,
-                      wsettings=wsettings, factory=factory)
+    outcome = run_job(
+        str(job_id),
+        worker_id="second-worker",
+        settings=settings,
+        wsettings=wsettings,
+        factory=factory,
+    )
     assert outcome == "not_claimable"
     assert _snapshot(factory, job_id) == before
     assert not (tmp_path / "work" / str(job_id)).exists()  # no work started
@@ -48,41 +59,58 @@ def test_finished_job_redelivered_is_a_no_op(factory, make_job, pg_url, tmp_path
     job_id = make_job(status="succeeded")
     before = _snapshot(factory, job_id)
     settings, wsettings = _settings(pg_url, tmp_path)
-    assert run_job(str(job_id), worker_id="w", settings=settings, wsettings=wsettings,
-                   factory=factory) == "not_claimable"
+    assert (
+        run_job(str(job_id), worker_id="w", settings=settings, wsettings=wsettings, factory=factory)
+        == "not_claimable"
+    )
     assert _snapshot(factory, job_id) == before
 
 
 def test_malformed_job_id_is_ignored(factory, pg_url, tmp_path):
     settings, wsettings = _settings(pg_url, tmp_path)
-    assert run_job("not-a-uuid", worker_id="w", settings=settings, wsettings=wsettings,
-                   factory=factory) == "not_claimable"
+    assert (
+        run_job(
+            "not-a-uuid", worker_id="w", settings=settings, wsettings=wsettings, factory=factory
+        )
+        == "not_claimable"
+    )
 
 
 def test_model_off_the_allow_list_fails_as_user_error(factory, make_job, pg_url, tmp_path):
-    spec = {"base_model": "no-such-model", "target_language": "de", "data_size": 8,
-            "seed_data": {"source": "parallel"}}
+    spec = {
+        "base_model": "no-such-model",
+        "target_language": "de",
+        "data_size": 8,
+        "seed_data": {"source": "parallel"},
+    }
     job_id = make_job(spec=spec, base_model="no-such-model")
     settings, wsettings = _settings(pg_url, tmp_path)
-    outcome = run_job(str(job_id), worker_id="w", settings=settings, wsettings=wsettings,
-                      factory=factory)
+    outcome = run_job(
+        str(job_id), worker_id="w", settings=settings, wsettings=wsettings, factory=factory
+    )
     assert outcome == "failed"
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
         assert job.status == "failed" and job.lease_token is None
-        assert job.error == {"type": "user_error", "code": "model_not_allowed",
-                             "message": "base_model 'no-such-model' is not on the allow-list",
-                             "param": "base_model"}
-        types = s.scalars(select(JobEvent.type).where(JobEvent.job_id == job_id)
-                          .order_by(JobEvent.seq)).all()
+        assert job.error == {
+            "type": "user_error",
+            "code": "model_not_allowed",
+            "message": "base_model 'no-such-model' is not on the allow-list",
+            "param": "base_model",
+        }
+        types = s.scalars(
+            select(JobEvent.type).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
+        ).all()
     assert types == ["started", "failed"]
 
 
 def test_corrupt_stored_spec_fails_naming_the_field(factory, make_job, pg_url, tmp_path):
     job_id = make_job(spec={"base_model": "x", "target_language": "de", "data_size": 2})
     settings, wsettings = _settings(pg_url, tmp_path)
-    assert run_job(str(job_id), worker_id="w", settings=settings, wsettings=wsettings,
-                   factory=factory) == "failed"
+    assert (
+        run_job(str(job_id), worker_id="w", settings=settings, wsettings=wsettings, factory=factory)
+        == "failed"
+    )
     with session_scope(factory) as s:
         error = s.get(Job, job_id).error
     assert error["type"] == "user_error" and error["code"] == "invalid_spec"
@@ -91,8 +119,12 @@ def test_corrupt_stored_spec_fails_naming_the_field(factory, make_job, pg_url, t
 
 def test_error_mapping_for_system_errors():
     error = error_for(RuntimeError("disk on fire"))
-    assert error == {"type": "system_error", "code": "internal_error",
-                     "message": "RuntimeError: disk on fire", "param": None}
+    assert error == {
+        "type": "system_error",
+        "code": "internal_error",
+        "message": "RuntimeError: disk on fire",
+        "param": None,
+    }
 
 
 def test_progress_is_throttled_but_every_metric_step_is_kept(factory, make_job):
@@ -103,8 +135,15 @@ def test_progress_is_throttled_but_every_metric_step_is_kept(factory, make_job):
     recorder = ProgressRecorder(held, interval_seconds=3600)  # only stage changes/ends flush
     recorder({"stage": "training", "event": "stage_started"})
     for step in range(1, 11):
-        recorder({"stage": "training", "step": step, "total_steps": 20, "loss": 1.0 / step,
-                  "phase": "clo"})
+        recorder(
+            {
+                "stage": "training",
+                "step": step,
+                "total_steps": 20,
+                "loss": 1.0 / step,
+                "phase": "clo",
+            }
+        )
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
         # Step 1 flushed (first write after the long interval); steps 2..10 are pending.
@@ -113,8 +152,11 @@ def test_progress_is_throttled_but_every_metric_step_is_kept(factory, make_job):
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
         assert job.step == 20 and job.percent == 100.0
-        rows = s.execute(select(JobMetric.step, JobMetric.values)
-                         .where(JobMetric.job_id == job_id).order_by(JobMetric.step)).all()
+        rows = s.execute(
+            select(JobMetric.step, JobMetric.values)
+            .where(JobMetric.job_id == job_id)
+            .order_by(JobMetric.step)
+        ).all()
     assert [r[0] for r in rows] == [*range(1, 11), 20]
     assert rows[1][1] == {"loss": 0.5}  # "phase" is not a number: not a metric
 
@@ -132,6 +174,8 @@ def test_held_lease_notices_takeover_and_cancel(factory, make_job):
     assert held.cancel_requested.is_set()
     with session_scope(factory) as s:
         s.get(Job, job_id).lease_token = uuid.uuid4()  # someone else holds it now
-    assert held.write(job_runs.record_progress, step=1, total_steps=2, percent=50.0,
-                      eta_seconds=None) is False
+    assert (
+        held.write(job_runs.record_progress, step=1, total_steps=2, percent=50.0, eta_seconds=None)
+        is False
+    )
     assert held.lost.is_set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from persistence.db import session_scope
 from persistence.repositories import tenants
 
 pytestmark = pytest.mark.slow
-REDIS = "redis://127.0.0.1:6379"
 
 
 @dataclass
@@ -34,32 +32,18 @@ class Service:
 
 
 def _logs_tail(folder: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted(folder.glob("*.log")))
+    return "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+        for p in sorted(folder.glob("*.log"))
+    )
 
 
 @pytest.fixture(scope="module")
-def service(pg_url: str, factory, tmp_path_factory) -> Iterator[Service]:
+def service(make_service_env, factory, tmp_path_factory) -> Iterator[Service]:
     data_dir = tmp_path_factory.mktemp("svc")
     build_tiny_models(data_dir / "models")
-    db = random.randint(1, 15)  # its own Redis db and queue: parallel sessions never meet
-    queue = f"gpu-{uuid.uuid4().hex[:8]}"
-    redis_url = f"{REDIS}/{db}"
-    env = {
-        "CLO_ENVIRONMENT": "development",
-        "CLO_DATABASE_URL": pg_url,
-        "CLO_BROKER_URL": redis_url,
-        "CLO_DATA_DIR": str(data_dir),
-        "CLO_QUEUE": queue,
-        "CLO_LEASE_SECONDS": "20",
-        "CLO_HEARTBEAT_SECONDS": "1",
-        "CLO_PROGRESS_INTERVAL_SECONDS": "0.2",
-        "CLO_LOG_JSON": "false",
-        "CLO_MIGRATE_ON_START": "false",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = make_service_env(data_dir)
+    queue, redis_url = env["CLO_QUEUE"], env["CLO_BROKER_URL"]
     logs = data_dir / "logs"
     port = free_port()
     api = start_api(env, port, logs / "api.log")
@@ -85,8 +69,13 @@ def _spec(max_steps: int, data_size: int = 12, **extra: Any) -> dict[str, Any]:
         "target_language": "de",
         "data_size": data_size,
         "seed_data": {"source": "parallel"},
-        "hyperparameters": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-3,
-                            "max_length": 128, "checkpoint_every": 2},
+        "hyperparameters": {
+            "max_steps": max_steps,
+            "batch_size": 2,
+            "learning_rate": 1e-3,
+            "max_length": 128,
+            "checkpoint_every": 2,
+        },
         "evaluation": {"heldout_size": 2, "max_new_tokens": 8},
     }
     spec.update(extra)
@@ -100,14 +89,12 @@ def _poll(service: Service, job_id: str, until: set[str], timeout: float = 240) 
     while time.monotonic() < deadline:
         job = service.client.get(job_id)
         key = (job["status"], job["stage"], job["progress"]["step"])
-        if not seen or key != (seen[-1]["status"], seen[-1]["stage"],
-                               seen[-1]["progress"]["step"]):
+        if not seen or key != (seen[-1]["status"], seen[-1]["stage"], seen[-1]["progress"]["step"]):
             seen.append(job)
         if job["status"] in until:
             return seen
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} stuck in {seen[-1]['status']}\n"
-                         f"{_logs_tail(service.logs)}")
+    raise AssertionError(f"job {job_id} stuck in {seen[-1]['status']}\n{_logs_tail(service.logs)}")
 
 
 def _events(service: Service, job_id: str) -> list[dict]:
@@ -120,8 +107,7 @@ def test_job_runs_every_stage_and_adapter_loads_with_peft(service: Service, tmp_
     final = seen[-1]
     assert final["status"] == "succeeded", f"{final['error']}\n{_logs_tail(service.logs)}"
     assert any(j["status"] == "running" and j["stage"] == "training" for j in seen)
-    stage_events = [e["data"]["stage"] for e in _events(service, job["id"])
-                    if e["type"] == "stage"]
+    stage_events = [e["data"]["stage"] for e in _events(service, job["id"]) if e["type"] == "stage"]
     assert stage_events == ["translating", "training", "evaluating", "packaging"]
     assert final["attempt"] == 1 and final["progress"]["percent"] == 100.0
     assert final["metrics_summary"]["train_steps"] == 4
@@ -157,9 +143,13 @@ def test_resumable_download_continues_a_partial_file(service: Service, tmp_path:
     final = _poll(service, job["id"], {"succeeded", "failed"})[-1]
     assert final["status"] == "succeeded"
     meta = next(a for a in final["artifacts"] if a["name"] == "adapter.tar")
-    first = httpx.get(service.base + meta["download_url"],
-                      headers={"Authorization": service.client.http.headers["Authorization"],
-                               "Range": "bytes=0-999"})
+    first = httpx.get(
+        service.base + meta["download_url"],
+        headers={
+            "Authorization": service.client.http.headers["Authorization"],
+            "Range": "bytes=0-999",
+        },
+    )
     assert first.status_code == 206 and len(first.content) == 1000
     (tmp_path / "adapter.tar.partial").write_bytes(first.content)
     path = download_artifact(service.client, job["id"], "adapter.tar", tmp_path)
@@ -188,5 +178,56 @@ def test_cancel_mid_training_then_worker_takes_next_job(service: Service):
     assert "cancelled" in [e["type"] for e in _events(service, long_job["id"])]
     # The GPU slot is free again: the next job runs to the end.
     nxt = service.client.submit(_spec(max_steps=2))
-    assert _poll(service, nxt["id"], {"succeeded", "failed", "cancelled"})[-1]["status"] == \
-        "succeeded"
+    assert (
+        _poll(service, nxt["id"], {"succeeded", "failed", "cancelled"})[-1]["status"] == "succeeded"
+    )
+
+
+def test_jobs_cli_submit_watch_list_download(service: Service, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from clo.cli import app
+
+    auth = [
+        "jobs",
+        "--api-url",
+        service.base,
+        "--api-key",
+        service.client.http.headers["Authorization"].removeprefix("Bearer "),
+    ]
+    runner = CliRunner()
+    submitted = runner.invoke(
+        app,
+        [
+            *auth,
+            "submit",
+            "--base-model",
+            "tiny-qwen2",
+            "--lang",
+            "de",
+            "--data-size",
+            "10",
+            "--seed-source",
+            "parallel",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--heldout-size",
+            "2",
+            "--watch",
+        ],
+    )
+    assert submitted.exit_code == 0, submitted.output
+    job_id = submitted.output.splitlines()[0].strip()
+    assert "artifact adapter.tar" in submitted.output
+    listed = runner.invoke(app, [*auth, "list", "--status", "succeeded", "--limit", "100"])
+    assert listed.exit_code == 0 and job_id[:8] in listed.output
+    got = runner.invoke(app, [*auth, "download", job_id, "--out", str(tmp_path), "--extract"])
+    assert got.exit_code == 0, got.output
+    assert "sha256 verified" in got.output
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    bad = runner.invoke(
+        app, [*auth, "submit", "--base-model", "nope", "--lang", "de", "--data-size", "10"]
+    )
+    assert bad.exit_code == 1 and "base_model" in bad.output

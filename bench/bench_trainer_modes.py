@@ -1,0 +1,110 @@
+"""Step time and peak memory of what-to-train (attention / lora / full) and methods (clo / sft /
+sft+dpo) on one small local model; each configuration runs in its own process so its peak
+RSS (or peak CUDA memory) is its own. Also reports the exported adapter size.
+
+    python bench/bench_trainer_modes.py [--hidden 512 --layers 4 --steps 8 --batch 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = [
+    ("clo", "attention"), ("clo", "lora"), ("clo", "full"),
+    ("sft", "attention"), ("sft+dpo", "attention"),
+]
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    import torch
+
+    from clo.config import TrainConfig
+    from clo.export import export_adapter, export_merged
+    from clo.loading import load_model_and_tokenizer
+    from clo.seed import builtin_parallel
+    from clo.trainer import train
+
+    torch.manual_seed(0)
+    model, tok = load_model_and_tokenizer(args.model)
+    quads = builtin_parallel("de")
+    cfg = TrainConfig(method=args.method, trainable=args.trainable, max_steps=args.steps,
+                      batch_size=args.batch, max_length=args.max_length,
+                      max_prompt_length=args.max_length // 2, learning_rate=1e-4,
+                      lora_r=16, lora_alpha=32)
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = train(model, tok, quads, cfg, Path(tmp) / "work",
+                       progress=lambda m: times.append(m["step_seconds"]))
+        wall = time.perf_counter() - started
+        meta = dict(config=cfg, base_model=args.model, base_revision=None, data_hash="bench",
+                    metrics={})
+        out = Path(tmp) / "export"
+        if args.trainable == "full":
+            export_merged(result.model, tok, out, **meta)
+            weights = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+        else:
+            export_adapter(result.model, tok, out, **meta)
+            weights = (out / "adapter_model.safetensors").stat().st_size
+    trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cuda_peak = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
+    return {
+        "method": args.method, "trainable": args.trainable,
+        "step_ms_median": 1000 * statistics.median(times[1:] or times),
+        "train_wall_s": wall, "trainable_params": trainable, "peak_rss_mb": peak_rss_mb,
+        "cuda_peak_mb": cuda_peak, "export_mb": weights / 2**20,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    ap.add_argument("--trainable", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.method:  # child process: one configuration
+        print(json.dumps(run_one(args)))
+        return
+
+    from clo.tiny import build_tiny_causal_lm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_tiny_causal_lm(Path(tmp) / "model", hidden_size=args.hidden,
+                                     num_layers=args.layers, num_heads=8, num_kv_heads=2,
+                                     intermediate_size=args.hidden * 8 // 3)
+        rows = []
+        for method, trainable in CASES:
+            cmd = [sys.executable, __file__, "--model", str(model), "--method", method,
+                   "--trainable", trainable, "--steps", str(args.steps), "--batch",
+                   str(args.batch), "--max-length", str(args.max_length)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"model: qwen2 hidden={args.hidden} layers={args.layers}; batch={args.batch} "
+          f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps")
+    header = (f"{'method':8} {'trainable':9} {'step ms':>8} {'trainable':>11} "
+              f"{'peak RSS MB':>11} {'CUDA MB':>8} {'export MB':>9}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"
+        print(f"{r['method']:8} {r['trainable']:9} {r['step_ms_median']:8.0f} "
+              f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {cuda:>8} "
+              f"{r['export_mb']:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
