@@ -46,7 +46,8 @@ class TranslatorSpec(BaseModel):
     num_beams: int = Field(4, ge=1, le=16, description="Beam size for translation.")
     quality_check: QualityCheck = Field(
         "drop",
-        description="drop: discard examples failing language-ID/degeneracy checks; report: keep and count them; off: no checks (tiny random demo translators).",
+        description="drop: discard examples failing language-ID/degeneracy checks; "
+        "report: keep and count them; off: no checks (tiny random demo translators).",
     )
 
 
