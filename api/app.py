@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
+from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
 from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import error_body, install_error_handlers
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     install_error_handlers(app)
     for router in (
         jobs_router,
+        comparisons_router,
         artifacts_router,
         files_router,
         catalogue_router,

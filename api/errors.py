@@ -131,10 +131,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ())]
-    where, path = (loc[0], loc[1:]) if loc and loc[0] in _LOCATIONS else ("body", loc)
+    loc = list(first.get("loc", ()))
+    where, raw = (loc[0], loc[1:]) if loc and loc[0] in _LOCATIONS else ("body", loc)
+    path = [str(p) for p in raw]
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    param = ".".join(path) or None
+    param = _param_name(raw) or None
     if where == "body":
         param = _field_named_in(path, message) or param
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -143,6 +144,14 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+def _param_name(path: list[Any]) -> str:
+    """Dotted field path with list items indexed: ("runs", 1, "method") -> runs[1].method."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
 
 
 def _field_named_in(path: list[str], message: str) -> str | None:

@@ -32,9 +32,10 @@ def run_one(args: argparse.Namespace) -> dict:
     from clo.seed import builtin_parallel
     from clo.trainer import train
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_model_and_tokenizer(args.model)
-    quads = builtin_parallel("de")
+    quads = builtin_parallel("de")[:args.examples]
     cfg = TrainConfig(method=args.method, trainable=args.trainable, max_steps=args.steps,
                       batch_size=args.batch, max_length=args.max_length,
                       max_prompt_length=args.max_length // 2, learning_rate=1e-4,
@@ -65,6 +66,12 @@ def run_one(args: argparse.Namespace) -> dict:
     }
 
 
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--hidden", type=int, default=512)
@@ -72,6 +79,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--examples", type=int, default=32, help="Training quadruples used.")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run.")
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--trainable", help=argparse.SUPPRESS)
@@ -90,11 +99,13 @@ def main() -> None:
         for method, trainable in CASES:
             cmd = [sys.executable, __file__, "--model", str(model), "--method", method,
                    "--trainable", trainable, "--steps", str(args.steps), "--batch",
-                   str(args.batch), "--max-length", str(args.max_length)]
+                   str(args.batch), "--max-length", str(args.max_length), "--examples",
+                   str(args.examples), "--threads", str(args.threads)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"model: qwen2 hidden={args.hidden} layers={args.layers}; batch={args.batch} "
-          f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps")
+          f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps, "
+          f"{args.threads} CPU thread(s)" if not torch_cuda() else "on CUDA")
     header = (f"{'method':8} {'trainable':9} {'step ms':>8} {'trainable':>11} "
               f"{'peak RSS MB':>11} {'CUDA MB':>8} {'export MB':>9}")
     print(header)

@@ -48,7 +48,8 @@ def sequence_logprobs(
     counts); prompt and padding positions are False.
     """
     decoder, head = _decoder_and_head(model)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                     use_cache=False).last_hidden_state
     # position t predicts token t+1
     target_mask = response_mask[:, 1:]
     rows = target_mask.nonzero(as_tuple=True)[0]

@@ -55,6 +55,20 @@ class PipelineEnv:
     oasst_path: Path | None = None  # a local oasst1 export, for seed_data.source == "oasst1"
     translation_cache: Any = None  # a clo.translate TranslationCache; None: a file cache in workdir
     device: str = "auto"
+    judge: JudgeEnv | None = None  # where the judge runs, for evaluation.judge != "none"
+    baseline_dir: Path | None = None  # an unpacked bundle (adapter or model) the judge compares to
+    baseline_name: str | None = None  # how the report names that baseline
+
+
+@dataclass(frozen=True)
+class JudgeEnv:
+    """The judge the service configured: an OpenAI-compatible endpoint or a local causal LM."""
+
+    kind: str  # "openai" | "local"
+    model: str  # the endpoint's model name, or a local folder / hub id
+    url: str | None = None  # base URL of the OpenAI-compatible API (openai only)
+    api_key: str | None = field(default=None, repr=False)  # never logged
+    revision: str | None = None  # pinned revision of a local judge from the hub
 
 
 @dataclass
@@ -344,11 +358,28 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def eval_config(spec: JobSpec) -> Any:
+    """The EvalConfig a spec asks for."""
+    from clo.evaluate import EvalConfig
+
+    ev = spec.evaluation
+    return EvalConfig(
+        max_new_tokens=ev.max_new_tokens,
+        benchmarks=list(ev.benchmarks),
+        benchmark_source=ev.benchmark_source,
+        benchmark_limit=ev.benchmark_limit,
+    )
+
+
 def stage_evaluate(
     spec: JobSpec, workdir: Path, hooks: PipelineHooks, env: PipelineEnv, exported: Path
 ) -> dict[str, Any] | None:
     """Score the exported model, loaded as a user would, on the held-out quadruples.
 
+    Rewards need the base model as reference: an adapter bundle (lora, attention-only) gets
+    it by disabling the adapter; a full model gets reference log-probs scored by the base
+    model first, so only one model is in memory at a time. Baseline answers for the judge
+    (another job's bundle, or the base model of a full model) are generated the same way.
     None when evaluation is off or nothing was held out.
     """
     out = workdir / "evaluate" / "report.json"
@@ -362,31 +393,191 @@ def stage_evaluate(
     _stage_started(hooks, "evaluating")
     from transformers import AutoTokenizer
 
-    from clo.evaluate import EvalConfig, evaluate
+    from clo.evaluate import Baseline, evaluate
 
-    model = _load_exported(env, exported)
+    config = eval_config(spec)
     tokenizer = AutoTokenizer.from_pretrained(str(exported), trust_remote_code=False)
-    # Benchmarks need data this job did not bring; the held-out set is always there.
-    config = EvalConfig(max_new_tokens=spec.evaluation.max_new_tokens, benchmarks=[])
+    wants_judge = spec.evaluation.judge != "none"
+    is_adapter = (exported / "adapter_config.json").is_file()
+    reference: dict[tuple[str, str], float] | None = None
+    baseline: Baseline | None = None
+    if not is_adapter:
+        reference, base_answers = _score_with_base(
+            env, tokenizer, heldout, config, answers=wants_judge and env.baseline_dir is None
+        )
+        if base_answers is not None:
+            baseline = Baseline(name=f"base model {spec.base_model}", answers=base_answers)
+    if wants_judge and env.baseline_dir is not None:
+        _check_stop(hooks)
+        baseline = Baseline(
+            name=env.baseline_name or f"bundle {env.baseline_dir.name}",
+            answers=_bundle_answers(env, env.baseline_dir, heldout, config),
+        )
+    _check_stop(hooks)
+    judge = _make_judge(env) if wants_judge else None
+    model = _load_exported(env, exported)
 
     def progress(event: dict[str, Any]) -> None:
         hooks.progress({**event, "stage": "evaluating"})
 
-    report = evaluate(
-        model,
-        tokenizer,
-        heldout,
-        spec.target_language,
-        config,
-        progress=progress,
-        should_stop=hooks.should_stop,
-        model_name=spec.base_model,
-    )
+    try:
+        report = evaluate(
+            model,
+            tokenizer,
+            heldout,
+            spec.target_language,
+            config,
+            reference_model=reference,
+            baseline=baseline,
+            judge=judge,
+            progress=progress,
+            should_stop=hooks.should_stop,
+            model_name=spec.base_model,
+        )
+    finally:
+        if judge is not None and hasattr(judge, "close"):
+            judge.close()
     data = report.model_dump(mode="json")
     write_json_atomic(out, data)
-    del model
+    del model, judge
     _free_memory()
     return dict(data)
+
+
+def _score_with_base(
+    env: PipelineEnv, tokenizer: Any, heldout: list[Quadruple], config: Any, answers: bool
+) -> tuple[dict[tuple[str, str], float], dict[str, str] | None]:
+    """The base model's log-prob of every held-out (prompt, response), and its answers.
+
+    Scored with the exported tokenizer and the evaluation's own lengths, so these are the
+    exact reference terms of the rewards the evaluation computes for the trained model.
+    """
+    from clo.evaluate.scoring import score_texts
+    from clo.pairs import preference_pairs
+
+    seqs: dict[tuple[str, str], None] = {}
+    for q in heldout:
+        for pair in preference_pairs(q):
+            seqs.setdefault((pair.prompt, pair.chosen), None)
+            seqs.setdefault((pair.prompt, pair.rejected), None)
+    keys = list(seqs)
+    base, _ = _load_base(env)
+    try:
+        scores = score_texts(
+            base,
+            tokenizer,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            batch_size=config.scoring_batch_size,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_tokens,
+        )
+        logps = {k: s.logprob for k, s in zip(keys, scores, strict=True)}
+        base_answers = _answers(base, tokenizer, heldout, config) if answers else None
+    finally:
+        del base
+        _free_memory()
+    logger.info("reference log-probs of %d held-out sequences scored by the base model", len(keys))
+    return logps, base_answers
+
+
+def _answers(model: Any, tokenizer: Any, heldout: list[Quadruple], config: Any) -> dict[str, str]:
+    """Greedy answers to the target and English held-out prompts, generated as evaluate does."""
+    from clo.evaluate.generation import generate_answers
+
+    prompts = list(dict.fromkeys([q.x_tgt for q in heldout] + [q.x_en for q in heldout]))
+    texts = generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.generation_batch_size,
+        max_prompt_tokens=config.max_prompt_tokens,
+    )
+    return dict(zip(prompts, texts, strict=True))
+
+
+def _bundle_answers(
+    env: PipelineEnv, bundle: Path, heldout: list[Quadruple], config: Any
+) -> dict[str, str]:
+    """Answers of another job's bundle (adapter on this base model, or a whole model)."""
+    from transformers import AutoTokenizer
+
+    if not (bundle / "config.json").is_file() and not (bundle / "adapter_config.json").is_file():
+        raise PipelineError(
+            f"baseline bundle {bundle} holds neither an adapter nor a model",
+            "evaluation.baseline_job_id",
+        )
+    model = _load_exported(env, bundle)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(bundle), trust_remote_code=False)
+        return _answers(model, tokenizer, heldout, config)
+    finally:
+        del model
+        _free_memory()
+
+
+def _make_judge(env: PipelineEnv) -> Any:
+    """The judge object for env.judge; an evaluation asking for one without it is an error."""
+    from clo.evaluate import LocalJudge, OpenAIJudge
+
+    judge = env.judge
+    if judge is None:
+        raise PipelineError(
+            "evaluation.judge asks for a judge but none is configured on this worker",
+            "evaluation.judge",
+        )
+    if judge.kind == "openai":
+        if not judge.url:
+            raise PipelineError("the OpenAI-compatible judge has no URL", "evaluation.judge")
+        return OpenAIJudge(judge.url, judge.model, api_key=judge.api_key)
+    if judge.kind == "local":
+        from clo.loading import load_model_and_tokenizer
+
+        device = None if env.device == "auto" else env.device
+        model, tokenizer = load_model_and_tokenizer(
+            judge.model, revision=judge.revision, device=device
+        )
+        return LocalJudge(model.eval(), tokenizer, name=judge.model)
+    raise PipelineError(f"unknown judge kind {judge.kind!r}", "evaluation.judge")
+
+
+def headline_metrics(evaluation: dict[str, Any] | None) -> dict[str, float]:
+    """The evaluation's key numbers under flat `eval_*` names (those that were computed)."""
+    if not evaluation:
+        return {}
+    lang = evaluation.get("language") or {}
+    pref = (evaluation.get("preference") or {}).get("directions") or {}
+    nll = (evaluation.get("preference") or {}).get("nll") or {}
+    wins = (evaluation.get("judge") or {}).get("results") or {}
+    values: dict[str, Any] = {
+        "eval_target_pass_rate": (lang.get("target_prompts") or {}).get("pass_rate"),
+        "eval_english_pass_rate": (lang.get("english_prompts") or {}).get("pass_rate"),
+        "eval_english_bias": lang.get("english_bias"),
+        "eval_pref_acc_tgt": (pref.get("tgt") or {}).get("accuracy"),
+        "eval_pref_acc_en": (pref.get("en") or {}).get("accuracy"),
+        "eval_reward_margin_tgt": (pref.get("tgt") or {}).get("reward_margin_mean"),
+        "eval_reward_margin_en": (pref.get("en") or {}).get("reward_margin_mean"),
+        "eval_ppl_tgt": (nll.get("target") or {}).get("perplexity"),
+        "eval_win_rate": (wins.get("tgt") or {}).get("win_rate"),
+        "eval_win_rate_en": (wins.get("en") or {}).get("win_rate"),
+    }
+    for bench in evaluation.get("benchmarks") or []:
+        which = "en" if bench.get("language") == "en" else "tgt"
+        values[f"eval_{bench.get('benchmark')}_{which}"] = bench.get("accuracy")
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def job_summary(
+    summary: dict[str, Any], translation_report: dict[str, Any], evaluation: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the service stores as the job's metrics_summary: training numbers, the
+    evaluation's headline numbers and the translation report (under "translation")."""
+    return {**summary, **headline_metrics(evaluation), "translation": translation_report}
 
 
 def _load_exported(env: PipelineEnv, exported: Path) -> Any:
@@ -501,7 +692,7 @@ def run_pipeline(
     return PipelineResult(
         bundle_dir=bundle,
         merged_dir=merged,
-        metrics_summary=summary,
+        metrics_summary=job_summary(summary, translation_report, evaluation),
         evaluation=evaluation,
         translation_report=translation_report,
         bundle_kind=kind,

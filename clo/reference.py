@@ -42,7 +42,15 @@ def model_identity(model: Any) -> dict[str, Any]:
         "revision": getattr(cfg, "_commit_hash", None),
         "config": cfg.to_json_string(use_diff=False) if cfg is not None else None,
         "dtype": str(next(model.parameters()).dtype),
+        "weights": weights_checksum(model),
     }
+
+
+@torch.no_grad()
+def weights_checksum(model: Any) -> str:
+    """Cheap fingerprint of the weights (per-tensor sums), so a changed local model misses."""
+    sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu()
+    return hashlib.sha256(" ".join(f"{v:.6e}" for v in sums.tolist()).encode()).hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -58,7 +66,7 @@ def reference_key(
     model: Any, tokenizer: Any, encoded: Sequence[tuple[EncodedSequence, ...]],
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """Cache key: model (name, revision, config, dtype), tokenizer, data+template+lengths."""
+    """Cache key: model (name, revision, config, dtype, weight sums), tokenizer, encoded data."""
     device = next(model.parameters()).device
     parts = {
         "model": model_identity(model),

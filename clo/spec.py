@@ -6,12 +6,16 @@ before spending GPU time; `clo run` builds one from CLI options. All three share
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clo.config import Method, SftVariant, Trainable
 
 SeedSource = Literal["builtin", "oasst1", "file", "parallel"]
 QualityCheck = Literal["drop", "report", "off"]
+JudgeKind = Literal["none", "openai", "local"]
+BenchmarkName = Literal["belebele", "mmmlu"]
+BenchmarkSource = Literal["auto", "hub", "local"]
+ALL_BENCHMARKS: tuple[BenchmarkName, ...] = ("belebele", "mmmlu")
 
 MIN_DATA_SIZE = 8
 
@@ -59,7 +63,36 @@ class EvaluationSpec(BaseModel):
     enabled: bool = True
     heldout_size: int = Field(16, ge=0, le=2000, description="Examples held out from training.")
     max_new_tokens: int = Field(64, ge=1, le=2048, description="Generation length per answer.")
-    baseline_job_id: str | None = Field(None, description="Judge against this job's adapter.")
+    benchmarks: list[BenchmarkName] = Field(
+        default_factory=lambda: list(ALL_BENCHMARKS),
+        max_length=2,
+        description="Multiple-choice benchmarks scored zero-shot, in the target language and "
+        "English; a language without data is skipped and the report says why.",
+    )
+    benchmark_source: BenchmarkSource = Field(
+        "auto",
+        description="hub: Hugging Face datasets; local: the fixtures shipped in clo/data; "
+        "auto: the hub, falling back to local data when it is unreachable.",
+    )
+    benchmark_limit: int = Field(200, ge=1, le=100_000, description="Items per benchmark.")
+    judge: JudgeKind = Field(
+        "none",
+        description="Judged win rate: none; openai: the service's OpenAI-compatible judge "
+        "endpoint (CLO_JUDGE_URL, CLO_JUDGE_MODEL); local: the allow-listed model named by "
+        "CLO_JUDGE_MODEL, run on the worker.",
+    )
+    baseline_job_id: str | None = Field(
+        None,
+        description="The judge compares against this succeeded job's adapter or model "
+        "(same tenant and base model); default: the base model.",
+    )
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("benchmarks must not repeat a benchmark")
+        return value
 
 
 class Hyperparameters(BaseModel):

@@ -154,8 +154,13 @@ class _Run:
         self.phase_ref: torch.Tensor | None = None
         self.model = apply_trainable(model, config)
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+            # non-reentrant: works with frozen inputs (attention-only) and LoRA without hacks
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable({"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
         self.named_params = trainable_parameters(self.model)
         if not self.named_params:
             raise CloError("no trainable parameters: check the trainable option")

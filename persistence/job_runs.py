@@ -273,11 +273,11 @@ def finish_job(
     return _fence(session, lease, **values)
 
 
-def release_job(session: Session, lease: Lease, reason: str) -> bool:
-    """Hand a running job back to the queue unfinished (worker shutting down).
+def release_job(session: Session, lease: Lease, reason: str, refund_attempt: bool = True) -> bool:
+    """Hand a running job back to the queue unfinished (worker shutting down or terminated).
 
-    The attempt is refunded: nothing was lost. A job with a pending cancel is not released
-    (False), so the cancel is never undone.
+    A clean stop refunds the attempt: nothing was lost. A job with a pending cancel is not
+    released (False), so the cancel is never undone.
     """
     row = session.execute(
         update(Job)
@@ -292,7 +292,7 @@ def release_job(session: Session, lease: Lease, reason: str) -> bool:
             lease_token=None,
             lease_expires_at=None,
             worker_id=None,
-            attempt=Job.attempt - 1,
+            attempt=Job.attempt - 1 if refund_attempt else Job.attempt,
             enqueued_at=None,
             eta_seconds=None,
             event_seq=Job.event_seq + 1,

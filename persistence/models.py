@@ -205,3 +205,25 @@ class TranslationCacheEntry(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Comparison(Base):
+    """Jobs trained on the same data by different methods, to be compared side by side.
+
+    `runs` lists {"label", "job_id"} in request order; the jobs themselves carry the rest.
+    """
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_comparisons_tenant_idempotency"),
+        Index("ix_comparisons_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    runs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

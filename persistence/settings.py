@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     sse_poll_seconds: float = Field(0.5, gt=0)
     log_json: bool = True
+    # The judge of evaluation.judge: an OpenAI-compatible chat API (url + model + key), or
+    # for judge "local" the allow-listed causal LM named by judge_model.
+    judge_url: str | None = Field(None, description="Base URL, e.g. https://api.openai.com/v1")
+    judge_model: str | None = Field(None, description="Judge model name (local: allow-listed).")
+    judge_api_key: SecretStr | None = Field(None, description="Bearer key; never logged.")
 
     @model_validator(mode="after")
     def _fill_defaults_and_check(self) -> Settings:
@@ -67,6 +72,8 @@ class Settings(BaseSettings):
             self.broker_url = "filesystem://"
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
+        if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
+            raise ValueError("judge_url must start with http:// or https://")
         if self.heartbeat_seconds * 2 > self.lease_seconds:
             raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
         if self.environment == "production":

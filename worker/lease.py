@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import job_runs
@@ -16,6 +18,16 @@ from persistence.job_runs import Lease
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A database restart or failover takes seconds to a minute: writes wait that long for it.
+DB_RETRY_SECONDS = 300.0
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Connection refused/lost, server shutting down, deadlock: worth retrying later."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 class HeldLease:
@@ -27,8 +39,10 @@ class HeldLease:
         session_factory: sessionmaker[Session],
         lease_seconds: int,
         heartbeat_seconds: float,
+        db_retry_seconds: float = DB_RETRY_SECONDS,
     ) -> None:
         self.lease = lease
+        self._db_retry_seconds = db_retry_seconds
         self._factory = session_factory
         self._lease_seconds = lease_seconds
         self._heartbeat_seconds = heartbeat_seconds
@@ -38,7 +52,34 @@ class HeldLease:
         self.lost = threading.Event()
 
     def write(self, fn: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
-        """Run `fn(session, lease, ...)` in one transaction; roll back if the fence refuses."""
+        """Run `fn(session, lease, ...)` in one transaction; roll back if the fence refuses.
+
+        While the database is unreachable the write is retried (the job pauses) for up to
+        `db_retry_seconds`: a Postgres restart must not cost the job its attempt. Retrying is
+        safe because the fence refuses the write if the lease changed hands meanwhile.
+        """
+        give_up_at: float | None = None
+        delay = 0.5
+        while True:
+            try:
+                return self._write_once(fn, *args, **kwargs)
+            except Exception as exc:
+                if not is_transient_db_error(exc):
+                    raise
+                now = time.monotonic()
+                give_up_at = give_up_at or now + self._db_retry_seconds
+                if now >= give_up_at:
+                    raise
+                logger.warning(
+                    "job %s: database unavailable during %s; retrying in %.1fs",
+                    self.lease.job_id,
+                    fn.__name__,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _write_once(self, fn: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
         if self.lost.is_set():
             return False
         session = self._factory()
@@ -75,8 +116,12 @@ class HeldLease:
         while not self._stop.wait(self._heartbeat_seconds):
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - a DB blip must not kill the heartbeat
-                logger.exception("job %s: heartbeat failed; retrying", self.lease.job_id)
+            except Exception as exc:  # noqa: BLE001 - a DB blip must not kill the heartbeat
+                if is_transient_db_error(exc):
+                    logger.warning("job %s: heartbeat failed (database unavailable); retrying",
+                                   self.lease.job_id)  # fmt: skip
+                else:
+                    logger.exception("job %s: heartbeat failed; retrying", self.lease.job_id)
             if self.lost.is_set():
                 return
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import job_runs
 from persistence.db import session_scope
+from persistence.settings import get_settings
 from worker.config import get_worker_settings
 
 logger = logging.getLogger(__name__)
@@ -29,12 +32,16 @@ class ReapReport:
     resent: int
 
 
-def reap_once(factory: sessionmaker[Session], requeue_after_seconds: float) -> ReapReport:
+def reap_once(
+    factory: sessionmaker[Session], requeue_after_seconds: float, reap_leases: bool = True
+) -> ReapReport:
     """One pass: settle expired leases, then (re)send wake-ups of queued jobs without one."""
     from worker.enqueue import enqueue_job
 
-    with session_scope(factory) as session:
-        reaped = job_runs.reap_expired(session)
+    reaped: list[job_runs.ReapedJob] = []
+    if reap_leases:
+        with session_scope(factory) as session:
+            reaped = job_runs.reap_expired(session)
     # Requeued jobs need a message now: their old one was consumed by the lost worker.
     to_send = [r.job_id for r in reaped if r.outcome == "requeued"]
     with session_scope(factory) as session:
@@ -57,13 +64,24 @@ def run_forever(
     interval_seconds: float,
     requeue_after_seconds: float,
     stop: threading.Event | None = None,
+    outage_grace_seconds: float = 0.0,
 ) -> None:
+    """Reap every interval. After a database outage, leases are left alone for
+    `outage_grace_seconds` (a lease length): live workers could not renew them while the
+    database was away, and need a heartbeat's time to do so before they count as lost."""
     stop = stop or threading.Event()
+    reap_leases_from = 0.0  # monotonic time; inf while the database is unreachable
     while not stop.is_set():
+        now = time.monotonic()
         try:
-            reap_once(factory, requeue_after_seconds)
+            reap_once(factory, requeue_after_seconds, reap_leases=now >= reap_leases_from)
         except Exception:  # noqa: BLE001 - keep reaping through DB or broker blips
             logger.exception("reaper pass failed; retrying")
+            reap_leases_from = math.inf
+        else:
+            if reap_leases_from == math.inf:
+                logger.info("database back; reaping leases again in %.0fs", outage_grace_seconds)
+                reap_leases_from = now + outage_grace_seconds
         stop.wait(interval_seconds)
 
 
@@ -79,7 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.once:
         print(reap_once(session_factory(), ws.requeue_after_seconds))
         return
-    run_forever(session_factory(), args.interval, ws.requeue_after_seconds)
+    run_forever(
+        session_factory(),
+        args.interval,
+        ws.requeue_after_seconds,
+        outage_grace_seconds=get_settings().lease_seconds,
+    )
 
 
 if __name__ == "__main__":

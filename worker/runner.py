@@ -23,8 +23,9 @@ from persistence.artifact_store import ArtifactStore, make_key
 from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.repositories import files as files_repo
 from persistence.settings import Settings, get_settings
+from worker import evaluation_env
 from worker.config import WorkerSettings, get_worker_settings
-from worker.lease import HeldLease
+from worker.lease import HeldLease, is_transient_db_error
 from worker.progress import ProgressRecorder
 from worker.shutdown import shutdown_requested
 from worker.translation_cache import DbTranslationCache
@@ -118,7 +119,8 @@ def _run_claimed(
             job = job_runs.load_job(session, lease.job_id)
             assert job is not None
             spec_json = dict(job.spec)
-        env_and_spec = _prepare(spec_json, workdir, settings, factory)
+            tenant_id = job.tenant_id
+        env_and_spec = _prepare(spec_json, workdir, settings, factory, tenant_id)
         spec, env = env_and_spec
         hooks = PipelineHooks(progress=recorder, should_stop=should_stop)
         result = run_pipeline(spec, workdir, hooks, env)
@@ -133,12 +135,20 @@ def _run_claimed(
             return "lease_lost"
         if held.cancel_requested.is_set():
             return _stopped(held)
+        if not isinstance(exc, Exception):
+            # SystemExit / KeyboardInterrupt: this process is being terminated (Celery cancels
+            # a late-ack task when it loses the broker), which is no fault of the job. Hand it
+            # back to resume from its checkpoint; the attempt still counts toward the cap.
+            _release(held, f"worker process terminated ({type(exc).__name__})", refund=False)
+            raise
+        if is_transient_db_error(exc):
+            # The database was away longer than the writes wait: not the job's fault either.
+            logger.warning("job %s: database unavailable; handing it back", lease.job_id)
+            return _release(held, "database unavailable", refund=False)
         error = error_for(exc)
         log = logger.warning if error["type"] == "user_error" else logger.exception
         log("job %s failed: %s", lease.job_id, error["message"])
         held.write(job_runs.finish_job, "failed", error=error, message=error["message"])
-        if not isinstance(exc, Exception):
-            raise  # KeyboardInterrupt / SystemExit: record, then let the worker stop
         return "failed"
     if not held.write(job_runs.finish_job, "succeeded", message="adapter ready"):
         return "lease_lost"
@@ -160,12 +170,16 @@ def _stopped(held: HeldLease) -> str:
     return "cancelled"
 
 
-def _release(held: HeldLease) -> str:
-    """Worker shutting down: hand the job back (attempt refunded) and wake another worker."""
+def _release(
+    held: HeldLease,
+    reason: str = "worker shutting down; checkpointed",
+    refund: bool = True,
+) -> str:
+    """Hand the job back to the queue and wake another worker (else the reaper re-sends)."""
     from worker.enqueue import enqueue_job
 
-    reason = "worker shutting down; checkpointed, back in the queue"
-    if not held.write(job_runs.release_job, reason):
+    reason = f"{reason}; back in the queue"
+    if not held.write(job_runs.release_job, reason, refund):
         return "lease_lost"
     enqueue_job(held.lease.job_id)
     logger.info("job %s released: %s", held.lease.job_id, reason)
@@ -173,7 +187,11 @@ def _release(held: HeldLease) -> str:
 
 
 def _prepare(
-    spec_json: dict[str, Any], workdir: Path, settings: Settings, factory: sessionmaker[Session]
+    spec_json: dict[str, Any],
+    workdir: Path,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    tenant_id: uuid.UUID | None = None,
 ) -> tuple[Any, Any]:
     """Validate the stored spec and resolve names to local things (models, uploaded file)."""
     from clo.pipeline import PipelineEnv
@@ -201,6 +219,12 @@ def _prepare(
     seed_file = None
     if spec.seed_data.source == "file":
         seed_file = _fetch_upload(spec.seed_data.file_id or "", workdir, settings, factory)
+    judge = evaluation_env.judge_env(spec, settings)
+    baseline = (
+        evaluation_env.baseline_bundle(spec, tenant_id, workdir, settings, factory)
+        if tenant_id is not None
+        else None
+    )
     env = PipelineEnv(
         base_model=base.source,
         base_model_revision=base.revision,
@@ -208,6 +232,9 @@ def _prepare(
         translator_revision=translator_revision,
         seed_file=seed_file,
         translation_cache=DbTranslationCache(factory),
+        judge=judge,
+        baseline_dir=baseline[0] if baseline else None,
+        baseline_name=baseline[1] if baseline else None,
     )
     return spec, env
 

@@ -162,18 +162,56 @@ def validate_spec(session: Session, tenant: Tenant, spec: JobSpec, settings: Set
             code="heldout_too_large",
             param="evaluation.heldout_size",
         )
-    baseline = spec.evaluation.baseline_job_id
-    if baseline is not None and _tenant_job(session, tenant, baseline) is None:
-        raise InvalidRequest(
-            f"baseline job {baseline!r} not found",
-            code="baseline_job_not_found",
-            param="evaluation.baseline_job_id",
-        )
+    _validate_evaluation(session, tenant, spec, settings)
     stored = spec.model_dump(mode="json")
     stored["target_language"] = language.code
     if stored["trainable"] is None:
         stored["trainable"] = recommended_trainable(language.code)
     return stored
+
+
+def _validate_evaluation(
+    session: Session, tenant: Tenant, spec: JobSpec, settings: Settings
+) -> None:
+    """The judge must be configured here; a baseline must be this tenant's succeeded job."""
+    judge = spec.evaluation.judge
+    if judge != "none" and spec.evaluation.enabled:
+        missing = not settings.judge_model or (judge == "openai" and not settings.judge_url)
+        if judge == "local" and not missing:
+            missing = settings.resolve_model(settings.judge_model or "", "causal_lm") is None
+        if missing:
+            raise InvalidRequest(
+                f"evaluation.judge {judge!r} is not configured on this service; ask the "
+                "operator to set CLO_JUDGE_MODEL"
+                + (" and CLO_JUDGE_URL" if judge == "openai" else " to an allow-listed model")
+                + ", or use judge 'none'",
+                code="judge_not_configured",
+                param="evaluation.judge",
+            )
+    baseline_id = spec.evaluation.baseline_job_id
+    if baseline_id is None:
+        return
+    baseline = _tenant_job(session, tenant, baseline_id)
+    if baseline is None:
+        raise InvalidRequest(
+            f"baseline job {baseline_id!r} not found",
+            code="baseline_job_not_found",
+            param="evaluation.baseline_job_id",
+        )
+    if baseline.status != "succeeded":
+        raise InvalidRequest(
+            f"baseline job {baseline_id} is {baseline.status}; only a succeeded job has a "
+            "model to compare against",
+            code="baseline_job_not_succeeded",
+            param="evaluation.baseline_job_id",
+        )
+    if baseline.base_model != spec.base_model:
+        raise InvalidRequest(
+            f"baseline job {baseline_id} was trained on {baseline.base_model!r}, not "
+            f"{spec.base_model!r}; its adapter only fits its own base model",
+            code="baseline_job_other_model",
+            param="evaluation.baseline_job_id",
+        )
 
 
 def _seed_size(session: Session, tenant: Tenant, spec: JobSpec, lang: str) -> int | None:

@@ -82,7 +82,8 @@ def train_command(
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "config"
-        raise typer.BadParameter(first["msg"], param_hint="--" + field.replace("_", "-"))
+        raise typer.BadParameter(first["msg"],
+                                 param_hint="--" + field.replace("_", "-")) from exc
     try:
         quads = load_parallel_jsonl(data)
         train_q, held_q = split_heldout(quads, size=heldout, seed=config.seed)
@@ -105,8 +106,8 @@ def train_command(
                                        max_length=config.max_length,
                                        max_prompt_length=config.max_prompt_length)
             metrics.update({f"heldout_{k}": v for k, v in after.items() if k != "logps"})
-        meta = dict(config=config, base_model=str(model), base_revision=revision,
-                    data_hash=quads_hash(quads), metrics=metrics)
+        meta: dict[str, Any] = dict(config=config, base_model=str(model), base_revision=revision,
+                                    data_hash=quads_hash(quads), metrics=metrics)
         target = out / ("model" if merged or config.trainable == "full" else "adapter")
         if target.name == "model":
             sums = export_merged(result.model, tok, target, **meta)

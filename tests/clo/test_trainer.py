@@ -173,3 +173,64 @@ def test_lr_schedule_closed_form() -> None:
     assert lr_at(0, 10, 0, 1.0) == 1.0
     with pytest.raises(ValueError, match="cosine, linear or constant"):
         lr_at(3, 10, 2, 1.0, "step")
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_llama: Path, tmp_path: Path) -> None:
+    results = []
+    for flag in (False, True):
+        model, tok = load(tiny_llama)
+        results.append(train(model, tok, QUADS, small_config(max_steps=2,
+                                                              gradient_checkpointing=flag),
+                             tmp_path / str(flag)).model)
+        assert all(layer.gradient_checkpointing == flag for layer in model.model.layers)
+    plain, ckpt = (dict(m.named_parameters()) for m in results)
+    for name, p in ckpt.items():
+        torch.testing.assert_close(p, plain[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_reference_logps_are_cached_by_content(tiny_qwen2: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from clo import reference
+    from clo.encoding import encode_quads
+
+    calls: list[int] = []
+    real = reference.compute_logps
+    monkeypatch.setattr(reference, "compute_logps",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    model, tok = load(tiny_qwen2)
+    encoded, _ = encode_quads(tok, QUADS, 64, 32)
+    cache = tmp_path / "ref"
+
+    def ref(enc):
+        return reference.reference_logps(model, tok, enc, tok.pad_token_id, cache_dir=cache)
+
+    first = ref(encoded)
+    assert first.shape == (len(QUADS), 4) and len(calls) == 1
+    torch.testing.assert_close(ref(encoded), first)
+    assert len(calls) == 1  # served from the cache
+    ref(encode_quads(tok, QUADS[:3], 64, 32)[0])  # different data -> different key
+    assert len(calls) == 2
+    with torch.no_grad():  # different weights at the same path -> different key
+        model.lm_head.weight.mul_(0.5)
+    assert not torch.allclose(ref(encoded), first)
+    assert len(calls) == 3 and len(list(cache.iterdir())) == 3
+
+
+def test_cli_train_exports_an_adapter(tiny_qwen2: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clo.cli import app
+
+    data = tmp_path / "parallel.jsonl"
+    data.write_text("\n".join(json.dumps(q.to_dict()) for q in QUADS) + "\n")
+    args = ["train", str(tiny_qwen2), str(data), "--out", str(tmp_path / "out"),
+            "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
+            "--max-prompt-length", "32", "--heldout", "2", "--learning-rate", "1e-3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["metrics"]["train_steps"] == 2
+    assert "heldout_reward_accuracy_en" in report["metrics"]
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
+    bad = CliRunner().invoke(app, [*args[:4], "--method", "kto"])
+    assert bad.exit_code != 0 and "--method" in bad.output

@@ -25,6 +25,7 @@ TABLES = {
     "artifacts",
     "files",
     "translation_cache",
+    "comparisons",
     "alembic_version",
 }
 
