@@ -126,7 +126,9 @@ def seed_everything(seed: int) -> None:
 
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
     """Identifies a run so a checkpoint is only resumed by the same config and data."""
-    cfg = config.model_dump(mode="json", exclude={"checkpoint_every"})
+    # settings that do not change the maths may differ on resume (e.g. a retry saving memory)
+    cfg = config.model_dump(mode="json", exclude={"checkpoint_every", "gradient_checkpointing",
+                                                  "logprob_chunk_tokens"})
     blob = json.dumps(cfg, sort_keys=True) + encoding_fingerprint(encoded)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -282,6 +284,8 @@ def train(
     final = {k: v for k, v in (history[-1] if history else {}).items()
              if isinstance(v, int | float)}
     final["train_steps"] = run.plan.total_steps
+    if history:
+        final["mean_step_seconds"] = sum(m["step_seconds"] for m in history) / len(history)
     return TrainResult(model=run.model, steps=run.plan.total_steps, metrics=final,
                        truncation=run.truncation, history=history)
 

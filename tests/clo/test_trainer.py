@@ -232,5 +232,5 @@ def test_cli_train_exports_an_adapter(tiny_qwen2: Path, tmp_path: Path) -> None:
     assert report["metrics"]["train_steps"] == 2
     assert "heldout_reward_accuracy_en" in report["metrics"]
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
-    bad = CliRunner().invoke(app, [*args[:4], "--method", "kto"])
-    assert bad.exit_code != 0 and "--method" in bad.output
+    bad = CliRunner().invoke(app, [*args[:5], "--method", "kto"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "Invalid value for --method" in bad.output, bad.output

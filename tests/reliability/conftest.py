@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from clo.cli.demo import build_tiny_models
 from tests.reliability.harness import PrivatePostgres, PrivateRedis, Stack
@@ -45,6 +46,15 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Stack]]:
     yield make
     for stack in stacks:
         stack.close()
+        _drop_queue(stack.env)
+
+
+def _drop_queue(env: dict[str, str]) -> None:
+    """Leftover wake-ups (duplicates by design) must not pile up in the shared Redis."""
+    try:
+        redis.Redis.from_url(env["CLO_BROKER_URL"], socket_timeout=2).delete(env["CLO_QUEUE"])
+    except redis.RedisError:
+        pass  # a private Redis already gone
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ tests/worker/conftest.py's `_service_env`, with leases short enough to expire wi
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -379,3 +380,34 @@ def stored_files(data_dir: Path, job_id: str) -> list[str]:
     """Every file the artifact store holds for a job (partials would show up here too)."""
     folder = data_dir / "artifacts" / "jobs" / job_id
     return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# ---- figures ----------------------------------------------------------------------------
+
+# bench/reliability_report.py sets this to collect every scenario's figures into one table.
+REPORT_ENV = "CLO_RELIABILITY_REPORT"
+
+
+def outcomes(factory: sessionmaker[Session], job_ids: list[str]) -> dict[str, int]:
+    """Accepted / succeeded / failed / lost (never terminal) / duplicated (a second success
+    or a second adapter) over the jobs a scenario submitted."""
+    counts = {"accepted": len(job_ids), "succeeded": 0, "failed": 0, "lost": 0, "duplicated": 0}
+    for job_id in job_ids:
+        status = job_row(factory, job_id).status
+        if status in ("succeeded", "failed"):
+            counts[status] += 1
+        elif status not in TERMINAL:
+            counts["lost"] += 1
+        successes = event_types(factory, job_id).count("succeeded")
+        adapters = artifact_names(factory, job_id).count("adapter.tar")
+        counts["duplicated"] += int(successes > 1 or adapters > 1)
+    return counts
+
+
+def record(scenario: str, **figures: Any) -> None:
+    """Print a scenario's measured figures (pytest -s) and append them to the report file."""
+    print(f"\n{scenario}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"scenario": scenario, **figures}) + "\n")

@@ -15,6 +15,8 @@ from tests.reliability.harness import (
     artifact_names,
     event_types,
     job_row,
+    outcomes,
+    record,
     stack_env,
     submit,
     train_spec,
@@ -66,7 +68,11 @@ def test_killed_on_every_attempt_fails_worker_lost_at_the_cap(
     assert artifact_names(factory, job_id) == []
     # The worker itself survived its pool processes' deaths.
     assert stack.procs["w1"].poll() is None
-    print(
-        f"\nattempt cap: killed {len(killed)} times, ended {final.status} "
-        f"({final.error['code']}) at attempt {final.attempt} in {time.monotonic() - started:.1f}s"
+    record(
+        "worker killed on every attempt",
+        **outcomes(factory, [job_id]),
+        kills=len(killed),
+        attempt=final.attempt,
+        error=final.error["code"],
+        time_to_fail_s=round(time.monotonic() - started, 1),
     )

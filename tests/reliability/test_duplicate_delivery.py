@@ -13,6 +13,8 @@ from tests.reliability.harness import (
     artifact_names,
     event_types,
     job_row,
+    outcomes,
+    record,
     send_wakeup,
     stack_env,
     submit,
@@ -92,7 +94,11 @@ def test_duplicate_delivery_runs_the_job_once(factory, pg_url, data_dir, make_st
     other = stack.log(other_name)
     skipped = other.count(skip_line)
     assert "claimed by" not in other and "training " not in other
-    print(
-        f"\nduplicate delivery: 3 messages, {len(running)} samples while running, "
-        f"{len(holders)} lease holder, {types.count('succeeded')} succeeded, {skipped} skipped"
+    record(
+        "duplicate delivery, two workers",
+        **outcomes(factory, [job_id]),
+        messages=3,
+        samples_running=len(running),
+        lease_holders=len(holders),
+        duplicates_skipped=skipped,
     )

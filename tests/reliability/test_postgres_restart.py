@@ -20,6 +20,8 @@ from tests.reliability.harness import (
     event_types,
     job_row,
     metric_steps,
+    outcomes,
+    record,
     stack_env,
     submit,
     train_spec,
@@ -54,6 +56,7 @@ def test_postgres_restart_mid_job_is_503_then_job_completes(private_postgres, da
             context=stack.tail,
         )
 
+        step_at_stop = job_row(factory, job_id).step or 0
         private_postgres.stop()
         engine.dispose()  # our pooled connections died with it
         down_at = time.monotonic()
@@ -86,6 +89,15 @@ def test_postgres_restart_mid_job_is_503_then_job_completes(private_postgres, da
             "API answers again",
         )
         assert answered
+        wait_until(
+            lambda: (
+                (r := job_row(factory, job_id)).status in TERMINAL or (r.step or 0) > step_at_stop
+            ),
+            60,
+            "job makes progress again",
+            context=stack.tail,
+        )
+        progressing_s = time.monotonic() - restarted_at
         final = wait_until(
             lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
             180,
@@ -99,12 +111,19 @@ def test_postgres_restart_mid_job_is_503_then_job_completes(private_postgres, da
         types = event_types(factory, job_id)
         assert final.attempt == 1 and types.count("started") == 1, (final, types)
         assert types.count("succeeded") == 1 and "lease_expired" not in types
+        assert "resumed from" not in stack.log("w1")  # it paused; no step was trained twice
         assert artifact_names(factory, job_id) == ["adapter.tar"]
         steps = [s for s, _ in metric_steps(factory, job_id)]
         assert steps == list(range(1, TOTAL_STEPS + 1))
-        print(
-            f"\npostgres restart: outage {OUTAGE_SECONDS}s, API {dict(codes)} while down, "
-            f"job {final.status} at attempt {final.attempt}, {recovered_s:.1f}s after restart"
+        record(
+            "postgres restarted mid-job",
+            **outcomes(factory, [job_id]),
+            steps_redone=0 if "resumed from" not in stack.log("w1") else "resumed",
+            outage_s=OUTAGE_SECONDS,
+            api_503=codes["503"],
+            api_other=sum(codes.values()) - codes["503"],
+            recover_s=round(progressing_s, 1),
+            done_s=round(recovered_s, 1),
         )
     finally:
         engine.dispose()
