@@ -273,11 +273,11 @@ def finish_job(
     return _fence(session, lease, **values)
 
 
-def release_job(session: Session, lease: Lease, reason: str, refund_attempt: bool = True) -> bool:
-    """Hand a running job back to the queue unfinished (worker shutting down or terminated).
+def release_job(session: Session, lease: Lease, reason: str) -> bool:
+    """Hand a running job back to the queue unfinished (worker shutting down).
 
-    A clean stop refunds the attempt: nothing was lost. A job with a pending cancel is not
-    released (False), so the cancel is never undone.
+    The attempt is refunded: nothing was lost. A job with a pending cancel is not released
+    (False), so the cancel is never undone.
     """
     row = session.execute(
         update(Job)
@@ -292,7 +292,7 @@ def release_job(session: Session, lease: Lease, reason: str, refund_attempt: boo
             lease_token=None,
             lease_expires_at=None,
             worker_id=None,
-            attempt=Job.attempt - 1 if refund_attempt else Job.attempt,
+            attempt=Job.attempt - 1,
             enqueued_at=None,
             eta_seconds=None,
             event_seq=Job.event_seq + 1,
@@ -306,6 +306,14 @@ def release_job(session: Session, lease: Lease, reason: str, refund_attempt: boo
     session.add(JobEvent(job_id=lease.job_id, seq=row[0], type="released", message=reason))
     session.flush()
     return True
+
+
+def abandon_lease(session: Session, lease: Lease, reason: str) -> bool:
+    """Give the lease up now (the holder is going away mid-job): the job counts as lost, and
+    the reaper's next pass requeues it to resume, or fails it `worker_lost` at the cap."""
+    if not add_event(session, lease, "abandoned", reason, {"attempt": lease.attempt}):
+        return False
+    return _fence(session, lease, lease_expires_at=utcnow() - timedelta(seconds=1))
 
 
 def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJob]:

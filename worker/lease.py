@@ -132,7 +132,11 @@ class HeldLease:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop_heartbeat(self) -> None:
+        """Stop renewing the lease (before giving it up, and on exit)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_heartbeat()

@@ -137,14 +137,13 @@ def _run_claimed(
             return _stopped(held)
         if not isinstance(exc, Exception):
             # SystemExit / KeyboardInterrupt: this process is being terminated (Celery cancels
-            # a late-ack task when it loses the broker), which is no fault of the job. Hand it
-            # back to resume from its checkpoint; the attempt still counts toward the cap.
-            _release(held, f"worker process terminated ({type(exc).__name__})", refund=False)
+            # a late-ack task when it loses the broker), which is no fault of the job: give
+            # the lease up so it resumes from its checkpoint (the attempt counts to the cap).
+            _abandon(held, f"worker process terminated ({type(exc).__name__})")
             raise
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
-            logger.warning("job %s: database unavailable; handing it back", lease.job_id)
-            return _release(held, "database unavailable", refund=False)
+            return _abandon(held, f"database unavailable: {type(exc).__name__}")
         error = error_for(exc)
         log = logger.warning if error["type"] == "user_error" else logger.exception
         log("job %s failed: %s", lease.job_id, error["message"])
@@ -170,20 +169,29 @@ def _stopped(held: HeldLease) -> str:
     return "cancelled"
 
 
-def _release(
-    held: HeldLease,
-    reason: str = "worker shutting down; checkpointed",
-    refund: bool = True,
-) -> str:
-    """Hand the job back to the queue and wake another worker (else the reaper re-sends)."""
+def _release(held: HeldLease) -> str:
+    """Worker shutting down: hand the job back (attempt refunded) and wake another worker."""
     from worker.enqueue import enqueue_job
 
-    reason = f"{reason}; back in the queue"
-    if not held.write(job_runs.release_job, reason, refund):
+    reason = "worker shutting down; checkpointed, back in the queue"
+    if not held.write(job_runs.release_job, reason):
         return "lease_lost"
     enqueue_job(held.lease.job_id)
     logger.info("job %s released: %s", held.lease.job_id, reason)
     return "released"
+
+
+def _abandon(held: HeldLease, reason: str) -> str:
+    """Give the lease up at once rather than letting it run out; the reaper takes it on."""
+    held.stop_heartbeat()  # a later beat would renew what we give up
+    try:
+        if not held.write(job_runs.abandon_lease, reason):
+            return "lease_lost"
+    except Exception:  # noqa: BLE001 - the lease then simply expires
+        logger.exception("job %s: could not give up the lease; it will expire", held.lease.job_id)
+        return "abandoned"
+    logger.warning("job %s: lease given up (%s); the reaper requeues it", held.lease.job_id, reason)
+    return "abandoned"
 
 
 def _prepare(
