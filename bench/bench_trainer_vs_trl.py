@@ -236,11 +236,11 @@ def run_trl(
         )
         trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         **meter.report(),
         "final_loss": losses[-1] if losses else None,
-        "params_total": sum(p.numel() for p in trainer.model.parameters()),
+        "params_total": sum(p.numel() for p in model.parameters()),
         "setup_s": timer.begin - meter.started,
         "step_s": sorted(step_times)[len(step_times) // 2],
         "trainable": trainable,
@@ -368,7 +368,7 @@ def verdict(results: dict[str, dict[str, Any]]) -> str:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=10, help="optimizer steps per configuration")
+    p.add_argument("--steps", type=int, default=4, help="optimizer steps per configuration")
     p.add_argument("--batch", type=int, default=1, help="examples per step (4 sequences each)")
     p.add_argument(
         "--join",
