@@ -63,7 +63,9 @@ def test_killed_on_every_attempt_fails_worker_lost_at_the_cap(
     assert final.attempt == MAX_ATTEMPTS and final.lease_token is None
     types = event_types(factory, job_id)
     assert types.count("started") == MAX_ATTEMPTS
-    assert types.count("lease_expired") == MAX_ATTEMPTS - 1
+    # Between attempts either the reaper requeues the expired lease (a lease_expired event) or
+    # Celery's redelivery of the lost task claims the expired lease first: both are fine.
+    assert types.count("lease_expired") <= MAX_ATTEMPTS - 1
     assert types[-1] == "failed" and "succeeded" not in types
     assert artifact_names(factory, job_id) == []
     # The worker itself survived its pool processes' deaths.
