@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import NotFound, Unauthorized
@@ -54,6 +56,17 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+@contextmanager
+def read_connection(request: Request) -> Iterator[Connection]:
+    """A pooled connection in autocommit mode, for a read that is one statement.
+
+    The statement is its own snapshot, so BEGIN and COMMIT would only add two round trips.
+    """
+    engine: Engine = request.app.state.engine
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -66,20 +79,31 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 
 
-def get_current_tenant(request: Request, session: SessionDep) -> Tenant:
-    """The tenant of the Bearer API key; checked against the database on every request."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if scheme.lower() != "bearer" or not secret.strip():
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_secret(request: Request) -> str:
+    """The API key sent as 'Authorization: Bearer <key>'; 401 when there is none."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
         raise Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'",
             code="missing_api_key",
-            headers=challenge,
+            headers=_CHALLENGE,
         )
-    tenant = tenants_repo.tenant_for_key(session, secret.strip())
+    return secret
+
+
+def invalid_key() -> Unauthorized:
+    return Unauthorized("invalid or revoked API key", headers=_CHALLENGE)
+
+
+def get_current_tenant(request: Request, session: SessionDep) -> Tenant:
+    """The tenant of the Bearer API key; checked against the database on every request."""
+    tenant = tenants_repo.tenant_for_key(session, bearer_secret(request))
     if tenant is None:
-        raise Unauthorized("invalid or revoked API key", headers=challenge)
+        raise invalid_key()
     request.state.tenant = tenant.name
     return tenant
 

@@ -18,8 +18,11 @@ import time
 from pathlib import Path
 
 CASES = [
-    ("clo", "attention"), ("clo", "lora"), ("clo", "full"),
-    ("sft", "attention"), ("sft+dpo", "attention"),
+    ("clo", "attention"),
+    ("clo", "lora"),
+    ("clo", "full"),
+    ("sft", "attention"),
+    ("sft+dpo", "attention"),
 ]
 
 
@@ -35,19 +38,33 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_model_and_tokenizer(args.model)
-    quads = builtin_parallel("de")[:args.examples]
-    cfg = TrainConfig(method=args.method, trainable=args.trainable, max_steps=args.steps,
-                      batch_size=args.batch, max_length=args.max_length,
-                      max_prompt_length=args.max_length // 2, learning_rate=1e-4,
-                      lora_r=16, lora_alpha=32)
+    quads = builtin_parallel("de")[: args.examples]
+    cfg = TrainConfig(
+        method=args.method,
+        trainable=args.trainable,
+        max_steps=args.steps,
+        batch_size=args.batch,
+        max_length=args.max_length,
+        max_prompt_length=args.max_length // 2,
+        learning_rate=1e-4,
+        lora_r=16,
+        lora_alpha=32,
+    )
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        result = train(model, tok, quads, cfg, Path(tmp) / "work",
-                       progress=lambda m: times.append(m["step_seconds"]))
+        result = train(
+            model,
+            tok,
+            quads,
+            cfg,
+            Path(tmp) / "work",
+            progress=lambda m: times.append(m["step_seconds"]),
+        )
         wall = time.perf_counter() - started
-        meta = dict(config=cfg, base_model=args.model, base_revision=None, data_hash="bench",
-                    metrics={})
+        meta = dict(
+            config=cfg, base_model=args.model, base_revision=None, data_hash="bench", metrics={}
+        )
         out = Path(tmp) / "export"
         if args.trainable == "full":
             export_merged(result.model, tok, out, **meta)
@@ -59,10 +76,14 @@ def run_one(args: argparse.Namespace) -> dict:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cuda_peak = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
     return {
-        "method": args.method, "trainable": args.trainable,
+        "method": args.method,
+        "trainable": args.trainable,
         "step_ms_median": 1000 * statistics.median(times[1:] or times),
-        "train_wall_s": wall, "trainable_params": trainable, "peak_rss_mb": peak_rss_mb,
-        "cuda_peak_mb": cuda_peak, "export_mb": weights / 2**20,
+        "train_wall_s": wall,
+        "trainable_params": trainable,
+        "peak_rss_mb": peak_rss_mb,
+        "cuda_peak_mb": cuda_peak,
+        "export_mb": weights / 2**20,
     }
 
 
@@ -92,29 +113,58 @@ def main() -> None:
     from clo.tiny import build_tiny_causal_lm
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_causal_lm(Path(tmp) / "model", hidden_size=args.hidden,
-                                     num_layers=args.layers, num_heads=8, num_kv_heads=2,
-                                     intermediate_size=args.hidden * 8 // 3)
+        model = build_tiny_causal_lm(
+            Path(tmp) / "model",
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            num_heads=8,
+            num_kv_heads=2,
+            intermediate_size=args.hidden * 8 // 3,
+        )
         rows = []
         for method, trainable in CASES:
-            cmd = [sys.executable, __file__, "--model", str(model), "--method", method,
-                   "--trainable", trainable, "--steps", str(args.steps), "--batch",
-                   str(args.batch), "--max-length", str(args.max_length), "--examples",
-                   str(args.examples), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--model",
+                str(model),
+                "--method",
+                method,
+                "--trainable",
+                trainable,
+                "--steps",
+                str(args.steps),
+                "--batch",
+                str(args.batch),
+                "--max-length",
+                str(args.max_length),
+                "--examples",
+                str(args.examples),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"model: qwen2 hidden={args.hidden} layers={args.layers}; batch={args.batch} "
-          f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps, "
-          f"{args.threads} CPU thread(s)" if not torch_cuda() else "on CUDA")
-    header = (f"{'method':8} {'trainable':9} {'step ms':>8} {'trainable':>11} "
-              f"{'peak RSS MB':>11} {'CUDA MB':>8} {'export MB':>9}")
+    print(
+        f"model: qwen2 hidden={args.hidden} layers={args.layers}; batch={args.batch} "
+        f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps, "
+        f"{args.threads} CPU thread(s)"
+        if not torch_cuda()
+        else "on CUDA"
+    )
+    header = (
+        f"{'method':8} {'trainable':9} {'step ms':>8} {'trainable':>11} "
+        f"{'peak RSS MB':>11} {'CUDA MB':>8} {'export MB':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"
-        print(f"{r['method']:8} {r['trainable']:9} {r['step_ms_median']:8.0f} "
-              f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {cuda:>8} "
-              f"{r['export_mb']:9.2f}")
+        print(
+            f"{r['method']:8} {r['trainable']:9} {r['step_ms_median']:8.0f} "
+            f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {cuda:>8} "
+            f"{r['export_mb']:9.2f}"
+        )
 
 
 if __name__ == "__main__":

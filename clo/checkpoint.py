@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from clo.atomic_dir import write_dir_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def rng_state() -> dict[str, Any]:
         "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
         "torch": torch.get_rng_state().tolist(),
         "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()]
-        if torch.cuda.is_available() else [],
+        if torch.cuda.is_available()
+        else [],
     }
 
 
@@ -72,22 +73,16 @@ def save_checkpoint(
     state: dict[str, Any],
 ) -> Path:
     """Write checkpoint for `step` atomically and prune older ones; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
-    tmp = directory / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(cpu, str(tmp / "trainable.safetensors"))
         torch.save(optimizer_state, tmp / "optimizer.pt")
         full_state = {**state, "step": step, "rng": rng_state()}
         (tmp / "state.json").write_text(json.dumps(full_state))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir_atomically(final, write)
     for old in _checkpoints(directory)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     logger.info("checkpoint saved at step %d: %s", step, final)
@@ -97,9 +92,12 @@ def save_checkpoint(
 def _checkpoints(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir()
-             if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [
+        p
+        for p in directory.iterdir()
+        if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -112,5 +110,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Che
     state = json.loads((path / "state.json").read_text())
     tensors = load_file(str(path / "trainable.safetensors"), device=str(map_location))
     optimizer = torch.load(path / "optimizer.pt", map_location=map_location, weights_only=True)
-    return Checkpoint(path=path, step=int(state["step"]), tensors=tensors, optimizer=optimizer,
-                      state=state)
+    return Checkpoint(
+        path=path, step=int(state["step"]), tensors=tensors, optimizer=optimizer, state=state
+    )

@@ -185,7 +185,10 @@ def encode_quads(
     if report.examples_truncated:
         logger.warning(
             "truncated %d of %d examples (max_length=%d, max_prompt_length=%d)",
-            report.examples_truncated, report.examples, max_length, max_prompt_length,
+            report.examples_truncated,
+            report.examples,
+            max_length,
+            max_prompt_length,
         )
     return out, report
 
@@ -208,8 +211,9 @@ class Batch:
     response_mask: torch.Tensor
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask,
-                                             self.response_mask)))
+        return Batch(
+            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.response_mask))
+        )
 
     @property
     def num_tokens(self) -> int:
@@ -226,7 +230,7 @@ def collate(sequences: Sequence[EncodedSequence], pad_id: int) -> Batch:
         n = len(s.input_ids)
         ids[row, :n] = torch.tensor(s.input_ids, dtype=torch.long)
         attn[row, :n] = 1
-        resp[row, s.prompt_len:n] = True
+        resp[row, s.prompt_len : n] = True
     return Batch(ids, attn, resp)
 
 

@@ -11,19 +11,17 @@ sha256 of each file is returned (and written to SHA256SUMS).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from safetensors.torch import save_file
 
+from clo.atomic_dir import write_dir_atomically
+from clo.checksum import write_sha256sums
 from clo.config import TrainConfig
 from clo.errors import CloError
 from clo.trainable import attention_projections
@@ -33,35 +31,18 @@ logger = logging.getLogger(__name__)
 PEFT_PREFIX = "base_model.model."
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 def _write_atomically(out_dir: Path, write: Callable[[Path], None]) -> dict[str, str]:
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
+    """The export folder, whole with its SHA256SUMS or not at all; returns {file: sha256}."""
+
+    def build(tmp: Path) -> dict[str, str]:
         write(tmp)
-        sums = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*"))
-                if p.is_file()}
-        (tmp / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return sums
+        return write_sha256sums(tmp)
+
+    return write_dir_atomically(Path(out_dir), build)
 
 
 def _attention_adapter(model: Any, tmp: Path, base_model: str, base_revision: str | None) -> None:
@@ -92,71 +73,114 @@ def _lora_adapter(model: Any, tmp: Path, base_model: str, base_revision: str | N
     model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
 
 
-def model_card(config: TrainConfig, base_model: str, base_revision: str | None,
-               data_hash: str, metrics: dict[str, Any], merged: bool = False) -> str:
-    """README.md: what was trained on what, how to load it, final metrics."""
-    load = (["from transformers import AutoModelForCausalLM",
-             "model = AutoModelForCausalLM.from_pretrained('path/to/this/dir')"] if merged else
-            ["from peft import PeftModel", "from transformers import AutoModelForCausalLM",
-             f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
-             "model = PeftModel.from_pretrained(base, 'path/to/this/dir')"])
-    lines = [
-        "---", f"library_name: {'transformers' if merged else 'peft'}",
-        f"base_model: {base_model}", "tags: [clo, cross-lingual]",
-        "---", "", f"# CLO adapter for {base_model}", "",
-        "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
-        "in the language of the prompt.", "",
-        f"- base model revision: `{base_revision}`",
-        f"- method: `{config.method}`, trained: `{config.trainable}`, "
-        f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
-        f"- seed-data sha256: `{data_hash}`", "", "## Load", "", "```python", *load, "```", "",
-        "## Final metrics", "",
-    ]
-    lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
-              for k, v in sorted(metrics.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _metadata(tmp: Path, tokenizer: Any, config: TrainConfig, base_model: str,
-              base_revision: str | None, data_hash: str, metrics: dict[str, Any],
-              merged: bool = False) -> None:
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "training_config.json").write_text(json.dumps(config.model_dump(mode="json"),
-                                                         indent=2, sort_keys=True))
-    (tmp / "clo_metadata.json").write_text(json.dumps({
-        "base_model": base_model, "base_revision": base_revision, "data_hash": data_hash,
-        "metrics": metrics, "trainable": config.trainable, "method": config.method,
-    }, indent=2, sort_keys=True, default=str))
-    (tmp / "README.md").write_text(model_card(config, base_model, base_revision, data_hash,
-                                              metrics, merged))
-
-
-def export_adapter(
-    model: Any,
-    tokenizer: Any,
-    out_dir: Path,
-    *,
+def model_card(
     config: TrainConfig,
     base_model: str,
     base_revision: str | None,
     data_hash: str,
     metrics: dict[str, Any],
+    merged: bool = False,
+) -> str:
+    """README.md: what was trained on what, how to load it, final metrics."""
+    load = (
+        [
+            "from transformers import AutoModelForCausalLM",
+            "model = AutoModelForCausalLM.from_pretrained('path/to/this/dir')",
+        ]
+        if merged
+        else [
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM",
+            f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
+            "model = PeftModel.from_pretrained(base, 'path/to/this/dir')",
+        ]
+    )
+    lines = [
+        "---",
+        f"library_name: {'transformers' if merged else 'peft'}",
+        f"base_model: {base_model}",
+        "tags: [clo, cross-lingual]",
+        "---",
+        "",
+        f"# CLO adapter for {base_model}",
+        "",
+        "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
+        "in the language of the prompt.",
+        "",
+        f"- base model revision: `{base_revision}`",
+        f"- method: `{config.method}`, trained: `{config.trainable}`, "
+        f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
+        f"- seed-data sha256: `{data_hash}`",
+        "",
+        "## Load",
+        "",
+        "```python",
+        *load,
+        "```",
+        "",
+        "## Final metrics",
+        "",
+    ]
+    lines += [
+        f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
+        for k, v in sorted(metrics.items())
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class ExportMeta(TypedDict):
+    """What every export records about its training (the keyword arguments of both exports)."""
+
+    config: TrainConfig
+    base_model: str
+    base_revision: str | None
+    data_hash: str
+    metrics: dict[str, Any]
+
+
+def _metadata(tmp: Path, tokenizer: Any, meta: ExportMeta, merged: bool = False) -> None:
+    config = meta["config"]
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / "training_config.json").write_text(
+        json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True)
+    )
+    (tmp / "clo_metadata.json").write_text(
+        json.dumps(
+            {
+                "base_model": meta["base_model"],
+                "base_revision": meta["base_revision"],
+                "data_hash": meta["data_hash"],
+                "metrics": meta["metrics"],
+                "trainable": config.trainable,
+                "method": config.method,
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
+    (tmp / "README.md").write_text(model_card(**meta, merged=merged))
+
+
+def export_adapter(
+    model: Any, tokenizer: Any, out_dir: Path, **meta: Unpack[ExportMeta]
 ) -> dict[str, str]:
     """Write a stock-PEFT adapter dir (lora or attention-only); returns {file: sha256}."""
+    config = meta["config"]
     if config.trainable == "full":
-        raise CloError("trainable='full' changes every weight, so there is no small adapter; "
-                       "use export_merged for full fine-tuning")
+        raise CloError(
+            "trainable='full' changes every weight, so there is no small adapter; "
+            "use export_merged for full fine-tuning"
+        )
     if config.trainable == "lora" and not _is_peft(model):
         raise CloError("trainable='lora' but the model carries no PEFT adapter")
     if config.trainable == "attention" and _is_peft(model):
         raise CloError("trainable='attention' but the model is PEFT-wrapped; export it as lora")
 
     def write(tmp: Path) -> None:
-        if config.trainable == "lora":
-            _lora_adapter(model, tmp, base_model, base_revision)
-        else:
-            _attention_adapter(model, tmp, base_model, base_revision)
-        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics)
+        write_adapter = _lora_adapter if config.trainable == "lora" else _attention_adapter
+        write_adapter(model, tmp, meta["base_model"], meta["base_revision"])
+        _metadata(tmp, tokenizer, meta)
 
     sums = _write_atomically(Path(out_dir), write)
     logger.info("adapter exported to %s (%d files)", out_dir, len(sums))
@@ -164,15 +188,7 @@ def export_adapter(
 
 
 def export_merged(
-    model: Any,
-    tokenizer: Any,
-    out_dir: Path,
-    *,
-    config: TrainConfig,
-    base_model: str,
-    base_revision: str | None,
-    data_hash: str,
-    metrics: dict[str, Any],
+    model: Any, tokenizer: Any, out_dir: Path, **meta: Unpack[ExportMeta]
 ) -> dict[str, str]:
     """Write a full model AutoModelForCausalLM.from_pretrained loads; returns {file: sha256}.
 
@@ -184,15 +200,17 @@ def export_merged(
             model.merge_adapter()
             try:
                 base = model.get_base_model()
-                state = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items()
-                         if "lora_" not in k}
+                state = {
+                    k.replace(".base_layer", ""): v
+                    for k, v in base.state_dict().items()
+                    if "lora_" not in k
+                }
                 base.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
             finally:
                 model.unmerge_adapter()
         else:
             model.save_pretrained(str(tmp), safe_serialization=True)
-        _metadata(tmp, tokenizer, config, base_model, base_revision, data_hash, metrics,
-                  merged=True)
+        _metadata(tmp, tokenizer, meta, merged=True)
 
     sums = _write_atomically(Path(out_dir), write)
     logger.info("merged model exported to %s", out_dir)

@@ -47,10 +47,14 @@ def load_model_and_tokenizer(
     torch_dtype = resolve_dtype(dtype, dev)
     source = str(path_or_id)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
-                                                  trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=revision, trust_remote_code=False
+        )
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=revision, dtype=torch_dtype, use_safetensors=True,
+            source,
+            revision=revision,
+            dtype=torch_dtype,
+            use_safetensors=True,
             trust_remote_code=False,
         )
     except (OSError, ValueError) as exc:

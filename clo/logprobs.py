@@ -1,9 +1,25 @@
-"""Per-sequence log-probs of response tokens, through the LM head in chunks.
+"""Per-sequence log-probs of response tokens, through the LM head one chunk at a time.
 
 The decoder body runs once over the padded batch; only the hidden states that predict a
-response token are gathered, and the LM head + log_softmax run over them a chunk at a time.
-Under autograd each chunk is checkpointed, so backward recomputes one chunk's logits at a
-time too: `[batch, seq, vocab]` logits never exist, not even for the response positions.
+response token are gathered, and the LM head runs over them a chunk of tokens at a time, so
+`[tokens, vocab]` logits never exist, only one `[chunk, vocab]` buffer at a time.
+
+Memory math behind the default chunk: one chunk's fp32 logits take chunk × vocab × 4 bytes.
+With Qwen2's 151,936-entry vocabulary, 256 tokens give 256 × 151,936 × 4 B = 156 MB (1,024
+tokens gave 622 MB, and log_softmax plus the backward buffers multiplied that 3-4 times).
+Below ~256 tokens the head GEMMs get too thin to run at full speed for little memory gain.
+
+Three paths, all giving bit-identical log-probs for the same weights and chunk size (the
+reference pass and step 0 of training must agree exactly, or the DPO margin starts off 0):
+
+- no gradient needed (reference pass, evaluation): logits, then max / exp / sum in place in
+  the same buffer; nothing is kept.
+- frozen linear head (attention-only, LoRA, frozen tied embeddings): `_FrozenHeadLogProbs`.
+  d logp(y) / d h = W[y] - softmax(h Wᵀ + b) W, an [tokens, hidden] tensor, is computed in
+  the forward from the chunk's buffer and saved instead of any logits: no recompute, two
+  head GEMMs per token instead of three.
+- trainable head (full fine-tuning, LoRA on the head): each chunk is checkpointed and
+  `_TargetLogProb` keeps only the logits (not a log_softmax copy) for the recomputed backward.
 """
 
 from __future__ import annotations
@@ -12,9 +28,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from clo.errors import CloError
+
+DEFAULT_CHUNK_TOKENS = 256
+_AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _decoder_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -28,11 +48,151 @@ def _decoder_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
     return decoder, head
 
 
-def _chunk_logps(
+def _is_frozen_linear(head: torch.nn.Module) -> bool:
+    """A plain `nn.Linear` (not a quantised or adapter subclass) with nothing to train."""
+    return (
+        isinstance(head, torch.nn.Linear)
+        and type(head).forward is torch.nn.Linear.forward
+        and not any(p.requires_grad for p in head.parameters())
+    )
+
+
+def _logp_in_place(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
+    """log_softmax(logits)[target] per row; overwrites fp32 `logits` (with softmax if asked)."""
+    target_logits = logits.gather(1, targets[:, None]).squeeze(1)
+    peak = logits.amax(dim=1, keepdim=True)
+    total = logits.sub_(peak).exp_().sum(dim=1, keepdim=True)
+    if softmax:
+        logits.div_(total)
+    return target_logits - (peak + total.log()).squeeze(1)
+
+
+def _chunk_logits(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    # fp32 softmax: bf16 log-probs are too coarse for DPO margins; the GEMM itself runs in the
+    # model's (or autocast's) dtype, the same in every path.
+    return head(hidden).float()
+
+
+@torch.no_grad()
+def _logprobs_no_grad(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    out = torch.empty(targets.numel(), dtype=torch.float32, device=hidden.device)
+    for start in range(0, targets.numel(), chunk):
+        sl = slice(start, start + chunk)
+        out[sl] = _logp_in_place(_chunk_logits(head, hidden[sl]), targets[sl], softmax=False)
+    return out
+
+
+def _gemm_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The frozen weight as autocast would cast it, once per call instead of once per chunk.
+
+    Autocast caches casts only of weights that require grad, so a frozen fp32 head would be
+    re-cast to bf16 for each chunk's GEMMs; the values are the same either way.
+    """
+    device_type = weight.device.type
+    if torch.is_autocast_enabled(device_type) and weight.dtype in _AUTOCAST_ELIGIBLE:
+        return weight.to(torch.get_autocast_dtype(device_type))
+    return weight
+
+
+class _FrozenHeadLogProbs(torch.autograd.Function):
+    """Token log-probs through a frozen linear head; saves [tokens, hidden], never logits."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk: int,
+    ) -> torch.Tensor:
+        n = targets.numel()
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        # (softmax - onehot(y)) W per token: minus the gradient of logp(y) w.r.t. the hidden
+        # state, in fp32 (it is a difference of near-equal terms for confident tokens).
+        residual = torch.empty(n, hidden.shape[1], dtype=torch.float32, device=hidden.device)
+        minus_one = torch.full((min(chunk, n), 1), -1.0, dtype=torch.float32, device=hidden.device)
+        weight = _gemm_weight(weight)
+        for start in range(0, n, chunk):
+            sl = slice(start, start + chunk)
+            tc = targets[sl]
+            logits = F.linear(hidden[sl], weight, bias).float()  # the chunk's only [chunk, V]
+            out[sl] = _logp_in_place(logits, tc, softmax=True)
+            logits.scatter_add_(1, tc[:, None], minus_one[: tc.numel()])
+            # one GEMM (not W[y] - p W) keeps the subtraction in fp32, before any bf16 cast
+            residual[sl] = torch.mm(logits.to(weight.dtype), weight)
+            del logits
+        ctx.hidden_dtype = hidden.dtype
+        ctx.save_for_backward(residual)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        (residual,) = ctx.saved_tensors
+        grad_hidden = residual.mul(-grad.float()[:, None]).to(ctx.hidden_dtype)
+        return grad_hidden, None, None, None, None
+
+
+class _TargetLogProb(torch.autograd.Function):
+    """log_softmax(logits)[target] that saves the logits only (no log_softmax copy)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        # the ops of `_logp_in_place`, out of place: the same bits as the other paths
+        target_logits = logits.gather(1, targets[:, None]).squeeze(1)
+        peak = logits.amax(dim=1, keepdim=True)
+        total = (logits - peak).exp_().sum(dim=1, keepdim=True)
+        ctx.save_for_backward(logits, targets, peak, total)
+        return target_logits - (peak + total.log()).squeeze(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        logits, targets, peak, total = ctx.saved_tensors
+        # d logp(y) / d logits = onehot(y) - softmax, built in a single [chunk, V] buffer
+        grad_logits = (logits - peak).exp_().div_(total).mul_(-grad[:, None])
+        grad_logits.scatter_add_(1, targets[:, None], grad[:, None])
+        return grad_logits, None
+
+
+def _trainable_head_chunk(
     head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
-    logits = head(hidden).float()  # fp32 softmax: bf16 log-probs are too coarse for DPO margins
-    return torch.gather(F.log_softmax(logits, dim=-1), 1, targets[:, None]).squeeze(1)
+    return _TargetLogProb.apply(_chunk_logits(head, hidden), targets)
+
+
+def token_logprobs(
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """fp32 log p(target) [N] of each hidden state [N, H] through `head`, chunk by chunk."""
+    if chunk_tokens < 1:
+        raise CloError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    if targets.numel() == 0:
+        return hidden.new_zeros(0, dtype=torch.float32)
+    head_trains = any(p.requires_grad for p in head.parameters())
+    if not torch.is_grad_enabled() or not (hidden.requires_grad or head_trains):
+        return _logprobs_no_grad(head, hidden, targets, chunk_tokens)
+    if _is_frozen_linear(head):
+        return _FrozenHeadLogProbs.apply(hidden, head.weight, head.bias, targets, chunk_tokens)
+    pieces = [
+        checkpoint(
+            _trainable_head_chunk,
+            head,
+            hidden[start : start + chunk_tokens],
+            targets[start : start + chunk_tokens],
+            use_reentrant=False,
+        )
+        for start in range(0, targets.numel(), chunk_tokens)
+    ]
+    return torch.cat(pieces)
 
 
 def sequence_logprobs(
@@ -40,7 +200,7 @@ def sequence_logprobs(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     response_mask: torch.Tensor,
-    chunk_tokens: int = 1024,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probs [batch] and response token counts [batch] of each sequence.
 
@@ -48,24 +208,15 @@ def sequence_logprobs(
     counts); prompt and padding positions are False.
     """
     decoder, head = _decoder_and_head(model)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
-                     use_cache=False).last_hidden_state
+    hidden = decoder(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+    ).last_hidden_state
     # position t predicts token t+1
     target_mask = response_mask[:, 1:]
     rows = target_mask.nonzero(as_tuple=True)[0]
     h = hidden[:, :-1][target_mask]
     targets = input_ids[:, 1:][target_mask]
-    needs_grad = torch.is_grad_enabled() and (
-        h.requires_grad or any(p.requires_grad for p in head.parameters())
-    )
-    pieces = []
-    for start in range(0, targets.numel(), chunk_tokens):
-        sl = slice(start, start + chunk_tokens)
-        if needs_grad:
-            pieces.append(checkpoint(_chunk_logps, head, h[sl], targets[sl], use_reentrant=False))
-        else:
-            pieces.append(_chunk_logps(head, h[sl], targets[sl]))
-    token_logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    token_logps = token_logprobs(head, h, targets, chunk_tokens)
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     sums = sums.index_add(0, rows, token_logps)
     counts = target_mask.sum(dim=1)

@@ -119,8 +119,9 @@ def clo_loss(
     pairs = _pairs(policy, ref, beta, loss_type)
     cl = 0.5 * (pairs["en"].loss + pairs["tgt"].loss)
     nll = nll_term(policy, tokens, (TGT_TGT, EN_EN) if english_nll else (TGT_TGT,))
-    return LossOutput(loss=lam * nll + (1.0 - lam) * cl, nll=nll.detach(), cl=cl.detach(),
-                      pairs=pairs)
+    return LossOutput(
+        loss=lam * nll + (1.0 - lam) * cl, nll=nll.detach(), cl=cl.detach(), pairs=pairs
+    )
 
 
 SFT_COLUMNS = {"target": (TGT_TGT,), "english": (EN_EN,), "both": (TGT_TGT, EN_EN)}

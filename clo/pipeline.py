@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clo.checksum import sha256_file, write_sha256sums
 from clo.errors import CloError, Stopped
 from clo.pairs import Quadruple
 from clo.spec import JobSpec
@@ -332,7 +333,7 @@ def stage_train(
         config=config,
         base_model=env.base_model,
         base_revision=env.base_model_revision,
-        data_hash=_sha256_file(quads_path),
+        data_hash=sha256_file(quads_path),
         metrics=summary,
     )
     if spec.export_merged and config.trainable != "full":
@@ -647,27 +648,11 @@ def stage_package(
     write_json_atomic(tmp / "translation_report.json", translation_report)
     if evaluation is not None:
         write_json_atomic(tmp / "evaluation.json", evaluation)
-    sums = {
-        p.relative_to(tmp).as_posix(): _sha256_file(p)
-        for p in sorted(tmp.rglob("*"))
-        if p.is_file()
-    }
-    # Written last: its presence marks a complete bundle.
-    (tmp / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
+    write_sha256sums(tmp)  # written last: its presence marks a complete bundle
     shutil.rmtree(bundle, ignore_errors=True)
     os.replace(tmp, bundle)
     hooks.progress({"stage": "packaging", "step": 1, "total_steps": 1})
     return bundle, merged_dir
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def run_pipeline(

@@ -56,14 +56,20 @@ def weights_checksum(model: Any) -> str:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of the tokenizer's vocabulary/merges and chat template."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(
-        sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256((body + str(getattr(tokenizer, "chat_template", None))).encode()
-                          ).hexdigest()
+    body = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items()))
+    )
+    return hashlib.sha256(
+        (body + str(getattr(tokenizer, "chat_template", None))).encode()
+    ).hexdigest()
 
 
 def reference_key(
-    model: Any, tokenizer: Any, encoded: Sequence[tuple[EncodedSequence, ...]],
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
     extra: dict[str, Any] | None = None,
 ) -> str:
     """Cache key: model (name, revision, config, dtype, weight sums), tokenizer, encoded data."""
@@ -95,11 +101,12 @@ def compute_logps(
     logps, counts = [], []
     try:
         for start in range(0, len(encoded), batch_size):
-            group = encoded[start:start + batch_size]
+            group = encoded[start : start + batch_size]
             batch = collate([s for seqs in group for s in seqs], pad_id).to(device)
             with autocast_context(device):
-                lp, n = sequence_logprobs(model, batch.input_ids, batch.attention_mask,
-                                          batch.response_mask, chunk_tokens)
+                lp, n = sequence_logprobs(
+                    model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
+                )
             logps.append(lp.view(-1, 4).float().cpu())
             counts.append(n.view(-1, 4).cpu())
     finally:

@@ -30,8 +30,9 @@ def attention_projections(model: torch.nn.Module) -> list[str]:
     for name, module in model.named_modules():
         children = dict(module.named_children())
         if all(isinstance(children.get(n), torch.nn.Linear) for n in QKV_NAMES):
-            out = next((n for n in OUTPUT_NAMES if isinstance(children.get(n), torch.nn.Linear)),
-                       None)
+            out = next(
+                (n for n in OUTPUT_NAMES if isinstance(children.get(n), torch.nn.Linear)), None
+            )
             if out is None:
                 continue
             prefix = f"{name}." if name else ""

@@ -64,8 +64,8 @@ class Plan:
 
     def micro_batches(self, step: int) -> list[list[int]]:
         start = step * self.examples_per_step
-        ids = self.order[start:start + self.examples_per_step]
-        return [list(ids[i:i + self.micro_batch]) for i in range(0, len(ids), self.micro_batch)]
+        ids = self.order[start : start + self.examples_per_step]
+        return [list(ids[i : i + self.micro_batch]) for i in range(0, len(ids), self.micro_batch)]
 
     def phase(self, step: int, method: str) -> str:
         if method == "sft+dpo":
@@ -103,18 +103,30 @@ def loss_function(config: TrainConfig, phase: str) -> LossFn:
     if phase == "sft":
         return partial(sft_loss, variant=config.sft_variant)
     lam = config.lambda_nll if phase == "clo" else 0.0
-    return partial(clo_loss, lam=lam, beta=config.beta, loss_type=config.preference_loss,
-                   english_nll=config.english_nll and phase == "clo")
+    return partial(
+        clo_loss,
+        lam=lam,
+        beta=config.beta,
+        loss_type=config.preference_loss,
+        english_nll=config.english_nll and phase == "clo",
+    )
 
 
-def loss_step(model: Any, sequences: list[EncodedSequence], ref: torch.Tensor, loss_fn: LossFn,
-              pad_id: int, chunk_tokens: int) -> tuple[LossOutput, int]:
+def loss_step(
+    model: Any,
+    sequences: list[EncodedSequence],
+    ref: torch.Tensor,
+    loss_fn: LossFn,
+    pad_id: int,
+    chunk_tokens: int,
+) -> tuple[LossOutput, int]:
     """One forward over the 4·B sequences of B examples; returns the loss and token count."""
     device = next(model.parameters()).device
     batch = collate(sequences, pad_id).to(device)
     with autocast_context(device):
-        logps, tokens = sequence_logprobs(model, batch.input_ids, batch.attention_mask,
-                                          batch.response_mask, chunk_tokens)
+        logps, tokens = sequence_logprobs(
+            model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
+        )
     return loss_fn(logps.view(-1, 4), ref.to(device), tokens.view(-1, 4)), batch.num_tokens
 
 
@@ -127,8 +139,9 @@ def seed_everything(seed: int) -> None:
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
     """Identifies a run so a checkpoint is only resumed by the same config and data."""
     # settings that do not change the maths may differ on resume (e.g. a retry saving memory)
-    cfg = config.model_dump(mode="json", exclude={"checkpoint_every", "gradient_checkpointing",
-                                                  "logprob_chunk_tokens"})
+    cfg = config.model_dump(
+        mode="json", exclude={"checkpoint_every", "gradient_checkpointing", "logprob_chunk_tokens"}
+    )
     blob = json.dumps(cfg, sort_keys=True) + encoding_fingerprint(encoded)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -140,19 +153,33 @@ def _mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
 class _Run:
     """State of one training run; `step()` does one optimizer step."""
 
-    def __init__(self, model: Any, tokenizer: Any, quads: Sequence[Quadruple],
-                 config: TrainConfig, workdir: Path, reference_cache_dir: Path | None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        quads: Sequence[Quadruple],
+        config: TrainConfig,
+        workdir: Path,
+        reference_cache_dir: Path | None,
+    ):
         self.config = config
         self.ckpt_dir = workdir / "checkpoints"
         seed_everything(config.seed)
-        self.encoded, report = encode_quads(tokenizer, quads, config.max_length,
-                                            config.max_prompt_length)
+        self.encoded, report = encode_quads(
+            tokenizer, quads, config.max_length, config.max_prompt_length
+        )
         self.truncation = report.as_dict()
         self.pad_id = pad_token_id(tokenizer)
         # Scored with the untouched base model, before adapters exist or any update happens.
-        self.ref = reference_logps(model, tokenizer, self.encoded, self.pad_id,
-                                   cache_dir=reference_cache_dir, batch_size=config.batch_size,
-                                   chunk_tokens=config.logprob_chunk_tokens)
+        self.ref = reference_logps(
+            model,
+            tokenizer,
+            self.encoded,
+            self.pad_id,
+            cache_dir=reference_cache_dir,
+            batch_size=config.batch_size,
+            chunk_tokens=config.logprob_chunk_tokens,
+        )
         self.phase_ref: torch.Tensor | None = None
         self.model = apply_trainable(model, config)
         if config.gradient_checkpointing:
@@ -162,18 +189,26 @@ class _Run:
                 enable({"use_reentrant": False})
             else:
                 self.model.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False})
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
         self.named_params = trainable_parameters(self.model)
         if not self.named_params:
             raise CloError("no trainable parameters: check the trainable option")
         self.optimizer = torch.optim.AdamW(
-            [p for _, p in self.named_params], lr=config.learning_rate,
-            betas=config.adam_betas, weight_decay=config.weight_decay)
+            [p for _, p in self.named_params],
+            lr=config.learning_rate,
+            betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+        )
         self.plan = make_plan(len(self.encoded), config)
         self.fingerprint = run_fingerprint(config, self.encoded)
         self.step = 0
-        logger.info("training %s: %s params, %d steps", config.trainable,
-                    count_parameters(self.model), self.plan.total_steps)
+        logger.info(
+            "training %s: %s params, %d steps",
+            config.trainable,
+            count_parameters(self.model),
+            self.plan.total_steps,
+        )
 
     def resume(self) -> None:
         path = latest_checkpoint(self.ckpt_dir)
@@ -181,8 +216,10 @@ class _Run:
             return
         ckpt = load_checkpoint(path)
         if ckpt.state.get("fingerprint") != self.fingerprint:
-            raise CloError(f"checkpoint {path} belongs to a different config or data set; "
-                           "use a fresh workdir or the original config")
+            raise CloError(
+                f"checkpoint {path} belongs to a different config or data set; "
+                "use a fresh workdir or the original config"
+            )
         with torch.no_grad():
             for name, p in self.named_params:
                 p.copy_(ckpt.tensors[name])
@@ -196,17 +233,25 @@ class _Run:
         tensors: dict[str, torch.Tensor] = {name: p.detach() for name, p in self.named_params}
         if self.phase_ref is not None:
             tensors[PHASE_REF] = self.phase_ref
-        return save_checkpoint(self.ckpt_dir, self.step, tensors, self.optimizer.state_dict(),
-                               {"fingerprint": self.fingerprint,
-                                "data_order": list(self.plan.order)})
+        return save_checkpoint(
+            self.ckpt_dir,
+            self.step,
+            tensors,
+            self.optimizer.state_dict(),
+            {"fingerprint": self.fingerprint, "data_order": list(self.plan.order)},
+        )
 
     def _reference_for(self, phase: str) -> torch.Tensor:
         if self.config.method != "sft+dpo" or phase == "sft":
             return self.ref
         if self.phase_ref is None:  # DPO after SFT uses the SFT model as its reference
-            self.phase_ref, _ = compute_logps(self.model, self.encoded, self.pad_id,
-                                              self.config.batch_size,
-                                              self.config.logprob_chunk_tokens)
+            self.phase_ref, _ = compute_logps(
+                self.model,
+                self.encoded,
+                self.pad_id,
+                self.config.batch_size,
+                self.config.logprob_chunk_tokens,
+            )
         return self.phase_ref
 
     def run_step(self) -> dict[str, Any]:
@@ -214,8 +259,9 @@ class _Run:
         phase = plan.phase(step, cfg.method)
         ref = self._reference_for(phase)
         first, length = plan.phase_bounds(step, cfg.method)
-        lr = lr_at(step - first, length, round(cfg.warmup_ratio * length), cfg.learning_rate,
-                   cfg.schedule)
+        lr = lr_at(
+            step - first, length, round(cfg.warmup_ratio * length), cfg.learning_rate, cfg.schedule
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_fn = loss_function(cfg, phase)
@@ -223,22 +269,29 @@ class _Run:
         micro_batches = plan.micro_batches(step)
         for ids in micro_batches:
             seqs = [s for i in ids for s in self.encoded[i]]
-            out, n_tok = loss_step(self.model, seqs, ref[ids], loss_fn, self.pad_id,
-                                   cfg.logprob_chunk_tokens)
+            out, n_tok = loss_step(
+                self.model, seqs, ref[ids], loss_fn, self.pad_id, cfg.logprob_chunk_tokens
+            )
             (out.loss / len(micro_batches)).backward()
             tokens += n_tok
             parts.append(out.metrics())
         params = [p for _, p in self.named_params]
-        grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                     if cfg.max_grad_norm else None)
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
+        )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         elapsed = max(time.perf_counter() - started, 1e-9)
         metrics: dict[str, Any] = {
-            "stage": "training", "step": self.step, "total_steps": plan.total_steps,
-            **_mean_metrics(parts), "lr": lr, "tokens_per_second": tokens / elapsed,
-            "step_seconds": elapsed, "phase": phase,
+            "stage": "training",
+            "step": self.step,
+            "total_steps": plan.total_steps,
+            **_mean_metrics(parts),
+            "lr": lr,
+            "tokens_per_second": tokens / elapsed,
+            "step_seconds": elapsed,
+            "phase": phase,
             "epoch": self.step * plan.examples_per_step / len(self.encoded),
         }
         if grad_norm is not None:
@@ -272,8 +325,9 @@ def train(
     while run.step < run.plan.total_steps:
         if should_stop is not None and should_stop():
             path = run.checkpoint()
-            raise Stopped(f"stopped at step {run.step} of {run.plan.total_steps}; "
-                          f"checkpoint {path}")
+            raise Stopped(
+                f"stopped at step {run.step} of {run.plan.total_steps}; checkpoint {path}"
+            )
         metrics = run.run_step()
         history.append(metrics)
         if progress is not None:
@@ -281,13 +335,19 @@ def train(
         if run.step % config.checkpoint_every == 0 and run.step < run.plan.total_steps:
             run.checkpoint()
     run.model.eval()
-    final = {k: v for k, v in (history[-1] if history else {}).items()
-             if isinstance(v, int | float)}
+    final = {
+        k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, int | float)
+    }
     final["train_steps"] = run.plan.total_steps
     if history:
         final["mean_step_seconds"] = sum(m["step_seconds"] for m in history) / len(history)
-    return TrainResult(model=run.model, steps=run.plan.total_steps, metrics=final,
-                       truncation=run.truncation, history=history)
+    return TrainResult(
+        model=run.model,
+        steps=run.plan.total_steps,
+        metrics=final,
+        truncation=run.truncation,
+        history=history,
+    )
 
 
 @torch.no_grad()

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
+
+# AnyIO runs sync endpoints on up to 40 threads per process. A pool smaller than that makes
+# busy moments open (and close) a Postgres connection per request, and Postgres forks a backend
+# for each; connections are opened lazily, so an idle process still holds only a few.
+POOL_SIZE = 20
+MAX_OVERFLOW = 20
+# A pooled connection idle for longer than this is pinged before use. Under load connections
+# come back within milliseconds, so the ping (a round trip per request with pool_pre_ping)
+# is skipped; one that died meanwhile fails its first statement instead, which SQLAlchemy
+# reports as a disconnect (OperationalError, answered 503) and uses to invalidate the pool.
+PING_AFTER_IDLE_S = 1.0
+RECYCLE_S = 1800
+_LAST_USED = "clo_last_used"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -22,8 +37,35 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if "poolclass" not in kwargs:  # sizes apply to the default QueuePool only
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", MAX_OVERFLOW)
+    kwargs.setdefault("pool_recycle", RECYCLE_S)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that sat unused for PING_AFTER_IDLE_S."""
+    dialect = engine.dialect
+
+    def mark_used(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool replaces this connection (and every older one) and retries once.
+            raise InvalidatePoolError(f"pooled connection failed its ping: {exc}") from exc
+
+    event.listen(engine, "connect", mark_used)
+    event.listen(engine, "checkin", mark_used)
+    event.listen(engine, "checkout", ping)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

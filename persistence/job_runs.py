@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Result, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from persistence.models import Artifact, Job, JobEvent, JobMetric, utcnow
@@ -65,21 +65,18 @@ def claim_job(
         Job.status == "queued",
         and_(Job.status == "running", Job.lease_expires_at < now),
     )
-    row = session.execute(
-        update(Job)
-        .where(Job.id == job_id, claimable, Job.attempt < Job.max_attempts)
-        .values(
-            status="running",
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            worker_id=worker_id[:200],
-            attempt=Job.attempt + 1,
-            started_at=func.coalesce(Job.started_at, now),
-            finished_at=None,
-            updated_at=now,
-        )
-        .returning(Job.attempt)
-        .execution_options(synchronize_session=False)
+    row = _update_job(
+        session,
+        (Job.id == job_id, claimable, Job.attempt < Job.max_attempts),
+        Job.attempt,
+        status="running",
+        lease_token=token,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        worker_id=worker_id[:200],
+        attempt=Job.attempt + 1,
+        started_at=func.coalesce(Job.started_at, now),
+        finished_at=None,
+        updated_at=now,
     ).first()
     if row is None:
         return None
@@ -94,36 +91,52 @@ def claim_job(
     return lease
 
 
+def _update_job(
+    session: Session, where: tuple[Any, ...], returning: Any, **values: Any
+) -> Result[Any]:
+    """One conditional UPDATE of job rows, RETURNING one column of each row it changed."""
+    return session.execute(
+        update(Job)
+        .where(*where)
+        .values(**values)
+        .returning(returning)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _held(lease: Lease) -> tuple[Any, ...]:
+    """The fence: the job still runs under this lease's token."""
+    return (
+        Job.id == lease.job_id,
+        Job.lease_token == lease.token,
+        Job.status.in_(RUNNING_STATUSES),
+    )
+
+
+def _insert_event(
+    session: Session,
+    job_id: uuid.UUID,
+    seq: int,
+    type_: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The event row for a seq just taken from the job row's counter."""
+    session.add(JobEvent(job_id=job_id, seq=seq, type=type_, message=message, data=data))
+    session.flush()
+
+
 def _fence(session: Session, lease: Lease, **values: Any) -> bool:
     """Touch the job under the lease (locking its row); False when the lease is gone."""
     values.setdefault("updated_at", utcnow())
-    result = session.execute(
-        update(Job)
-        .where(
-            Job.id == lease.job_id,
-            Job.lease_token == lease.token,
-            Job.status.in_(RUNNING_STATUSES),
-        )
-        .values(**values)
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    return result is not None
+    return _update_job(session, _held(lease), Job.id, **values).first() is not None
 
 
 def renew_lease(session: Session, lease: Lease, lease_seconds: int) -> LeaseState | None:
     """Heartbeat: extend the lease; None when it was lost (expired and taken, or finished)."""
-    now = utcnow()
-    row = session.execute(
-        update(Job)
-        .where(
-            Job.id == lease.job_id,
-            Job.lease_token == lease.token,
-            Job.status.in_(RUNNING_STATUSES),
-        )
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Job.cancel_requested_at)
-        .execution_options(synchronize_session=False)
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    row = _update_job(
+        session, _held(lease), Job.cancel_requested_at, lease_expires_at=expires
     ).first()
     if row is None:
         return None
@@ -138,21 +151,10 @@ def add_event(
     data: dict[str, Any] | None = None,
 ) -> bool:
     """Append a job event under the lease; seq comes from the job row's counter."""
-    row = session.execute(
-        update(Job)
-        .where(
-            Job.id == lease.job_id,
-            Job.lease_token == lease.token,
-            Job.status.in_(RUNNING_STATUSES),
-        )
-        .values(event_seq=Job.event_seq + 1)
-        .returning(Job.event_seq)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = _update_job(session, _held(lease), Job.event_seq, event_seq=Job.event_seq + 1).first()
     if row is None:
         return False
-    session.add(JobEvent(job_id=lease.job_id, seq=row[0], type=type_, message=message, data=data))
-    session.flush()
+    _insert_event(session, lease.job_id, row[0], type_, message, data)
     return True
 
 
@@ -160,15 +162,10 @@ def _add_event_unfenced(
     session: Session, job_id: uuid.UUID, type_: str, message: str, data: dict[str, Any] | None
 ) -> None:
     """Event written by the reaper, which holds no lease but owns the row it just updated."""
-    seq = session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(event_seq=Job.event_seq + 1)
-        .returning(Job.event_seq)
-        .execution_options(synchronize_session=False)
+    seq = _update_job(
+        session, (Job.id == job_id,), Job.event_seq, event_seq=Job.event_seq + 1
     ).scalar_one()
-    session.add(JobEvent(job_id=job_id, seq=seq, type=type_, message=message, data=data))
-    session.flush()
+    _insert_event(session, job_id, seq, type_, message, data)
 
 
 def set_stage(session: Session, lease: Lease, stage: str) -> bool:
@@ -279,32 +276,28 @@ def release_job(session: Session, lease: Lease, reason: str) -> bool:
     The attempt is refunded: nothing was lost. A job with a pending cancel is not released
     (False), so the cancel is never undone.
     """
-    row = session.execute(
-        update(Job)
-        .where(
+    row = _update_job(
+        session,
+        (
             Job.id == lease.job_id,
             Job.lease_token == lease.token,
             Job.status == "running",
             Job.cancel_requested_at.is_(None),
-        )
-        .values(
-            status="queued",
-            lease_token=None,
-            lease_expires_at=None,
-            worker_id=None,
-            attempt=Job.attempt - 1,
-            enqueued_at=None,
-            eta_seconds=None,
-            event_seq=Job.event_seq + 1,
-            updated_at=utcnow(),
-        )
-        .returning(Job.event_seq)
-        .execution_options(synchronize_session=False)
+        ),
+        Job.event_seq,
+        status="queued",
+        lease_token=None,
+        lease_expires_at=None,
+        worker_id=None,
+        attempt=Job.attempt - 1,
+        enqueued_at=None,
+        eta_seconds=None,
+        event_seq=Job.event_seq + 1,
+        updated_at=utcnow(),
     ).first()
     if row is None:
         return False
-    session.add(JobEvent(job_id=lease.job_id, seq=row[0], type="released", message=reason))
-    session.flush()
+    _insert_event(session, lease.job_id, row[0], "released", reason)
     return True
 
 
@@ -357,14 +350,7 @@ def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJo
             values = dict(status="queued", enqueued_at=None, **lease_gone)
             msg = f"lease expired on attempt {attempt}; requeued to resume from its checkpoint"
             data = {"attempt": attempt}
-        done = session.execute(
-            update(Job)
-            .where(stale)
-            .values(**values)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if done is None:
+        if _update_job(session, (stale,), Job.id, **values).first() is None:
             continue
         _add_event_unfenced(
             session, job_id, "lease_expired" if outcome == "requeued" else outcome, msg, data

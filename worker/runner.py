@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clo.errors import CloError, Stopped
 from persistence import job_runs
-from persistence.artifact_store import ArtifactStore, make_key
+from persistence.artifact_store import ArtifactStore, StoredObject, make_key
 from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.repositories import files as files_repo
 from persistence.settings import Settings, get_settings
@@ -281,8 +281,8 @@ def _store_results(held: HeldLease, settings: Settings, result: Any) -> None:
     uploads: list[tuple[str, str, Path]] = [(first, result.bundle_kind, result.bundle_dir)]
     if result.merged_dir is not None:
         uploads.append(("merged.tar", "merged", result.merged_dir))
-    for name, kind, folder in uploads:
-        stored = store.write_dir_archive(make_key("jobs", job, name), folder)
+
+    def register(name: str, kind: str, stored: StoredObject) -> None:
         held.write(
             job_runs.record_artifact,
             name=name,
@@ -291,19 +291,15 @@ def _store_results(held: HeldLease, settings: Settings, result: Any) -> None:
             size=stored.size,
             sha256=stored.sha256,
         )
+
+    for name, kind, folder in uploads:
+        register(name, kind, store.write_dir_archive(make_key("jobs", job, name), folder))
     if result.evaluation is not None:
         import json
 
         data = json.dumps(result.evaluation, indent=2, ensure_ascii=False).encode()
-        stored = store.write_bytes(make_key("jobs", job, "evaluation.json"), data)
-        held.write(
-            job_runs.record_artifact,
-            name="evaluation.json",
-            kind="report",
-            key=stored.key,
-            size=stored.size,
-            sha256=stored.sha256,
-        )
+        key = make_key("jobs", job, "evaluation.json")
+        register("evaluation.json", "report", store.write_bytes(key, data))
     held.write(
         job_runs.record_results,
         metrics_summary=result.metrics_summary,

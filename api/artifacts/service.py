@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import uuid
+from datetime import datetime
 
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
@@ -23,16 +25,23 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 def list_artifacts(session: Session, job: Job) -> list[ArtifactRead]:
     return [
-        ArtifactRead(
-            name=a.name,
-            kind=a.kind,
-            size=a.size,
-            sha256=a.sha256,
-            created_at=a.created_at,
-            download_url=f"/v1/jobs/{job.id}/artifacts/{a.name}",
-        )
+        artifact_read(job.id, a.name, a.kind, a.size, a.sha256, a.created_at)
         for a in artifacts_repo.list_artifacts(session, job.id)
     ]
+
+
+def artifact_read(
+    job_id: uuid.UUID, name: str, kind: str, size: int, sha256: str, created_at: datetime
+) -> ArtifactRead:
+    """The API view of one artifact row (ORM row or the job read's joined columns)."""
+    return ArtifactRead(
+        name=name,
+        kind=kind,
+        size=size,
+        sha256=sha256,
+        created_at=created_at,
+        download_url=f"/v1/jobs/{job_id}/artifacts/{name}",
+    )
 
 
 def download(session: Session, job: Job, name: str, store: ArtifactStore) -> FileResponse:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from api.comparisons import service
 from api.comparisons.schemas import ComparisonCreate, ComparisonList, ComparisonRead
 from api.deps import CurrentTenant, SessionDep, SettingsDep, parse_uuid
-from api.errors import COMMON_ERRORS, ErrorEnvelope, NotFound
+from api.errors import COMMON_ERRORS, NotFound
+from api.idempotency import answer_created, create_responses
 from persistence.repositories import comparisons as comparisons_repo
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"], responses=COMMON_ERRORS)
@@ -19,11 +20,7 @@ router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"], responses=COM
     "",
     status_code=201,
     response_model=ComparisonRead,
-    responses={
-        200: {"model": ComparisonRead, "description": "Idempotent retry: the comparison before"},
-        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with another body"},
-        429: {"model": ErrorEnvelope, "description": "Too many active jobs; see Retry-After"},
-    },
+    responses=create_responses(ComparisonRead, "the comparison before"),
 )
 def create_comparison(
     body: ComparisonCreate,
@@ -43,9 +40,7 @@ def create_comparison(
         enqueuer=request.app.state.enqueuer,
         idempotency_key=idempotency_key,
     )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/v1/comparisons/{row.id}"
+    answer_created(response, created, f"/v1/comparisons/{row.id}")
     return service.to_read(session, row)
 
 

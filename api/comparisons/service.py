@@ -6,19 +6,16 @@ stored whole or not at all. Services flush, never commit.
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import json
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api import idempotency
 from api.comparisons.schemas import (
     DEFAULT_RUNS,
     ComparisonCreate,
@@ -29,8 +26,9 @@ from api.comparisons.schemas import (
     RunRead,
 )
 from api.enqueue import JobEnqueuer
-from api.errors import Conflict, InvalidRequest, TooManyRequests
+from api.errors import InvalidRequest, TooManyRequests
 from api.jobs import service as jobs_service
+from api.pagination import decode_cursor, encode_cursor
 from clo.errors import CloError
 from clo.spec import JobSpec
 from persistence.models import ACTIVE_STATUSES, Comparison, Job, Tenant
@@ -62,13 +60,13 @@ def create_comparison(
         "base": body.base,
         "runs": [r.model_dump(mode="json") for r in runs],
     }
-    request_hash = _hash(request)
+    request_hash = idempotency.request_hash(request)
     if idempotency_key:
         existing = comparisons_repo.get_comparison_by_idempotency_key(
             session, tenant.id, idempotency_key
         )
         if existing is not None:
-            return _same_request(existing, request_hash), False
+            return idempotency.same_request(existing, request_hash, "comparison"), False
     _check_labels(runs)
     comparison_id = uuid.uuid4()
     specs = [_run_spec(body.base, run, i, comparison_id) for i, run in enumerate(runs)]
@@ -104,7 +102,7 @@ def create_comparison(
         )
         if existing is None:
             raise
-        return _same_request(existing, request_hash), False
+        return idempotency.same_request(existing, request_hash, "comparison"), False
     stored = []
     for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
         job, _ = _validated(
@@ -121,22 +119,6 @@ def create_comparison(
         "comparison created with %d jobs", len(stored), extra={"comparison_id": str(row.id)}
     )
     return row, True
-
-
-def _hash(request: dict[str, Any]) -> str:
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _same_request(row: Comparison, request_hash: str) -> Comparison:
-    if row.request_hash != request_hash:
-        raise Conflict(
-            "this Idempotency-Key was already used with a different request body; "
-            "use a new key for a new comparison",
-            code="idempotency_key_reused",
-            param="Idempotency-Key",
-        )
-    return row
 
 
 def _check_labels(runs: list[RunCreate]) -> None:
@@ -306,15 +288,6 @@ def _report(
     except (ValidationError, CloError) as exc:
         logger.warning("comparison report failed: %s", exc)
         return None, f"the runs' reports cannot be compared: {str(exc).splitlines()[0]}"
-
-
-def encode_cursor(row: Comparison) -> str:
-    raw = json.dumps({"c": row.created_at.isoformat(), "i": str(row.id)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    return jobs_service.decode_cursor(cursor)  # same format, same error naming `cursor`
 
 
 def list_comparisons(

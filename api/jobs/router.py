@@ -7,8 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentJob, CurrentTenant, SessionDep, SettingsDep
-from api.errors import COMMON_ERRORS, ErrorEnvelope
+from api.deps import (
+    CurrentJob,
+    CurrentTenant,
+    SessionDep,
+    SettingsDep,
+    bearer_secret,
+    read_connection,
+)
+from api.errors import COMMON_ERRORS
+from api.idempotency import answer_created, create_responses
 from api.jobs import service
 from api.jobs.schemas import (
     EvaluationRead,
@@ -29,11 +37,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_ERRORS)
     "",
     status_code=201,
     response_model=JobRead,
-    responses={
-        200: {"model": JobRead, "description": "Idempotent retry: the job created before"},
-        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with another body"},
-        429: {"model": ErrorEnvelope, "description": "Too many active jobs; see Retry-After"},
-    },
+    responses=create_responses(JobRead, "the job created before"),
 )
 def create_job(
     body: JobCreate,
@@ -54,9 +58,7 @@ def create_job(
         idempotency_key=idempotency_key,
     )
     request.state.job_id = str(job.id)
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    answer_created(response, created, f"/v1/jobs/{job.id}")
     return service.to_read(session, job)
 
 
@@ -76,8 +78,16 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(session: SessionDep, job: CurrentJob) -> JobRead:
-    return service.to_read(session, job)
+def get_job(job_id: str, request: Request) -> Response:
+    # The hottest endpoint (clients poll it): one thread hop and one autocommit statement
+    # that checks the key and reads job, artifacts and queue position together, instead of
+    # the session / tenant / job dependencies' hops and round trips.
+    secret = bearer_secret(request)
+    with read_connection(request) as conn:
+        tenant_name, job = service.read_job_for_key(conn, secret, job_id)
+    request.state.tenant = tenant_name
+    request.state.job_id = job.id
+    return Response(job.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)

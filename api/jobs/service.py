@@ -5,20 +5,20 @@ Services flush, never commit: the request dependency owns the transaction.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 import uuid
-from datetime import datetime
 from functools import lru_cache, partial
+from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import after_commit
+from api import idempotency
+from api.artifacts.service import artifact_read, list_artifacts
+from api.deps import after_commit, invalid_key
 from api.enqueue import JobEnqueuer
-from api.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
+from api.errors import InvalidRequest, NotFound, TooManyRequests
 from api.jobs.schemas import (
     ArtifactRead,
     ErrorInfo,
@@ -31,18 +31,18 @@ from api.jobs.schemas import (
     MetricsRead,
     Progress,
 )
+from api.pagination import decode_cursor, encode_cursor
 from clo.errors import CloError
 from clo.languages import UnknownLanguageError, get_language, recommended_trainable
 from clo.seed import builtin_parallel, builtin_seed
 from clo.spec import MIN_DATA_SIZE, JobSpec
 from persistence.models import Job, JobEvent, Tenant
-from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
 from persistence.repositories import files as files_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import metrics as metrics_repo
 from persistence.repositories import tenants as tenants_repo
-from persistence.settings import Settings
+from persistence.settings import ModelKind, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def create_job(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Validate, store and (after commit) enqueue a job; (job, created) for idempotent retries."""
-    request_hash = _hash_spec(spec)
+    request_hash = idempotency.request_hash(spec.model_dump(mode="json"))
     if idempotency_key:
         existing = jobs_repo.get_job_by_idempotency_key(session, tenant.id, idempotency_key)
         if existing is not None:
-            return _same_request(existing, request_hash), False
+            return idempotency.same_request(existing, request_hash, "job"), False
     stored_spec = validate_spec(session, tenant, spec, settings)
     tenants_repo.lock_tenant(session, tenant.id)  # serialise the concurrency check per tenant
     active = jobs_repo.count_active_jobs(session, tenant.id)
@@ -89,7 +89,7 @@ def create_job(
         existing = jobs_repo.get_job_by_idempotency_key(session, tenant.id, idempotency_key or "")
         if existing is None:
             raise
-        return _same_request(existing, request_hash), False
+        return idempotency.same_request(existing, request_hash, "job"), False
     events_repo.append_event(
         session,
         job.id,
@@ -100,22 +100,6 @@ def create_job(
     after_commit(session, partial(enqueuer, str(job.id)))
     logger.info("job created", extra={"job_id": str(job.id), "tenant": tenant.name})
     return job, True
-
-
-def _hash_spec(spec: JobSpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _same_request(job: Job, request_hash: str) -> Job:
-    if job.request_hash != request_hash:
-        raise Conflict(
-            "this Idempotency-Key was already used with a different request body; "
-            "use a new key for a new job",
-            code="idempotency_key_reused",
-            param="Idempotency-Key",
-        )
-    return job
 
 
 @lru_cache(maxsize=1)
@@ -129,24 +113,10 @@ def validate_spec(session: Session, tenant: Tenant, spec: JobSpec, settings: Set
         language = get_language(spec.target_language)
     except UnknownLanguageError as exc:
         raise InvalidRequest(str(exc), code="unknown_language", param="target_language") from None
-    models = settings.allowed_models()
-    if settings.resolve_model(spec.base_model, "causal_lm") is None:
-        names = sorted(n for n, e in models.items() if e.kind == "causal_lm")
-        raise InvalidRequest(
-            f"base_model {spec.base_model!r} is not on the allow-list; allowed: "
-            f"{', '.join(names) or 'none configured'} (GET /v1/models)",
-            code="model_not_allowed",
-            param="base_model",
-        )
+    _require_allowed(settings, spec.base_model, "causal_lm", "base_model")
     source = spec.seed_data.source
-    if source != "parallel" and settings.resolve_model(spec.translator.model, "translator") is None:
-        names = sorted(n for n, e in models.items() if e.kind == "translator")
-        raise InvalidRequest(
-            f"translator.model {spec.translator.model!r} is not on the allow-list; allowed: "
-            f"{', '.join(names) or 'none configured'} (GET /v1/models)",
-            code="model_not_allowed",
-            param="translator.model",
-        )
+    if source != "parallel":
+        _require_allowed(settings, spec.translator.model, "translator", "translator.model")
     available = _seed_size(session, tenant, spec, language.code)
     if available is not None and spec.data_size > available:
         raise InvalidRequest(
@@ -168,6 +138,19 @@ def validate_spec(session: Session, tenant: Tenant, spec: JobSpec, settings: Set
     if stored["trainable"] is None:
         stored["trainable"] = recommended_trainable(language.code)
     return stored
+
+
+def _require_allowed(settings: Settings, name: str, kind: ModelKind, param: str) -> None:
+    """422 listing the allowed models of `kind`, unless `name` is one of them."""
+    if settings.resolve_model(name, kind) is None:
+        allowed = settings.allowed_models().items()
+        names = sorted(n for n, e in allowed if e.kind == kind)
+        raise InvalidRequest(
+            f"{param} {name!r} is not on the allow-list; allowed: "
+            f"{', '.join(names) or 'none configured'} (GET /v1/models)",
+            code="model_not_allowed",
+            param=param,
+        )
 
 
 def _validate_evaluation(
@@ -252,17 +235,45 @@ def _tenant_job(session: Session, tenant: Tenant, job_id: str) -> Job | None:
 
 
 def to_read(session: Session, job: Job) -> JobRead:
+    artifacts = list_artifacts(session, job)
+    position = jobs_repo.queue_position(session, job) if job.status == "queued" else None
+    return _job_read(job, artifacts, position, evaluation_ready=job.evaluation is not None)
+
+
+def read_job_for_key(conn: Connection, secret: str, job_id: str) -> tuple[str, JobRead]:
+    """GET /v1/jobs/{id}: (tenant name, job) in one statement that also checks the key.
+
+    401 for an unknown or revoked key, 404 for a job the key's tenant does not own.
+    """
+    found = jobs_repo.read_job_for_key(conn, secret, _as_uuid(job_id) or _NO_SUCH_ID)
+    if found is None:
+        raise invalid_key()
+    row = found.job
+    if row is None:
+        raise NotFound(f"job {job_id!r} not found", code="job_not_found")
     artifacts = [
-        ArtifactRead(
-            name=a.name,
-            kind=a.kind,
-            size=a.size,
-            sha256=a.sha256,
-            created_at=a.created_at,
-            download_url=f"/v1/jobs/{job.id}/artifacts/{a.name}",
+        artifact_read(
+            row.id,
+            a.artifact_name,
+            a.artifact_kind,
+            a.artifact_size,
+            a.artifact_sha256,
+            a.artifact_created_at,
         )
-        for a in artifacts_repo.list_artifacts(session, job.id)
+        for a in found.artifacts
     ]
+    read = _job_read(row, artifacts, row.queue_position, evaluation_ready=row.evaluation_ready)
+    return found.tenant_name, read
+
+
+# Stands in for a malformed id, so the key is still checked (401 before 404, as elsewhere).
+_NO_SUCH_ID = uuid.UUID(int=0)
+
+
+def _job_read(
+    job: Any, artifacts: list[ArtifactRead], queue_position: int | None, *, evaluation_ready: bool
+) -> JobRead:
+    """The API view of a job; `job` is the ORM row or a result row with the same columns."""
     return JobRead(
         id=str(job.id),
         status=job.status,
@@ -277,12 +288,12 @@ def to_read(session: Session, job: Job) -> JobRead:
             percent=job.percent,
             eta_seconds=job.eta_seconds,
         ),
-        queue_position=jobs_repo.queue_position(session, job) if job.status == "queued" else None,
+        queue_position=queue_position,
         attempt=job.attempt,
         max_attempts=job.max_attempts,
         error=ErrorInfo.model_validate(job.error) if job.error else None,
         metrics_summary=job.metrics_summary,
-        evaluation_ready=job.evaluation is not None,
+        evaluation_ready=evaluation_ready,
         artifacts=artifacts,
         spec=job.spec,
         created_at=job.created_at,
@@ -291,24 +302,6 @@ def to_read(session: Session, job: Job) -> JobRead:
         finished_at=job.finished_at,
         cancel_requested_at=job.cancel_requested_at,
     )
-
-
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps({"c": job.created_at.isoformat(), "i": str(job.id)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        return datetime.fromisoformat(data["c"]), uuid.UUID(data["i"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidRequest(
-            "cursor is not one this API returned; pass next_cursor from the previous page",
-            code="invalid_cursor",
-            param="cursor",
-        ) from None
 
 
 def list_jobs(

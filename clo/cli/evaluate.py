@@ -17,8 +17,9 @@ def _parse_files(values: list[str]) -> dict[str, str]:
     for value in values:
         key, sep, path = value.partition("=")
         if not sep or not path:
-            raise typer.BadParameter(f"use BENCHMARK:LANG=PATH, got {value!r}",
-                                     param_hint="--benchmark-file")
+            raise typer.BadParameter(
+                f"use BENCHMARK:LANG=PATH, got {value!r}", param_hint="--benchmark-file"
+            )
         files[key] = path
     return files
 
@@ -56,16 +57,20 @@ def _summary_rows(report: Any) -> list[tuple[str, str]]:
             stats = pref.directions[d]
             rows.append((f"preference accuracy, {label} pairs", _fmt(stats.accuracy)))
             rows.append((f"reward margin, {label} pairs", _fmt(stats.reward_margin_mean, False)))
-        rows.append(("perplexity, target responses",
-                     _fmt(pref.nll["target"].perplexity, False)))
+        rows.append(("perplexity, target responses", _fmt(pref.nll["target"].perplexity, False)))
     for b in report.benchmarks:
         rows.append((f"{b.benchmark} {b.language} (n={b.n})", _fmt(b.accuracy)))
     if report.judge:
         for key, res in report.judge.results.items():
             label = "target" if key == "tgt" else "English"
             se = f" ± {100 * res.stderr:.1f}" if res.stderr is not None else ""
-            rows.append((f"win rate vs {report.judge.baseline}, {label} (W/T/L "
-                         f"{res.wins}/{res.ties}/{res.losses})", _fmt(res.win_rate) + se))
+            rows.append(
+                (
+                    f"win rate vs {report.judge.baseline}, {label} (W/T/L "
+                    f"{res.wins}/{res.ties}/{res.losses})",
+                    _fmt(res.win_rate) + se,
+                )
+            )
     for name, why in report.skipped.items():
         rows.append((f"skipped: {name}", why[:80]))
     return rows
@@ -74,31 +79,44 @@ def _summary_rows(report: Any) -> list[tuple[str, str]]:
 @app.command("evaluate")
 def evaluate_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Base model directory or hub id.")],
-    heldout: Annotated[Path, typer.Option(
-        "--heldout", help="Held-out JSONL: x_en, y_en, x_tgt, y_tgt (or prompt/response + "
-        "*_translated) per line.")],
+    heldout: Annotated[
+        Path,
+        typer.Option(
+            "--heldout",
+            help="Held-out JSONL: x_en, y_en, x_tgt, y_tgt (or prompt/response + "
+            "*_translated) per line.",
+        ),
+    ],
     target: Annotated[str, typer.Option("--target", "-t", help="Target language, e.g. de.")],
-    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory to evaluate.")
-                       ] = None,
-    baseline_adapter: Annotated[Path | None, typer.Option(
-        help="Judge against this adapter on the same base (default: the base model).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report JSON path.")
-                   ] = Path("evaluation.json"),
+    adapter: Annotated[
+        Path | None, typer.Option(help="PEFT adapter directory to evaluate.")
+    ] = None,
+    baseline_adapter: Annotated[
+        Path | None,
+        typer.Option(help="Judge against this adapter on the same base (default: the base model)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report JSON path.")] = Path(
+        "evaluation.json"
+    ),
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Prompts / sequences per batch.")] = 8,
     benchmarks: Annotated[str, typer.Option(help="Comma list, or 'none'.")] = "belebele,mmmlu",
     benchmark_source: Annotated[str, typer.Option(help="auto | hub | local.")] = "auto",
-    benchmark_file: Annotated[list[str] | None, typer.Option(
-        help="BENCHMARK:LANG=PATH, a local file in the hub schema (repeatable).")] = None,
-    benchmark_limit: Annotated[int, typer.Option(help="Items per benchmark and language.")
-                               ] = 200,
-    judge_url: Annotated[str | None, typer.Option(
-        help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1.")] = None,
+    benchmark_file: Annotated[
+        list[str] | None,
+        typer.Option(help="BENCHMARK:LANG=PATH, a local file in the hub schema (repeatable)."),
+    ] = None,
+    benchmark_limit: Annotated[int, typer.Option(help="Items per benchmark and language.")] = 200,
+    judge_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1.")
+    ] = None,
     judge_model: Annotated[str | None, typer.Option(help="Judge model name.")] = None,
-    judge_key_env: Annotated[str, typer.Option(
-        help="Environment variable holding the judge API key.")] = "CLO_JUDGE_API_KEY",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")
-                      ] = None,
+    judge_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the judge API key.")
+    ] = "CLO_JUDGE_API_KEY",
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")
+    ] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16.")] = None,
 ) -> None:
     """Right-language rate, preference accuracy, benchmarks and judged win rate."""
@@ -108,48 +126,69 @@ def evaluate_cmd(
     from clo.evaluate import Baseline, EvalConfig, OpenAIJudge, evaluate
     from clo.seed import load_parallel_jsonl
 
-    names = [] if benchmarks.strip().lower() == "none" else [
-        b.strip() for b in benchmarks.split(",") if b.strip()]
+    names = (
+        []
+        if benchmarks.strip().lower() == "none"
+        else [b.strip() for b in benchmarks.split(",") if b.strip()]
+    )
     try:
-        config = EvalConfig.model_validate({
-            "max_new_tokens": max_new_tokens, "generation_batch_size": batch_size,
-            "scoring_batch_size": batch_size, "benchmarks": names,
-            "benchmark_source": benchmark_source,
-            "benchmark_files": _parse_files(benchmark_file or []),
-            "benchmark_limit": benchmark_limit,
-        })
+        config = EvalConfig.model_validate(
+            {
+                "max_new_tokens": max_new_tokens,
+                "generation_batch_size": batch_size,
+                "scoring_batch_size": batch_size,
+                "benchmarks": names,
+                "benchmark_source": benchmark_source,
+                "benchmark_files": _parse_files(benchmark_file or []),
+                "benchmark_limit": benchmark_limit,
+            }
+        )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if (judge_url is None) != (judge_model is None):
-        raise typer.BadParameter("give both --judge-url and --judge-model, or neither",
-                                 param_hint="--judge-url")
+        raise typer.BadParameter(
+            "give both --judge-url and --judge-model, or neither", param_hint="--judge-url"
+        )
     try:
         quads = load_parallel_jsonl(heldout)
-        judge = OpenAIJudge(judge_url, judge_model, api_key=os.environ.get(judge_key_env)) \
-            if judge_url and judge_model else None
+        judge = (
+            OpenAIJudge(judge_url, judge_model, api_key=os.environ.get(judge_key_env))
+            if judge_url and judge_model
+            else None
+        )
         model, tokenizer = _load(model_dir, adapter, device, dtype)
         baseline = None
         if baseline_adapter is not None:
             base_model, _ = _load(model_dir, baseline_adapter, device, dtype)
             baseline = Baseline(name=f"adapter {baseline_adapter.name}", model=base_model)
-        report = evaluate(model, tokenizer, quads, target, config, baseline=baseline,
-                          judge=judge, model_name=f"{model_dir}" + (f" + {adapter}" if adapter
-                                                                     else ""))
+        report = evaluate(
+            model,
+            tokenizer,
+            quads,
+            target,
+            config,
+            baseline=baseline,
+            judge=judge,
+            model_name=f"{model_dir}" + (f" + {adapter}" if adapter else ""),
+        )
     except CloError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_text(json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2),
-                   encoding="utf-8")
+    tmp.write_text(
+        json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     os.replace(tmp, out)
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Evaluation: {report.model} -> {report.target_language_name} "
-                  f"({report.heldout_size} held-out examples)")
+    table = Table(
+        title=f"Evaluation: {report.model} -> {report.target_language_name} "
+        f"({report.heldout_size} held-out examples)"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric, value in _summary_rows(report):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clo.checksum import sha256_file
 from clo.cli.app import app
 
 jobs_app = typer.Typer(
@@ -133,14 +133,6 @@ def watch_job(
             time.sleep(interval)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_artifact(client: JobsClient, job_id: str, name: str, out_dir: Path) -> Path:
     """Download one artifact, resuming a partial file with Range; verify its sha256."""
     listing = {a["name"]: a for a in client.artifacts(job_id)}
@@ -156,7 +148,7 @@ def download_artifact(client: JobsClient, job_id: str, name: str, out_dir: Path)
     meta = listing[name]
     out_dir.mkdir(parents=True, exist_ok=True)
     target, partial = out_dir / name, out_dir / f"{name}.partial"
-    if target.exists() and sha256_of(target) == meta["sha256"]:
+    if target.exists() and sha256_file(target) == meta["sha256"]:
         return target
     offset = partial.stat().st_size if partial.exists() else 0
     if offset > meta["size"]:
@@ -172,7 +164,7 @@ def download_artifact(client: JobsClient, job_id: str, name: str, out_dir: Path)
             with open(partial, mode) as out:
                 for chunk in response.iter_bytes(CHUNK):
                     out.write(chunk)
-    actual = sha256_of(partial)
+    actual = sha256_file(partial)
     if actual != meta["sha256"]:
         partial.unlink()
         raise ApiError(

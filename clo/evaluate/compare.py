@@ -21,6 +21,7 @@ def _bench(name: str, lang: str) -> _Getter:
         code = r.target_language if lang == "tgt" else "en"
         hits = [b.accuracy for b in r.benchmarks if b.benchmark == name and b.language == code]
         return hits[0] if hits else None
+
     return get
 
 
@@ -28,6 +29,7 @@ def _win(key: str) -> _Getter:
     def get(r: EvaluationReport) -> float | None:
         res = r.judge.results.get(key) if r.judge else None
         return res.win_rate if res else None
+
     return get
 
 
@@ -35,6 +37,7 @@ def _pref(direction: str) -> _Getter:
     def get(r: EvaluationReport) -> float | None:
         stats = r.preference.directions.get(direction) if r.preference else None
         return stats.accuracy if stats else None
+
     return get
 
 
@@ -42,14 +45,20 @@ METRICS: dict[str, tuple[_Getter, bool]] = {
     "win_rate_target": (_win("tgt"), True),
     "win_rate_english": (_win("en"), True),
     "language_pass_rate_target": (
-        lambda r: r.language.target_prompts.pass_rate if r.language else None, True),
+        lambda r: r.language.target_prompts.pass_rate if r.language else None,
+        True,
+    ),
     "language_pass_rate_english": (
-        lambda r: r.language.english_prompts.pass_rate if r.language else None, True),
+        lambda r: r.language.english_prompts.pass_rate if r.language else None,
+        True,
+    ),
     "english_bias": (lambda r: r.language.english_bias if r.language else None, False),
     "preference_accuracy_target": (_pref("tgt"), True),
     "preference_accuracy_english": (_pref("en"), True),
     "perplexity_target": (
-        lambda r: r.preference.nll["target"].perplexity if r.preference else None, False),
+        lambda r: r.preference.nll["target"].perplexity if r.preference else None,
+        False,
+    ),
     "belebele_target": (_bench("belebele", "tgt"), True),
     "belebele_english": (_bench("belebele", "en"), True),
     "mmmlu_target": (_bench("mmmlu", "tgt"), True),
@@ -63,10 +72,14 @@ def compare_reports(reports: Mapping[str, EvaluationReport]) -> dict[str, Any]:
         raise CloError("compare_reports needs at least one report")
     languages = {r.target_language for r in reports.values()}
     if len(languages) != 1:
-        raise CloError(f"reports cover different target languages {sorted(languages)}; "
-                       "compare runs of one language at a time")
-    runs = {name: {metric: get(r) for metric, (get, _) in METRICS.items()}
-            for name, r in reports.items()}
+        raise CloError(
+            f"reports cover different target languages {sorted(languages)}; "
+            "compare runs of one language at a time"
+        )
+    runs = {
+        name: {metric: get(r) for metric, (get, _) in METRICS.items()}
+        for name, r in reports.items()
+    }
     best: dict[str, str | None] = {}
     for metric, (_, higher) in METRICS.items():
         scored: dict[str, float] = {

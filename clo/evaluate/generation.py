@@ -41,8 +41,8 @@ def generate_answers(
             mask = torch.zeros((len(idx), width), dtype=torch.long)
             for row, i in enumerate(idx):
                 seq = encoded[i]
-                input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-                mask[row, width - len(seq):] = 1
+                input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                mask[row, width - len(seq) :] = 1
             out = model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),

@@ -45,8 +45,10 @@ class JudgeError(CloError):
 
 
 def judge_prompt_template(version: str = PROMPT_VERSION) -> str:
-    return resources.files("clo.evaluate").joinpath("prompts", f"{version}.txt").read_text(
-        encoding="utf-8"
+    return (
+        resources.files("clo.evaluate")
+        .joinpath("prompts", f"{version}.txt")
+        .read_text(encoding="utf-8")
     )
 
 
@@ -54,16 +56,21 @@ def judge_prompt_sha256(version: str = PROMPT_VERSION) -> str:
     return hashlib.sha256(judge_prompt_template(version).encode("utf-8")).hexdigest()
 
 
-def render_judge_prompt(instruction: str, answer_a: str, answer_b: str, language: str,
-                        template: str | None = None) -> str:
+def render_judge_prompt(
+    instruction: str, answer_a: str, answer_b: str, language: str, template: str | None = None
+) -> str:
     """Fill the template in one pass, so braces inside answers are never re-substituted."""
-    values = {"instruction": instruction, "answer_a": answer_a, "answer_b": answer_b,
-              "language": language}
+    values = {
+        "instruction": instruction,
+        "answer_a": answer_a,
+        "answer_b": answer_b,
+        "language": language,
+    }
     return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template or judge_prompt_template())
 
 
 def parse_verdict(reply: str) -> Verdict:
-    """"A", "B" or "tie" from a judge reply ([[A]] style, or a bare token); else "invalid"."""
+    """ "A", "B" or "tie" from a judge reply ([[A]] style, or a bare token); else "invalid"."""
     found = _VERDICT_RE.findall(reply)
     if not found:
         bare = _BARE_RE.match(reply.strip())
@@ -85,9 +92,16 @@ class Judge(Protocol):
 class OpenAIJudge:
     """A judge behind an OpenAI-compatible `POST {base_url}/chat/completions`."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None,
-                 timeout_s: float = 60.0, max_retries: int = 3, max_tokens: int = 16,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        max_tokens: int = 16,
+        client: httpx.Client | None = None,
+    ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise JudgeError(
                 f"judge base_url must start with http:// or https://, got {base_url!r}"
@@ -122,8 +136,10 @@ class OpenAIJudge:
                     return _reply_text(resp)
                 error = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 if resp.status_code not in (408, 409, 429) and resp.status_code < 500:
-                    raise JudgeError(f"judge at {url} refused the request ({error}); check the "
-                                     "judge model name and API key")
+                    raise JudgeError(
+                        f"judge at {url} refused the request ({error}); check the "
+                        "judge model name and API key"
+                    )
             if attempt < self.max_retries:
                 time.sleep(min(2.0**attempt * 0.5, 8.0))
         raise JudgeError(f"judge at {url} failed after {self.max_retries + 1} tries ({error})")
@@ -156,8 +172,13 @@ class LocalJudge:
     def complete(self, prompt: str) -> str:
         from clo.evaluate.generation import generate_answers
 
-        return generate_answers(self.model, self.tokenizer, [prompt],
-                                max_new_tokens=self.max_new_tokens, max_prompt_tokens=4096)[0]
+        return generate_answers(
+            self.model,
+            self.tokenizer,
+            [prompt],
+            max_new_tokens=self.max_new_tokens,
+            max_prompt_tokens=4096,
+        )[0]
 
 
 @dataclass(frozen=True)
@@ -182,9 +203,14 @@ def pair_outcome(model_first: Verdict, baseline_first: Verdict) -> Outcome:
     return "tie"
 
 
-def judge_pairs(judge: Judge, prompts: Sequence[str], model_answers: Sequence[str],
-                baseline_answers: Sequence[str], language: str,
-                concurrency: int = 4) -> list[PairJudgement]:
+def judge_pairs(
+    judge: Judge,
+    prompts: Sequence[str],
+    model_answers: Sequence[str],
+    baseline_answers: Sequence[str],
+    language: str,
+    concurrency: int = 4,
+) -> list[PairJudgement]:
     """Judge every pair in both orders (2n requests, `concurrency` in flight)."""
     if not len(prompts) == len(model_answers) == len(baseline_answers):
         raise ValueError("prompts, model_answers and baseline_answers must have equal length")
@@ -200,8 +226,9 @@ def judge_pairs(judge: Judge, prompts: Sequence[str], model_answers: Sequence[st
     if invalid:
         logger.warning("%d judge replies had no verdict, e.g. %r", len(invalid), invalid[0][:80])
     return [
-        PairJudgement(prompts[i], model_answers[i], baseline_answers[i],
-                      verdicts[2 * i], verdicts[2 * i + 1])
+        PairJudgement(
+            prompts[i], model_answers[i], baseline_answers[i], verdicts[2 * i], verdicts[2 * i + 1]
+        )
         for i in range(len(prompts))
     ]
 
@@ -215,21 +242,36 @@ def win_rate(judgements: Sequence[PairJudgement], prompt_language: str) -> WinRa
     rate = (wins + 0.5 * ties) / n if n else None
     stderr = math.sqrt(rate * (1 - rate) / n) if rate is not None else None
     inconsistent = sum(
-        {j.model_first, j.baseline_first} <= {"A", "B"} and j.outcome == "tie"
-        for j in judgements
+        {j.model_first, j.baseline_first} <= {"A", "B"} and j.outcome == "tie" for j in judgements
     )
-    invalid = sum((j.model_first == "invalid") + (j.baseline_first == "invalid")
-                  for j in judgements)
-    return WinRate(prompt_language=prompt_language, n=n, wins=wins, ties=ties, losses=losses,
-                   win_rate=rate, stderr=stderr, position_inconsistent=inconsistent,
-                   invalid_verdicts=invalid)
+    invalid = sum(
+        (j.model_first == "invalid") + (j.baseline_first == "invalid") for j in judgements
+    )
+    return WinRate(
+        prompt_language=prompt_language,
+        n=n,
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        win_rate=rate,
+        stderr=stderr,
+        position_inconsistent=inconsistent,
+        invalid_verdicts=invalid,
+    )
 
 
-def judged_samples(judgements: Sequence[PairJudgement], prompt_language: str,
-                   k: int) -> list[JudgedPair]:
+def judged_samples(
+    judgements: Sequence[PairJudgement], prompt_language: str, k: int
+) -> list[JudgedPair]:
     return [
-        JudgedPair(prompt_language=prompt_language, prompt=j.prompt, model_answer=j.model_answer,
-                   baseline_answer=j.baseline_answer, verdict_model_first=j.model_first,
-                   verdict_baseline_first=j.baseline_first, outcome=j.outcome)
+        JudgedPair(
+            prompt_language=prompt_language,
+            prompt=j.prompt,
+            model_answer=j.model_answer,
+            baseline_answer=j.baseline_answer,
+            verdict_model_first=j.model_first,
+            verdict_baseline_first=j.baseline_first,
+            outcome=j.outcome,
+        )
         for j in judgements[:k]
     ]

@@ -36,8 +36,24 @@ Verdict = Literal["pass", "fail", "no_kept_lines"]
 # The paper's languages and major languages a model drifts into. Malay is left out on
 # purpose: lingua often labels Indonesian lines as Malay, which would fail correct answers.
 DEFAULT_DETECTOR_CODES: tuple[str, ...] = (
-    "en", "zh", "de", "ko", "id", "sw", "yo",
-    "fr", "es", "pt", "it", "nl", "ru", "ja", "ar", "hi", "tr", "vi",
+    "en",
+    "zh",
+    "de",
+    "ko",
+    "id",
+    "sw",
+    "yo",
+    "fr",
+    "es",
+    "pt",
+    "it",
+    "nl",
+    "ru",
+    "ja",
+    "ar",
+    "hi",
+    "tr",
+    "vi",
 )
 
 # Unicode script name prefixes (from unicodedata names) of scripts written without spaces.
@@ -98,8 +114,11 @@ def count_words(line: str) -> int:
 
 def resolve_detector_codes(target: str, extra: Iterable[str] | None = None) -> tuple[str, ...]:
     """The language codes lingua chooses among: English, the target and the rest (deduplicated)."""
-    codes = ["en", get_language(target).code, *(extra if extra is not None else
-                                                DEFAULT_DETECTOR_CODES)]
+    codes = [
+        "en",
+        get_language(target).code,
+        *(extra if extra is not None else DEFAULT_DETECTOR_CODES),
+    ]
     seen: dict[str, None] = {}
     for code in codes:
         code = get_language(code).code
@@ -127,8 +146,9 @@ def build_detector(codes: tuple[str, ...]) -> lingua.LanguageDetector:
 class LineLanguageChecker:
     """Checks responses line by line against an expected language (the LCB's LPR)."""
 
-    def __init__(self, target: str, detector_codes: Sequence[str] | None = None,
-                 min_words: int = 5) -> None:
+    def __init__(
+        self, target: str, detector_codes: Sequence[str] | None = None, min_words: int = 5
+    ) -> None:
         target_lang = get_language(target)
         if lingua_language(target_lang.code) is None:
             raise LanguageCheckUnavailable(

@@ -30,9 +30,20 @@ BELEBELE_HUB = "facebook/belebele"  # one config per FLORES-200 code, split "tes
 MMMLU_HUB = "openai/MMMLU"  # one config per locale, split "test"; English is MMLU itself
 MMLU_HUB = "cais/mmlu"
 MMMLU_LOCALES = {
-    "ar": "AR_XY", "bn": "BN_BD", "de": "DE_DE", "es": "ES_LA", "fr": "FR_FR", "hi": "HI_IN",
-    "id": "ID_ID", "it": "IT_IT", "ja": "JA_JP", "ko": "KO_KR", "pt": "PT_BR", "sw": "SW_KE",
-    "yo": "YO_NG", "zh": "ZH_CN",
+    "ar": "AR_XY",
+    "bn": "BN_BD",
+    "de": "DE_DE",
+    "es": "ES_LA",
+    "fr": "FR_FR",
+    "hi": "HI_IN",
+    "id": "ID_ID",
+    "it": "IT_IT",
+    "ja": "JA_JP",
+    "ko": "KO_KR",
+    "pt": "PT_BR",
+    "sw": "SW_KE",
+    "yo": "YO_NG",
+    "zh": "ZH_CN",
 }
 LETTERS = "ABCD"
 
@@ -63,8 +74,9 @@ class ItemScore:
 
     @property
     def predicted_norm(self) -> int:
-        return max(range(len(self.logprobs)),
-                   key=lambda i: self.logprobs[i] / max(self.byte_lengths[i], 1))
+        return max(
+            range(len(self.logprobs)), key=lambda i: self.logprobs[i] / max(self.byte_lengths[i], 1)
+        )
 
 
 # ---- schema parsing -----------------------------------------------------------------------
@@ -89,8 +101,12 @@ def parse_belebele(row: Mapping[str, Any], where: str = "row") -> MCItem:
     raw = str(_field(row, "correct_answer_num", where)).strip()
     if raw not in ("1", "2", "3", "4"):
         raise BenchmarkDataError(f"{where}: correct_answer_num must be 1-4, got {raw!r}")
-    return MCItem(question=_text(row, "question", where), options=options,
-                  answer=int(raw) - 1, passage=_text(row, "flores_passage", where))
+    return MCItem(
+        question=_text(row, "question", where),
+        options=options,
+        answer=int(raw) - 1,
+        passage=_text(row, "flores_passage", where),
+    )
 
 
 def parse_mmmlu(row: Mapping[str, Any], where: str = "row") -> MCItem:
@@ -100,8 +116,9 @@ def parse_mmmlu(row: Mapping[str, Any], where: str = "row") -> MCItem:
         letter = str(_field(row, "Answer", where)).strip().upper()
         if letter not in LETTERS:
             raise BenchmarkDataError(f"{where}: Answer must be one of A-D, got {letter!r}")
-        return MCItem(question=_text(row, "Question", where), options=options,
-                      answer=LETTERS.index(letter))
+        return MCItem(
+            question=_text(row, "Question", where), options=options, answer=LETTERS.index(letter)
+        )
     if "question" in row and "choices" in row:
         choices = _field(row, "choices", where)
         if not isinstance(choices, list) or len(choices) < 2:
@@ -109,8 +126,11 @@ def parse_mmmlu(row: Mapping[str, Any], where: str = "row") -> MCItem:
         answer = _field(row, "answer", where)
         if not isinstance(answer, int) or not 0 <= answer < len(choices):
             raise BenchmarkDataError(f"{where}: answer must index choices, got {answer!r}")
-        return MCItem(question=_text(row, "question", where),
-                      options=tuple(str(c) for c in choices), answer=answer)
+        return MCItem(
+            question=_text(row, "question", where),
+            options=tuple(str(c) for c in choices),
+            answer=answer,
+        )
     raise BenchmarkDataError(
         f"{where}: not MMMLU schema (Question, A, B, C, D, Answer) nor MMLU schema "
         "(question, choices, answer)"
@@ -185,8 +205,9 @@ def load_from_hub(benchmark: str, lang: str) -> tuple[list[MCItem], str]:
     return parse_rows(benchmark, rows, source), source
 
 
-def load_items(benchmark: str, lang: str, source: str = "auto",
-               files: Mapping[str, str] | None = None) -> tuple[list[MCItem], str]:
+def load_items(
+    benchmark: str, lang: str, source: str = "auto", files: Mapping[str, str] | None = None
+) -> tuple[list[MCItem], str]:
     """Items for one benchmark and language, and a description of where they came from.
 
     source "local": the file given in `files["<benchmark>:<lang>"]`, else the shipped
@@ -226,34 +247,39 @@ def item_prompt(item: MCItem) -> str:
     return "\n".join(parts)
 
 
-def score_items(model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size: int = 8,
-                max_length: int = 2048) -> list[ItemScore]:
+def score_items(
+    model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size: int = 8, max_length: int = 2048
+) -> list[ItemScore]:
     """Summed log-prob of every option (as " option") after each item's plain-text prompt."""
     sequences: list[EncodedSequence] = []
     for item in items:
         prompt_ids = list(tokenizer(item_prompt(item))["input_ids"])
         for option in item.options:
-            option_ids = list(tokenizer(" " + option.strip(), add_special_tokens=False)[
-                "input_ids"])
+            option_ids = list(
+                tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]
+            )
             # keep the option whole; cut the passage from the left if the item is too long
-            prompt_part = prompt_ids[-max(1, max_length - len(option_ids)):]
+            prompt_part = prompt_ids[-max(1, max_length - len(option_ids)) :]
             sequences.append(EncodedSequence(tuple(prompt_part + option_ids), len(prompt_part)))
     scores = score_encoded(model, sequences, pad_token_id(tokenizer), batch_size)
     out: list[ItemScore] = []
     pos = 0
     for item in items:
         k = len(item.options)
-        out.append(ItemScore(
-            logprobs=tuple(s.logprob for s in scores[pos : pos + k]),
-            byte_lengths=tuple(len((" " + o.strip()).encode("utf-8")) for o in item.options),
-            answer=item.answer,
-        ))
+        out.append(
+            ItemScore(
+                logprobs=tuple(s.logprob for s in scores[pos : pos + k]),
+                byte_lengths=tuple(len((" " + o.strip()).encode("utf-8")) for o in item.options),
+                answer=item.answer,
+            )
+        )
         pos += k
     return out
 
 
-def benchmark_result(benchmark: str, lang: str, source: str,
-                     scores: Sequence[ItemScore]) -> BenchmarkResult:
+def benchmark_result(
+    benchmark: str, lang: str, source: str, scores: Sequence[ItemScore]
+) -> BenchmarkResult:
     n = len(scores)
     if n == 0:
         raise BenchmarkDataError(f"{benchmark} ({lang}) from {source} has no items")
@@ -267,9 +293,16 @@ def benchmark_result(benchmark: str, lang: str, source: str,
     )
 
 
-def run_benchmark(model: Any, tokenizer: Any, benchmark: str, lang: str, source: str = "auto",
-                  files: Mapping[str, str] | None = None, limit: int | None = None,
-                  batch_size: int = 8) -> BenchmarkResult:
+def run_benchmark(
+    model: Any,
+    tokenizer: Any,
+    benchmark: str,
+    lang: str,
+    source: str = "auto",
+    files: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+) -> BenchmarkResult:
     """Load, score and summarise one benchmark in one language."""
     items, where = load_items(benchmark, lang, source, files)
     if limit is not None and limit < len(items):

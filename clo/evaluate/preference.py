@@ -57,11 +57,23 @@ def _sequences(pairs: Sequence[PreferencePair]) -> list[tuple[str, str]]:
     return list(seen)
 
 
-def _score(model: Any, tokenizer: Any, seqs: Sequence[tuple[str, str]], batch_size: int,
-           max_length: int, max_prompt_length: int) -> dict[tuple[str, str], SequenceScore]:
-    scores = score_texts(model, tokenizer, [s[0] for s in seqs], [s[1] for s in seqs],
-                         batch_size=batch_size, max_length=max_length,
-                         max_prompt_length=max_prompt_length)
+def _score(
+    model: Any,
+    tokenizer: Any,
+    seqs: Sequence[tuple[str, str]],
+    batch_size: int,
+    max_length: int,
+    max_prompt_length: int,
+) -> dict[tuple[str, str], SequenceScore]:
+    scores = score_texts(
+        model,
+        tokenizer,
+        [s[0] for s in seqs],
+        [s[1] for s in seqs],
+        batch_size=batch_size,
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+    )
     return dict(zip(seqs, scores, strict=True))
 
 
@@ -69,10 +81,13 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-def _direction_stats(direction: str, pairs: Sequence[PreferencePair],
-                     policy: Mapping[tuple[str, str], SequenceScore],
-                     reference: Mapping[tuple[str, str], float] | None,
-                     beta: float) -> DirectionStats:
+def _direction_stats(
+    direction: str,
+    pairs: Sequence[PreferencePair],
+    policy: Mapping[tuple[str, str], SequenceScore],
+    reference: Mapping[tuple[str, str], float] | None,
+    beta: float,
+) -> DirectionStats:
     chosen = [policy[(p.prompt, p.chosen)].logprob for p in pairs]
     rejected = [policy[(p.prompt, p.rejected)].logprob for p in pairs]
     stats: dict[str, Any] = {
@@ -87,10 +102,13 @@ def _direction_stats(direction: str, pairs: Sequence[PreferencePair],
         "rejected_reward_mean": None,
     }
     if reference is not None:
-        c_rew = [beta * (c - reference[(p.prompt, p.chosen)])
-                 for c, p in zip(chosen, pairs, strict=True)]
-        r_rew = [beta * (r - reference[(p.prompt, p.rejected)])
-                 for r, p in zip(rejected, pairs, strict=True)]
+        c_rew = [
+            beta * (c - reference[(p.prompt, p.chosen)]) for c, p in zip(chosen, pairs, strict=True)
+        ]
+        r_rew = [
+            beta * (r - reference[(p.prompt, p.rejected)])
+            for r, p in zip(rejected, pairs, strict=True)
+        ]
         margins = [c - r for c, r in zip(c_rew, r_rew, strict=True)]
         stats.update(
             accuracy=_mean([float(m > 0) for m in margins]),
@@ -104,8 +122,9 @@ def _direction_stats(direction: str, pairs: Sequence[PreferencePair],
 def _nll(scores: Sequence[SequenceScore]) -> NllStats:
     tokens = sum(s.tokens for s in scores)
     nll = -sum(s.logprob for s in scores) / max(tokens, 1)
-    return NllStats(sequences=len(scores), tokens=tokens, nll=nll,
-                    perplexity=math.exp(min(nll, 700.0)))
+    return NllStats(
+        sequences=len(scores), tokens=tokens, nll=nll, perplexity=math.exp(min(nll, 700.0))
+    )
 
 
 def preference_report(

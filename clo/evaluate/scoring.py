@@ -34,8 +34,9 @@ class SequenceScore:
     tokens: int
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], max_prompt_tokens: int) -> list[
-        list[int]]:
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], max_prompt_tokens: int
+) -> list[list[int]]:
     """Token ids of each prompt as the model sees it before answering (cut from the left)."""
     fmt = prompt_formatter(tokenizer)
     budget = max(1, max_prompt_tokens - fmt.overhead)
@@ -51,8 +52,9 @@ def model_device(model: Any) -> torch.device:
 
 
 @torch.no_grad()
-def score_encoded(model: Any, sequences: Sequence[EncodedSequence], pad_id: int,
-                  batch_size: int = 8) -> list[SequenceScore]:
+def score_encoded(
+    model: Any, sequences: Sequence[EncodedSequence], pad_id: int, batch_size: int = 8
+) -> list[SequenceScore]:
     """Summed response log-probs of already encoded sequences, batched by similar length."""
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i].input_ids))
     results: dict[int, SequenceScore] = {}
@@ -63,8 +65,9 @@ def score_encoded(model: Any, sequences: Sequence[EncodedSequence], pad_id: int,
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate([sequences[i] for i in idx], pad_id).to(device)
-            sums, counts = sequence_logprobs(model, batch.input_ids, batch.attention_mask,
-                                             batch.response_mask)
+            sums, counts = sequence_logprobs(
+                model, batch.input_ids, batch.attention_mask, batch.response_mask
+            )
             for row, i in enumerate(idx):
                 results[i] = SequenceScore(float(sums[row]), int(counts[row]))
     finally:
@@ -72,11 +75,19 @@ def score_encoded(model: Any, sequences: Sequence[EncodedSequence], pad_id: int,
     return [results[i] for i in range(len(sequences))]
 
 
-def score_texts(model: Any, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str],
-                batch_size: int = 8, max_length: int = 1024,
-                max_prompt_length: int = 512) -> list[SequenceScore]:
+def score_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    batch_size: int = 8,
+    max_length: int = 1024,
+    max_prompt_length: int = 512,
+) -> list[SequenceScore]:
     """log p(response + EOS | formatted prompt) for each pair, encoded as in training."""
     fmt = prompt_formatter(tokenizer)
-    encoded = [encode_pair(tokenizer, fmt, p, r, max_length, max_prompt_length)
-               for p, r in zip(prompts, responses, strict=True)]
+    encoded = [
+        encode_pair(tokenizer, fmt, p, r, max_length, max_prompt_length)
+        for p, r in zip(prompts, responses, strict=True)
+    ]
     return score_encoded(model, encoded, pad_token_id(tokenizer), batch_size)

@@ -79,18 +79,37 @@ def _model_name(model: Any) -> str:
 
 def _rate(expected: str, verdicts: Sequence[ResponseVerdict]) -> LanguageRate:
     agg = pass_rate(verdicts)
-    return LanguageRate(expected_language=expected, total=agg.total, judged=agg.judged,
-                        passed=agg.passed, failed=agg.failed, no_kept_lines=agg.no_kept_lines,
-                        pass_rate=agg.pass_rate, english_rate=agg.english_rate)
+    return LanguageRate(
+        expected_language=expected,
+        total=agg.total,
+        judged=agg.judged,
+        passed=agg.passed,
+        failed=agg.failed,
+        no_kept_lines=agg.no_kept_lines,
+        pass_rate=agg.pass_rate,
+        english_rate=agg.english_rate,
+    )
 
 
-def _samples(lang: str, prompts: Sequence[str], answers: Sequence[str],
-             verdicts: Sequence[ResponseVerdict], k: int) -> list[AnswerSample]:
+def _samples(
+    lang: str,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    verdicts: Sequence[ResponseVerdict],
+    k: int,
+) -> list[AnswerSample]:
     return [
         AnswerSample(
-            prompt_language=lang, prompt=p, answer=a, verdict=v.verdict,
-            lines=[LineResult(text=ln.text, words=ln.words, kept=ln.kept, language=ln.language,
-                              ok=ln.ok) for ln in v.lines],
+            prompt_language=lang,
+            prompt=p,
+            answer=a,
+            verdict=v.verdict,
+            lines=[
+                LineResult(
+                    text=ln.text, words=ln.words, kept=ln.kept, language=ln.language, ok=ln.ok
+                )
+                for ln in v.lines
+            ],
         )
         for p, a, v in list(zip(prompts, answers, verdicts, strict=True))[:k]
     ]
@@ -99,8 +118,9 @@ def _samples(lang: str, prompts: Sequence[str], answers: Sequence[str],
 class _Run:
     """Bookkeeping shared by the sections: timings, skips, progress and stop checks."""
 
-    def __init__(self, total: int, progress: Progress | None,
-                 should_stop: Callable[[], bool] | None) -> None:
+    def __init__(
+        self, total: int, progress: Progress | None, should_stop: Callable[[], bool] | None
+    ) -> None:
         self.total = total
         self.step = 0
         self.progress = progress
@@ -119,8 +139,14 @@ class _Run:
             self.timings[name] = round(time.perf_counter() - start, 3)
             self.step += 1
             if self.progress is not None:
-                self.progress({"stage": "evaluating", "step": self.step,
-                               "total_steps": self.total, "section": name})
+                self.progress(
+                    {
+                        "stage": "evaluating",
+                        "step": self.step,
+                        "total_steps": self.total,
+                        "section": name,
+                    }
+                )
 
 
 def evaluate(
@@ -175,8 +201,9 @@ def evaluate(
 
     with run.section("language"):
         try:
-            checker = LineLanguageChecker(target.code, config.detector_languages,
-                                          config.min_words_per_line)
+            checker = LineLanguageChecker(
+                target.code, config.detector_languages, config.min_words_per_line
+            )
         except LanguageCheckUnavailable as exc:
             run.skipped["language"] = str(exc)
         else:
@@ -195,15 +222,19 @@ def evaluate(
                 target_prompts=tgt_rate,
                 english_prompts=_rate("en", en_v),
                 english_bias=tgt_rate.english_rate,
-                samples=_samples(target.code, tgt_prompts, tgt_answers, tgt_v,
-                                 config.sample_size)
+                samples=_samples(target.code, tgt_prompts, tgt_answers, tgt_v, config.sample_size)
                 + _samples("en", en_prompts, en_answers, en_v, config.sample_size),
             )
 
     with run.section("preference"):
         report.preference = preference_report(
-            model, tokenizer, heldout, beta=config.beta, reference=reference_model,
-            batch_size=config.scoring_batch_size, max_length=config.max_length,
+            model,
+            tokenizer,
+            heldout,
+            beta=config.beta,
+            reference=reference_model,
+            batch_size=config.scoring_batch_size,
+            max_length=config.max_length,
             max_prompt_length=config.max_prompt_tokens,
         )
 
@@ -211,10 +242,18 @@ def evaluate(
         for lang in bench_langs:
             with run.section(f"{bench}:{lang}"):
                 try:
-                    report.benchmarks.append(run_benchmark(
-                        model, tokenizer, bench, lang, source=config.benchmark_source,
-                        files=config.benchmark_files, limit=config.benchmark_limit,
-                        batch_size=config.scoring_batch_size))
+                    report.benchmarks.append(
+                        run_benchmark(
+                            model,
+                            tokenizer,
+                            bench,
+                            lang,
+                            source=config.benchmark_source,
+                            files=config.benchmark_files,
+                            limit=config.benchmark_limit,
+                            batch_size=config.scoring_batch_size,
+                        )
+                    )
                 except BenchmarkDataError as exc:
                     run.skipped[f"{bench}:{lang}"] = str(exc)
 
@@ -224,13 +263,26 @@ def evaluate(
         else:
             baseline = baseline or _base_as_baseline(model)
             if baseline is None:
-                run.skipped["judge"] = ("no baseline: pass a baseline model or answers "
-                                        "(the base model is used automatically for adapters)")
+                run.skipped["judge"] = (
+                    "no baseline: pass a baseline model or answers "
+                    "(the base model is used automatically for adapters)"
+                )
             else:
                 try:
                     report.judge = _judge_section(
-                        judge, baseline, model, tokenizer, target.code, target.name, config,
-                        tgt_prompts, tgt_answers, en_prompts, en_answers, gen)
+                        judge,
+                        baseline,
+                        model,
+                        tokenizer,
+                        target.code,
+                        target.name,
+                        config,
+                        tgt_prompts,
+                        tgt_answers,
+                        en_prompts,
+                        en_answers,
+                        gen,
+                    )
                 except JudgeError as exc:
                     logger.warning("judging skipped: %s", exc)
                     run.skipped["judge"] = str(exc)
@@ -244,13 +296,15 @@ def _base_as_baseline(model: Any) -> Baseline | None:
     return Baseline(name="base model (adapter disabled)", model=model) if _is_peft(model) else None
 
 
-def _baseline_answers(baseline: Baseline, model: Any, tokenizer: Any, prompts: Sequence[str],
-                      gen: dict[str, Any]) -> list[str]:
+def _baseline_answers(
+    baseline: Baseline, model: Any, tokenizer: Any, prompts: Sequence[str], gen: dict[str, Any]
+) -> list[str]:
     if baseline.answers is not None:
         missing = [p for p in prompts if p not in baseline.answers]
         if missing:
-            raise CloError(f"baseline answers lack {len(missing)} held-out prompt(s), "
-                           f"e.g. {missing[0][:60]!r}")
+            raise CloError(
+                f"baseline answers lack {len(missing)} held-out prompt(s), e.g. {missing[0][:60]!r}"
+            )
         return [baseline.answers[p] for p in prompts]
     tok = baseline.tokenizer or tokenizer
     if baseline.model is model:  # the PEFT model's own base: same weights, adapter off
@@ -259,10 +313,20 @@ def _baseline_answers(baseline: Baseline, model: Any, tokenizer: Any, prompts: S
     return generate_answers(baseline.model, tok, prompts, **gen)
 
 
-def _judge_section(judge: Judge, baseline: Baseline, model: Any, tokenizer: Any,
-                   target_code: str, target_name: str, config: EvalConfig,
-                   tgt_prompts: list[str], tgt_answers: list[str], en_prompts: list[str],
-                   en_answers: list[str], gen: dict[str, Any]) -> JudgeReport:
+def _judge_section(
+    judge: Judge,
+    baseline: Baseline,
+    model: Any,
+    tokenizer: Any,
+    target_code: str,
+    target_name: str,
+    config: EvalConfig,
+    tgt_prompts: list[str],
+    tgt_answers: list[str],
+    en_prompts: list[str],
+    en_answers: list[str],
+    gen: dict[str, Any],
+) -> JudgeReport:
     groups = [("tgt", target_code, target_name, tgt_prompts, tgt_answers)]
     if config.judge_english:
         groups.append(("en", "en", "English", en_prompts, en_answers))
@@ -272,6 +336,11 @@ def _judge_section(judge: Judge, baseline: Baseline, model: Any, tokenizer: Any,
         judged = judge_pairs(judge, prompts, answers, theirs, name, config.judge_concurrency)
         results[key] = win_rate(judged, code)
         samples += judged_samples(judged, code, config.judge_sample_size)
-    return JudgeReport(judge=judge.describe(), prompt_version=PROMPT_VERSION,
-                       prompt_sha256=judge_prompt_sha256(), baseline=baseline.name,
-                       results=results, samples=samples)
+    return JudgeReport(
+        judge=judge.describe(),
+        prompt_version=PROMPT_VERSION,
+        prompt_sha256=judge_prompt_sha256(),
+        baseline=baseline.name,
+        results=results,
+        samples=samples,
+    )

@@ -7,10 +7,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from persistence.models import ACTIVE_STATUSES, Job, utcnow
+from persistence.keys import hash_key
+from persistence.models import ACTIVE_STATUSES, ApiKey, Artifact, Job, Tenant, utcnow
 
 
 @dataclass(frozen=True)
@@ -95,14 +111,105 @@ def count_active_jobs(session: Session, tenant_id: uuid.UUID) -> int:
 
 def queue_position(session: Session, job: Job) -> int:
     """1 for the next queued job to run (over all tenants: the GPU queue is shared)."""
+    # A row comparison, so the (created_at, id) index of queued jobs answers it alone.
     ahead = select(func.count()).where(
         Job.status == "queued",
-        or_(
-            Job.created_at < job.created_at,
-            and_(Job.created_at == job.created_at, Job.id < job.id),
-        ),
+        tuple_(Job.created_at, Job.id) < tuple_(job.created_at, job.id),
     )
     return int(session.scalar(ahead) or 0) + 1
+
+
+@dataclass(frozen=True)
+class KeyedJobRead:
+    """What GET /v1/jobs/{id} shows, found through the caller's API key."""
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+    # The job's columns plus queue_position and evaluation_ready; None: the tenant has no
+    # such job (another tenant's job included).
+    job: Row[Any] | None
+    # Rows with artifact_name, artifact_kind, artifact_size, artifact_sha256,
+    # artifact_created_at, by name.
+    artifacts: list[Row[Any]]
+
+
+def _read_for_key_query() -> Any:
+    """Key -> tenant, the tenant's job, its queue position and artifacts: one statement."""
+    jobs, artifacts = Job.__table__, Artifact.__table__
+    ahead = jobs.alias("ahead")
+    queued_ahead = (
+        select(func.count())
+        .select_from(ahead)
+        .where(
+            ahead.c.status == "queued",
+            tuple_(ahead.c.created_at, ahead.c.id) < tuple_(jobs.c.created_at, jobs.c.id),
+        )
+        .scalar_subquery()
+    )
+    # A JSON column can hold SQL NULL or a JSON null; the ORM reads both as None.
+    evaluation_ready = func.coalesce(cast(jobs.c.evaluation, Text) != "null", False)
+    job_columns = [c for c in jobs.c if c.name not in _NOT_SHOWN]
+    return (
+        select(
+            ApiKey.tenant_id,
+            Tenant.name.label("tenant_name"),
+            *job_columns,
+            case((jobs.c.status == "queued", queued_ahead + 1)).label("queue_position"),
+            type_coerce(evaluation_ready, Boolean).label("evaluation_ready"),
+            *[c.label(f"artifact_{c.name}") for c in artifacts.c if c.name in _ARTIFACT_SHOWN],
+        )
+        .select_from(ApiKey)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .outerjoin(
+            jobs,
+            and_(
+                jobs.c.tenant_id == ApiKey.tenant_id,
+                jobs.c.id == bindparam("job_id", type_=jobs.c.id.type),
+            ),
+        )
+        .outerjoin(artifacts, artifacts.c.job_id == jobs.c.id)
+        .where(
+            ApiKey.key_hash == bindparam("key_hash", type_=ApiKey.key_hash.type),
+            ApiKey.revoked_at.is_(None),
+        )
+        .order_by(artifacts.c.name)
+    )
+
+
+# Worker-side state and documents the status read does not return (evaluation can be large).
+_NOT_SHOWN = frozenset(
+    {
+        "tenant_id",
+        "lease_token",
+        "lease_expires_at",
+        "worker_id",
+        "checkpoint_path",
+        "checkpoint_step",
+        "evaluation",
+        "idempotency_key",
+        "request_hash",
+        "event_seq",
+        "enqueued_at",
+    }
+)
+_ARTIFACT_SHOWN = frozenset({"name", "kind", "size", "sha256", "created_at"})
+_READ_FOR_KEY = _read_for_key_query()
+
+
+def read_job_for_key(conn: Connection, secret: str, job_id: uuid.UUID) -> KeyedJobRead | None:
+    """The job as its tenant sees it, authorised by an API key; None when the key is unknown
+    or revoked. One round trip: the key is checked by the same statement that reads the job,
+    so a revoked key stops working at once."""
+    rows = conn.execute(_READ_FOR_KEY, {"key_hash": hash_key(secret), "job_id": job_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return KeyedJobRead(
+        tenant_id=first.tenant_id,
+        tenant_name=first.tenant_name,
+        job=first if first.id is not None else None,
+        artifacts=[row for row in rows if row.artifact_name is not None],
+    )
 
 
 def request_cancel(session: Session, job: Job) -> Job:

@@ -1,7 +1,6 @@
 """Exported adapters reload with stock PEFT, merged models with stock transformers."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,38 +16,43 @@ from clo.export import export_adapter, export_merged
 from clo.logprobs import sequence_logprobs
 from clo.pairs import Quadruple
 from clo.trainer import train
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny matmuls are faster single-threaded, and xdist runs one worker per core anyway.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from tests.support.threads import one_torch_thread  # noqa: F401  (autouse)
 
 QUADS = [
-    Quadruple(f"Question {i}: name a fruit.", f"Apple number {i}.",
-              f"Frage {i}: Nenne eine Frucht.", f"Apfel Nummer {i}.")
+    Quadruple(
+        f"Question {i}: name a fruit.",
+        f"Apple number {i}.",
+        f"Frage {i}: Nenne eine Frucht.",
+        f"Apfel Nummer {i}.",
+    )
     for i in range(4)
 ]
-META = dict(base_model="tiny/qwen2", base_revision="abc123", data_hash="f" * 64,
-            metrics={"loss": 0.5})
+META = dict(
+    base_model="tiny/qwen2", base_revision="abc123", data_hash="f" * 64, metrics={"loss": 0.5}
+)
 
 
 def logps(model, tok) -> torch.Tensor:
     encoded, _ = encode_quads(tok, QUADS, 64, 32)
     batch = collate([s for g in encoded for s in g], tok.pad_token_id)
     with torch.no_grad():
-        return sequence_logprobs(model, batch.input_ids, batch.attention_mask,
-                                 batch.response_mask)[0]
+        return sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.response_mask)[
+            0
+        ]
 
 
 @pytest.fixture(scope="module", params=["attention", "lora"])
 def trained(request: pytest.FixtureRequest, tiny_qwen2: Path, tmp_path_factory):
-    cfg = TrainConfig(trainable=request.param, max_steps=3, batch_size=4, max_length=64,
-                      max_prompt_length=32, learning_rate=2e-2, lora_r=4, lora_alpha=8)
+    cfg = TrainConfig(
+        trainable=request.param,
+        max_steps=3,
+        batch_size=4,
+        max_length=64,
+        max_prompt_length=32,
+        learning_rate=2e-2,
+        lora_r=4,
+        lora_alpha=8,
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
     tok = AutoTokenizer.from_pretrained(tiny_qwen2)
     result = train(model, tok, QUADS, cfg, tmp_path_factory.mktemp("work"))
@@ -59,8 +63,14 @@ def test_adapter_reloads_with_stock_peft(trained, tiny_qwen2: Path, tmp_path: Pa
     model, tok, cfg = trained
     sums = export_adapter(model, tok, tmp_path / "adapter", config=cfg, **META)
     out = tmp_path / "adapter"
-    assert {"adapter_config.json", "adapter_model.safetensors", "README.md",
-            "training_config.json", "clo_metadata.json", "tokenizer.json"} <= set(sums)
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "README.md",
+        "training_config.json",
+        "clo_metadata.json",
+        "tokenizer.json",
+    } <= set(sums)
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # safetensors only
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
     base_logps = logps(base, tok)
@@ -74,8 +84,10 @@ def test_adapter_reloads_with_stock_peft(trained, tiny_qwen2: Path, tmp_path: Pa
     assert "tiny/qwen2" in (out / "README.md").read_text()
     import hashlib
 
-    assert sums["adapter_model.safetensors"] == hashlib.sha256(
-        (out / "adapter_model.safetensors").read_bytes()).hexdigest()
+    assert (
+        sums["adapter_model.safetensors"]
+        == hashlib.sha256((out / "adapter_model.safetensors").read_bytes()).hexdigest()
+    )
 
 
 def test_adapter_holds_only_attention_weights(trained, tmp_path: Path) -> None:

@@ -9,36 +9,33 @@ Held-out metrics (clo.trainer.preference_metrics), on examples never trained on:
 Target-only SFT must drift: its English-direction reward accuracy ends far below CLO's.
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clo.config import TrainConfig
 from clo.pairs import split_heldout
 from clo.seed import builtin_parallel
 from clo.trainer import preference_metrics, train
+from tests.support.threads import one_torch_thread  # noqa: F401  (autouse)
 
 LENGTHS = dict(max_length=96, max_prompt_length=48)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny matmuls are faster single-threaded, and xdist runs one worker per core anyway.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(path: Path, workdir: Path, method: str, train_q, heldout_q) -> tuple[dict, dict]:
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     base = preference_metrics(model, tok, heldout_q, **LENGTHS)
-    cfg = TrainConfig(method=method, sft_variant="target", trainable="attention",
-                      learning_rate=1e-2, max_steps=50, batch_size=8, seed=0, **LENGTHS)
+    cfg = TrainConfig(
+        method=method,
+        sft_variant="target",
+        trainable="attention",
+        learning_rate=1e-2,
+        max_steps=50,
+        batch_size=8,
+        seed=0,
+        **LENGTHS,
+    )
     result = train(model, tok, train_q, cfg, workdir)
     after = preference_metrics(result.model, tok, heldout_q, reference=base["logps"], **LENGTHS)
     return base, after

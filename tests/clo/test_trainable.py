@@ -22,8 +22,9 @@ def test_finds_q_k_v_o_of_every_layer(fixture: str, request: pytest.FixtureReque
 
 
 def test_fused_attention_is_a_clear_error() -> None:
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64,
-                                      n_positions=32))
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
+    )
     with pytest.raises(CloError, match="fused.*c_attn.*trainable='full'"):
         attention_projections(gpt2)
 

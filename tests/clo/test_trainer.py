@@ -1,7 +1,6 @@
 """The training loop: what trains, exact resume, stop hook, progress, methods, schedule."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,27 +13,29 @@ from clo.errors import CloError, Stopped
 from clo.pairs import Quadruple
 from clo.schedule import lr_at
 from clo.trainer import make_plan, train
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny matmuls are faster single-threaded, and xdist runs one worker per core anyway.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from tests.support.threads import one_torch_thread  # noqa: F401  (autouse)
 
 QUADS = [
-    Quadruple(f"Question {i}: what is {i} plus {i}?", f"It is {2 * i}, a small number.",
-              f"Frage {i}: Was ist {i} plus {i}?", f"Es ist {2 * i}, eine kleine Zahl.")
+    Quadruple(
+        f"Question {i}: what is {i} plus {i}?",
+        f"It is {2 * i}, a small number.",
+        f"Frage {i}: Was ist {i} plus {i}?",
+        f"Es ist {2 * i}, eine kleine Zahl.",
+    )
     for i in range(6)
 ]
 
 
 def small_config(**kw) -> TrainConfig:
-    base = dict(max_steps=4, batch_size=2, max_length=64, max_prompt_length=32,
-                learning_rate=1e-2, warmup_ratio=0.25, checkpoint_every=100)
+    base = dict(
+        max_steps=4,
+        batch_size=2,
+        max_length=64,
+        max_prompt_length=32,
+        learning_rate=1e-2,
+        warmup_ratio=0.25,
+        checkpoint_every=100,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -42,14 +43,16 @@ def load(path: Path):
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def test_attention_only_leaves_every_other_weight_bit_identical(tiny_qwen2: Path,
-                                                                tmp_path: Path) -> None:
+def test_attention_only_leaves_every_other_weight_bit_identical(
+    tiny_qwen2: Path, tmp_path: Path
+) -> None:
     base = dict(AutoModelForCausalLM.from_pretrained(tiny_qwen2).named_parameters())
     model, tok = load(tiny_qwen2)
     stops = iter([False, False, False, True])
     with pytest.raises(Stopped):
-        train(model, tok, QUADS, small_config(max_steps=5), tmp_path,
-              should_stop=lambda: next(stops))
+        train(
+            model, tok, QUADS, small_config(max_steps=5), tmp_path, should_stop=lambda: next(stops)
+        )
     changed = []
     for name, p in model.named_parameters():
         if ".self_attn." in name:
@@ -71,10 +74,18 @@ def test_attention_only_leaves_every_other_weight_bit_identical(tiny_qwen2: Path
     ("method", "trainable", "stop_at"),
     [("clo", "attention", 3), ("sft+dpo", "lora", 3)],  # sft+dpo: stopped inside the DPO phase
 )
-def test_resume_continues_exactly(tiny_qwen2: Path, tmp_path: Path, method: str,
-                                  trainable: str, stop_at: int) -> None:
-    cfg = small_config(method=method, trainable=trainable, max_steps=4, grad_accum=2,
-                       checkpoint_every=2, max_length=48, max_prompt_length=24)
+def test_resume_continues_exactly(
+    tiny_qwen2: Path, tmp_path: Path, method: str, trainable: str, stop_at: int
+) -> None:
+    cfg = small_config(
+        method=method,
+        trainable=trainable,
+        max_steps=4,
+        grad_accum=2,
+        checkpoint_every=2,
+        max_length=48,
+        max_prompt_length=24,
+    )
     model, tok = load(tiny_qwen2)
     straight = train(model, tok, QUADS, cfg, tmp_path / "straight")
 
@@ -89,8 +100,9 @@ def test_resume_continues_exactly(tiny_qwen2: Path, tmp_path: Path, method: str,
         train(model, tok, QUADS, cfg, tmp_path / "resumed", should_stop=stop)
     seen: list[int] = []
     model, tok = load(tiny_qwen2)
-    resumed = train(model, tok, QUADS, cfg, tmp_path / "resumed",
-                    progress=lambda m: seen.append(m["step"]))
+    resumed = train(
+        model, tok, QUADS, cfg, tmp_path / "resumed", progress=lambda m: seen.append(m["step"])
+    )
     assert seen == list(range(stop_at + 1, 5))  # continued, did not start over
     want = dict(straight.model.named_parameters())
     for name, p in resumed.model.named_parameters():
@@ -112,8 +124,20 @@ def test_progress_reports_every_step(tiny_llama: Path, tmp_path: Path) -> None:
     model, tok = load(tiny_llama)
     result = train(model, tok, QUADS, small_config(max_steps=3), tmp_path, progress=events.append)
     assert [e["step"] for e in events] == [1, 2, 3]
-    keys = {"step", "total_steps", "loss", "nll", "cl_loss", "margin_en", "margin_tgt",
-            "accuracy_en", "accuracy_tgt", "lr", "tokens_per_second", "epoch"}
+    keys = {
+        "step",
+        "total_steps",
+        "loss",
+        "nll",
+        "cl_loss",
+        "margin_en",
+        "margin_tgt",
+        "accuracy_en",
+        "accuracy_tgt",
+        "lr",
+        "tokens_per_second",
+        "epoch",
+    }
     assert keys <= set(events[0])
     assert all(e["total_steps"] == 3 and e["tokens_per_second"] > 0 for e in events)
     assert events[0]["lr"] == pytest.approx(1e-2)  # warmup of 1 step reaches peak at step 0
@@ -127,10 +151,21 @@ def test_other_methods_run_and_learn(tiny_qwen2: Path, tmp_path: Path, method: s
     events: list[dict] = []
     model, tok = load(tiny_qwen2)
     # one batch of all examples, so every step sees the same data and the loss must fall
-    train(model, tok, QUADS, small_config(method=method, max_steps=5, warmup_ratio=0.0,
-                                          batch_size=len(QUADS), learning_rate=3e-3,
-                                          schedule="constant"),
-          tmp_path, progress=events.append)
+    train(
+        model,
+        tok,
+        QUADS,
+        small_config(
+            method=method,
+            max_steps=5,
+            warmup_ratio=0.0,
+            batch_size=len(QUADS),
+            learning_rate=3e-3,
+            schedule="constant",
+        ),
+        tmp_path,
+        progress=events.append,
+    )
     key = "cl_loss" if method == "dpo" else "nll"
     assert events[-1][key] < events[0][key]
     if method == "dpo":
@@ -140,8 +175,14 @@ def test_other_methods_run_and_learn(tiny_qwen2: Path, tmp_path: Path, method: s
 def test_sft_plus_dpo_switches_phase(tiny_qwen2: Path, tmp_path: Path) -> None:
     events: list[dict] = []
     model, tok = load(tiny_qwen2)
-    train(model, tok, QUADS, small_config(method="sft+dpo", max_steps=4), tmp_path,
-          progress=events.append)
+    train(
+        model,
+        tok,
+        QUADS,
+        small_config(method="sft+dpo", max_steps=4),
+        tmp_path,
+        progress=events.append,
+    )
     assert [e["phase"] for e in events] == ["sft", "sft", "dpo", "dpo"]
     # DPO uses the SFT model as reference: its implicit rewards start from zero
     assert events[2]["margin_en"] == pytest.approx(0.0, abs=1e-5)
@@ -159,8 +200,10 @@ def test_plan_is_seeded_and_covers_epochs() -> None:
     assert plan.total_steps == 5  # ceil(2 epochs * 10 / 4)
     assert sorted(plan.order[:10]) == list(range(10))  # first epoch is a permutation
     assert plan.order == make_plan(10, cfg).order
-    assert plan.order != make_plan(10, TrainConfig(batch_size=2, grad_accum=2, epochs=2.0,
-                                                   seed=4)).order
+    assert (
+        plan.order
+        != make_plan(10, TrainConfig(batch_size=2, grad_accum=2, epochs=2.0, seed=4)).order
+    )
     assert [len(mb) for mb in plan.micro_batches(0)] == [2, 2]
 
 
@@ -179,24 +222,32 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_llama: Path, tmp_path
     results = []
     for flag in (False, True):
         model, tok = load(tiny_llama)
-        results.append(train(model, tok, QUADS, small_config(max_steps=2,
-                                                              gradient_checkpointing=flag),
-                             tmp_path / str(flag)).model)
+        results.append(
+            train(
+                model,
+                tok,
+                QUADS,
+                small_config(max_steps=2, gradient_checkpointing=flag),
+                tmp_path / str(flag),
+            ).model
+        )
         assert all(layer.gradient_checkpointing == flag for layer in model.model.layers)
     plain, ckpt = (dict(m.named_parameters()) for m in results)
     for name, p in ckpt.items():
         torch.testing.assert_close(p, plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_reference_logps_are_cached_by_content(tiny_qwen2: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_logps_are_cached_by_content(
+    tiny_qwen2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from clo import reference
     from clo.encoding import encode_quads
 
     calls: list[int] = []
     real = reference.compute_logps
-    monkeypatch.setattr(reference, "compute_logps",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        reference, "compute_logps", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     model, tok = load(tiny_qwen2)
     encoded, _ = encode_quads(tok, QUADS, 64, 32)
     cache = tmp_path / "ref"
@@ -223,12 +274,28 @@ def test_cli_train_exports_an_adapter(tiny_qwen2: Path, tmp_path: Path) -> None:
 
     data = tmp_path / "parallel.jsonl"
     data.write_text("\n".join(json.dumps(q.to_dict()) for q in QUADS) + "\n")
-    args = ["train", str(tiny_qwen2), str(data), "--out", str(tmp_path / "out"),
-            "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
-            "--max-prompt-length", "32", "--heldout", "2", "--learning-rate", "1e-3"]
+    args = [
+        "train",
+        str(tiny_qwen2),
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "64",
+        "--max-prompt-length",
+        "32",
+        "--heldout",
+        "2",
+        "--learning-rate",
+        "1e-3",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.output[result.output.index("{") :])
     assert report["metrics"]["train_steps"] == 2
     assert "heldout_reward_accuracy_en" in report["metrics"]
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()

@@ -17,7 +17,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,13 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from persistence import job_runs
 from persistence.artifact_store import ArtifactStore, make_key
-from persistence.db import make_engine, make_session_factory, session_scope
-from persistence.models import Job
-from persistence.repositories import tenants as tenants_repo
+from persistence.db import session_scope
 from persistence.settings import Settings
+from tests.support.api import api_settings, job_body
+from tests.support.database import database_fixtures, load_job  # noqa: F401
+from tests.support.tenants import TenantKey, new_tenant
 
-ADMIN_DSN = os.environ.get("CLO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-PG_HOST = os.environ.get("CLO_TEST_PG_HOST", "postgres@127.0.0.1:5432")
 CHROMIUM = os.environ.get("CLO_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,54 +42,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-MODELS = {
-    "tiny-lm": {"source": "/models/tiny-lm", "kind": "causal_lm"},
-    "tiny-lm-2": {"source": "/models/tiny-lm-2", "kind": "causal_lm"},
-    "tiny-mt": {"source": "/models/tiny-mt", "kind": "translator"},
-}
 
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A new database for this session, migrated by Alembic, dropped afterwards."""
-    from persistence.migrate import upgrade_head
-
-    name = f"clo_d_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{PG_HOST}/{name}"
-    try:
-        upgrade_head(url)
-        yield url
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+pg_url, engine, factory = database_fixtures("clo_d")
 
 
 @pytest.fixture(scope="session")
 def settings(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    values: dict[str, Any] = dict(
-        environment="development",
-        database_url=pg_url,
+    return api_settings(
+        pg_url,
+        tmp_path_factory.mktemp("clo-dashboard"),
         broker_url="redis://127.0.0.1:6379/15",  # never used: enqueue is replaced below
-        data_dir=tmp_path_factory.mktemp("clo-dashboard"),
-        models=MODELS,
-        migrate_on_start=False,
-        max_concurrent_jobs_per_tenant=1000,
         sse_poll_seconds=0.1,
-        log_json=False,
     )
-    return Settings(**values)
-
-
-@pytest.fixture(scope="session")
-def factory(pg_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(pg_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -131,27 +93,10 @@ def api(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@dataclass
-class TenantKey:
-    tenant_id: uuid.UUID
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
 @pytest.fixture
 def make_tenant(factory: sessionmaker[Session]) -> Callable[[], TenantKey]:
     """A new tenant with one API key (what `clo admin` does)."""
-
-    def build() -> TenantKey:
-        with session_scope(factory) as session:
-            tenant = tenants_repo.create_tenant(session, f"dash-{uuid.uuid4().hex[:12]}")
-            _, new = tenants_repo.create_api_key(session, tenant)
-            return TenantKey(tenant.id, new.secret)
-
-    return build
+    return lambda: new_tenant(factory, "dash")
 
 
 @pytest.fixture
@@ -159,14 +104,7 @@ def submit(api: httpx.Client) -> Callable[..., str]:
     """POST /v1/jobs as the tenant; returns the new job id."""
 
     def post(tenant: TenantKey, **overrides: Any) -> str:
-        body: dict[str, Any] = {
-            "base_model": "tiny-lm",
-            "target_language": "de",
-            "data_size": 32,
-            "translator": {"model": "tiny-mt"},
-        }
-        body.update(overrides)
-        response = api.post("/v1/jobs", json=body, headers=tenant.headers)
+        response = api.post("/v1/jobs", json=job_body(**overrides), headers=tenant.headers)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
@@ -447,20 +385,6 @@ def evaluation_report(seed: int = 0) -> dict[str, Any]:
         ),
     )
     return report.model_dump(mode="json")
-
-
-@pytest.fixture
-def load_job(factory: sessionmaker[Session]) -> Callable[[str], Job]:
-    """The job row as the database has it now."""
-
-    def load(job_id: str) -> Job:
-        with factory() as session:
-            job = session.get(Job, uuid.UUID(job_id))
-            assert job is not None
-            session.expunge(job)
-            return job
-
-    return load
 
 
 # ---- the browser --------------------------------------------------------------------------

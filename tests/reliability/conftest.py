@@ -1,4 +1,4 @@
-"""Fault-injection fixtures: the worker tests' throwaway database, tiny models built once,
+"""Fault-injection fixtures: a throwaway database per session, tiny models built once,
 and stacks of real processes (plus private Redis/Postgres) that are always killed after."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import redis
 
 from clo.cli.demo import build_tiny_models
 from tests.reliability.harness import PrivatePostgres, PrivateRedis, Stack
+from tests.support.database import database_fixtures
 
-# The migrated per-session database of the worker tests (pg_url -> engine -> factory).
-from tests.worker.conftest import engine, factory, pg_url  # noqa: F401
+# The migrated per-session database (pg_url -> engine -> factory) the stacks run on.
+pg_url, engine, factory = database_fixtures("clo_rel")
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from clo.cli.demo import free_port, spawn, start_api, start_worker, wait_http
 from persistence.db import session_scope
 from persistence.models import Artifact, Job, JobEvent, JobMetric, TranslationCacheEntry
+from tests.support.specs import train_spec as train_spec  # re-exported for the scenarios
+from tests.support.tenants import new_tenant
 from tests.worker.conftest import _service_env
 
 T = TypeVar("T")
@@ -228,6 +230,21 @@ class Stack:
         self.procs[name] = proc
         return proc
 
+    def start(
+        self, workers: tuple[str, ...] = ("w1",), reaper: bool = True, wait_ready: bool = True
+    ) -> None:
+        """API, reaper and workers started; returns once the API answers (and, with
+        wait_ready, once every worker consumes)."""
+        self.start_api()
+        if reaper:
+            self.start_reaper()
+        for name in workers:
+            self.start_worker(name)
+        self.wait_api()
+        if wait_ready:
+            for name in workers:
+                self.wait_worker_ready(name)
+
     def start_reaper(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "worker.reaper", "--interval", "1"]
         proc = spawn(cmd, self.env, self.logs / "reaper.log")
@@ -281,12 +298,7 @@ def send_wakeup(env: dict[str, str], job_id: str) -> None:
 
 
 def api_key_for(factory: sessionmaker[Session]) -> str:
-    from persistence.repositories import tenants
-
-    with session_scope(factory) as session:
-        tenant = tenants.create_tenant(session, f"rel-{uuid.uuid4().hex[:10]}")
-        _, key = tenants.create_api_key(session, tenant)
-    return key.secret
+    return new_tenant(factory, "rel").key
 
 
 def submit(base: str, key: str, spec: dict[str, Any]) -> str:
@@ -294,26 +306,6 @@ def submit(base: str, key: str, spec: dict[str, Any]) -> str:
                           headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def train_spec(max_steps: int, checkpoint_every: int, **extra: Any) -> dict[str, Any]:
-    """A tiny-qwen2 job on the shipped parallel data, evaluation off (faster)."""
-    spec: dict[str, Any] = {
-        "base_model": "tiny-qwen2",
-        "target_language": "de",
-        "data_size": 12,
-        "seed_data": {"source": "parallel"},
-        "hyperparameters": {
-            "max_steps": max_steps,
-            "batch_size": 2,
-            "learning_rate": 1e-3,
-            "max_length": 128,
-            "checkpoint_every": checkpoint_every,
-        },
-        "evaluation": {"enabled": False, "heldout_size": 0},
-    }
-    spec.update(extra)
-    return spec
 
 
 @dataclass(frozen=True)
@@ -340,6 +332,18 @@ def job_row(factory: sessionmaker[Session], job_id: str) -> JobRow:
         assert job is not None
         return JobRow(job.status, job.stage, job.step, job.attempt, job.worker_id,
                       job.lease_token, job.checkpoint_step, job.error)  # fmt: skip
+
+
+def wait_finished(
+    factory: sessionmaker[Session], job_id: str, timeout: float, what: str, stack: Stack
+) -> JobRow:
+    """The job's row once it reached a terminal status."""
+    return wait_until(
+        lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
+        timeout,
+        what,
+        context=stack.tail,
+    )
 
 
 def event_types(factory: sessionmaker[Session], job_id: str) -> list[str]:

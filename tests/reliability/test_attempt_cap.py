@@ -10,7 +10,6 @@ import time
 import pytest
 
 from tests.reliability.harness import (
-    TERMINAL,
     api_key_for,
     artifact_names,
     event_types,
@@ -20,6 +19,7 @@ from tests.reliability.harness import (
     stack_env,
     submit,
     train_spec,
+    wait_finished,
     wait_until,
 )
 
@@ -32,10 +32,7 @@ def test_killed_on_every_attempt_fails_worker_lost_at_the_cap(
     factory, pg_url, data_dir, make_stack
 ):
     stack = make_stack(stack_env(pg_url, data_dir, CLO_MAX_ATTEMPTS=str(MAX_ATTEMPTS)))
-    stack.start_api()
-    stack.start_reaper()
-    stack.start_worker("w1")
-    stack.wait_api()
+    stack.start(wait_ready=False)
     job_id = submit(stack.base, api_key_for(factory), train_spec(500, 5))
     started = time.monotonic()
     killed: list[int] = []
@@ -52,12 +49,7 @@ def test_killed_on_every_attempt_fails_worker_lost_at_the_cap(
         os.kill(pid, signal.SIGKILL)  # the pool process running the job, as the OOM killer
         killed.append(pid)
 
-    final = wait_until(
-        lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
-        60,
-        "job given up",
-        context=stack.tail,
-    )
+    final = wait_finished(factory, job_id, 60, "job given up", stack)
     assert final.status == "failed", final
     assert final.error is not None and final.error["code"] == "worker_lost", final.error
     assert final.attempt == MAX_ATTEMPTS and final.lease_token is None

@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from tests.reliability.harness import (
-    TERMINAL,
     api_key_for,
     artifact_names,
     event_types,
@@ -19,6 +18,7 @@ from tests.reliability.harness import (
     stack_env,
     submit,
     train_spec,
+    wait_finished,
     wait_until,
 )
 
@@ -27,12 +27,7 @@ pytestmark = pytest.mark.slow
 
 def test_duplicate_delivery_runs_the_job_once(factory, pg_url, data_dir, make_stack):
     stack = make_stack(stack_env(pg_url, data_dir))
-    stack.start_api()
-    stack.start_worker("w1")
-    stack.start_worker("w2")
-    stack.wait_api()
-    stack.wait_worker_ready("w1")
-    stack.wait_worker_ready("w2")
+    stack.start(workers=("w1", "w2"), reaper=False)
     key = api_key_for(factory)
 
     job_id = submit(stack.base, key, train_spec(20, 4))
@@ -57,12 +52,7 @@ def test_duplicate_delivery_runs_the_job_once(factory, pg_url, data_dir, make_st
             context=stack.tail,
         )
         send_wakeup(stack.env, job_id)  # and a third while it trains
-        final = wait_until(
-            lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
-            180,
-            "job finished",
-            context=stack.tail,
-        )
+        final = wait_finished(factory, job_id, 180, "job finished", stack)
     finally:
         done.set()
         sampler.join(5)

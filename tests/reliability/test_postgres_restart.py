@@ -25,6 +25,7 @@ from tests.reliability.harness import (
     stack_env,
     submit,
     train_spec,
+    wait_finished,
     wait_until,
 )
 
@@ -41,11 +42,7 @@ def test_postgres_restart_mid_job_is_503_then_job_completes(private_postgres, da
     factory = make_session_factory(engine)
     try:
         stack = make_stack(stack_env(url, data_dir))
-        stack.start_api()
-        stack.start_reaper()
-        stack.start_worker("w1")
-        stack.wait_api()
-        stack.wait_worker_ready("w1")
+        stack.start()
         key = api_key_for(factory)
         auth = {"Authorization": f"Bearer {key}"}
         job_id = submit(stack.base, key, train_spec(TOTAL_STEPS, CHECKPOINT_EVERY))
@@ -98,12 +95,7 @@ def test_postgres_restart_mid_job_is_503_then_job_completes(private_postgres, da
             context=stack.tail,
         )
         progressing_s = time.monotonic() - restarted_at
-        final = wait_until(
-            lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
-            180,
-            "job finished after the outage",
-            context=stack.tail,
-        )
+        final = wait_finished(factory, job_id, 180, "job finished after the outage", stack)
         recovered_s = time.monotonic() - restarted_at
         assert final.status == "succeeded", (final.error, stack.tail())
         # The worker waited for the database instead of crashing: same lease, same attempt.

@@ -40,11 +40,7 @@ def test_redis_restart_loses_no_job_and_runs_none_twice(
         CLO_PROGRESS_INTERVAL_SECONDS="0.001",  # every trained step's metrics stored at once
     )
     stack = make_stack(env)
-    stack.start_api()
-    stack.start_reaper()
-    stack.start_worker("w1")
-    stack.wait_api()
-    stack.wait_worker_ready("w1")
+    stack.start()
     key = api_key_for(factory)
     running = submit(stack.base, key, train_spec(LONG_STEPS, CHECKPOINT_EVERY))
     queued = [submit(stack.base, key, train_spec(SHORT_STEPS, 2)) for _ in range(2)]

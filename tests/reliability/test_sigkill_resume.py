@@ -22,6 +22,7 @@ from tests.reliability.harness import (
     submit,
     train_spec,
     translation_cache_size,
+    wait_finished,
     wait_until,
 )
 
@@ -35,10 +36,7 @@ def test_sigkill_mid_training_resumes_from_checkpoint(factory, pg_url, data_dir,
     # Progress (with each step's metrics) written after every step: the steps trained before
     # the kill are all in Postgres, so "steps redone" is measured, not estimated.
     stack = make_stack(stack_env(pg_url, data_dir, CLO_PROGRESS_INTERVAL_SECONDS="0.001"))
-    stack.start_api()
-    stack.start_reaper()
-    stack.start_worker("w1")
-    stack.wait_api()
+    stack.start(wait_ready=False)
     key = api_key_for(factory)
     # Machine-translated seed data, so the resumed attempt has translations it could redo.
     spec = train_spec(
@@ -77,12 +75,7 @@ def test_sigkill_mid_training_resumes_from_checkpoint(factory, pg_url, data_dir,
         context=stack.tail,
     )
     recovered_s = time.monotonic() - killed_at
-    final = wait_until(
-        lambda: (r := job_row(factory, job_id)).status in TERMINAL and r,
-        240,
-        "job finishes on the restarted worker",
-        context=stack.tail,
-    )
+    final = wait_finished(factory, job_id, 240, "job finishes on the restarted worker", stack)
     assert final.status == "succeeded", (final.error, stack.tail())
     assert final.attempt == 2
 

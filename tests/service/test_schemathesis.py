@@ -7,7 +7,6 @@ session's Postgres fixture, which schemathesis's pytest plugin cannot take on py
 from __future__ import annotations
 
 import itertools
-import uuid
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +14,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from persistence.db import session_scope
-from persistence.repositories import tenants as tenants_repo
+from tests.support.tenants import new_tenant
 
 EXAMPLES_PER_OPERATION = 12
 # Schema-valid is not always acceptable here: an unknown language or a model off the
@@ -25,10 +23,7 @@ EXCLUDED = [positive_data_acceptance]
 
 
 def test_every_operation_conforms_to_its_schema(app, factory) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(factory) as session:
-        tenant = tenants_repo.create_tenant(session, f"fuzz-{uuid.uuid4().hex[:8]}")
-        _, key = tenants_repo.create_api_key(session, tenant)
-    headers = {"Authorization": f"Bearer {key.secret}"}
+    headers = new_tenant(factory, "fuzz").headers
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15

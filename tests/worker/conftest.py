@@ -2,64 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.db import make_engine, make_session_factory, session_scope
+from persistence.db import session_scope
 from persistence.models import Job, Tenant
+from persistence.settings import Settings
+from tests.support.database import database_fixtures
+from tests.support.tenants import new_tenant
 
-ADMIN_DSN = os.environ.get("CLO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-PG_HOST = os.environ.get("CLO_TEST_PG_HOST", "postgres@127.0.0.1:5432")
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a new, migrated database that exists for this test session only."""
-    from persistence.migrate import upgrade_head
-
-    name = f"clo_w_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{PG_HOST}/{name}"
-    try:
-        upgrade_head(url)
-        yield url
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="session")
-def engine(pg_url: str) -> Iterator[Engine]:
-    eng = make_engine(pg_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture(scope="session")
-def factory(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+pg_url, engine, factory = database_fixtures("clo_w")
 
 
 def _insert_job(factory: sessionmaker[Session], **overrides: object) -> uuid.UUID:
+    """A queued job row, of a new tenant of its own unless `tenant_id` is given."""
     spec = {"base_model": "tiny", "target_language": "de", "data_size": 8}
     with session_scope(factory) as session:
-        tenant = Tenant(name=f"t-{uuid.uuid4().hex[:10]}")
-        session.add(tenant)
-        session.flush()
+        if "tenant_id" not in overrides:
+            tenant = Tenant(name=f"t-{uuid.uuid4().hex[:10]}")
+            session.add(tenant)
+            session.flush()
+            overrides = {"tenant_id": tenant.id, **overrides}
         values: dict[str, object] = dict(
-            tenant_id=tenant.id,
             status="queued",
             spec=spec,
             base_model="tiny",
@@ -77,12 +47,25 @@ def _insert_job(factory: sessionmaker[Session], **overrides: object) -> uuid.UUI
 
 @pytest.fixture
 def make_job(factory: sessionmaker[Session]) -> Callable[..., uuid.UUID]:
-    """Insert a queued job row (with its own tenant) and return its id."""
+    """Insert a queued job row (with its own tenant unless given one) and return its id."""
 
     def make(**overrides: object) -> uuid.UUID:
         return _insert_job(factory, **overrides)
 
     return make
+
+
+def in_process_settings(pg_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for running a job in this process: no broker, a 30 s lease, 1 s heartbeats."""
+    values: dict[str, Any] = dict(
+        database_url=pg_url,
+        data_dir=data_dir,
+        broker_url="memory://",
+        lease_seconds=30,
+        heartbeat_seconds=1,
+    )
+    values.update(overrides)
+    return Settings(**values)
 
 
 def _service_env(pg_url: str, data_dir: Path) -> dict[str, str]:
@@ -118,12 +101,4 @@ def make_service_env(pg_url: str) -> Callable[[Path], dict[str, str]]:
 @pytest.fixture
 def new_api_key(factory: sessionmaker[Session]) -> Callable[[], str]:
     """A fresh tenant's API key (secret)."""
-    from persistence.repositories import tenants
-
-    def make() -> str:
-        with session_scope(factory) as session:
-            tenant = tenants.create_tenant(session, f"t-{uuid.uuid4().hex[:10]}")
-            _, key = tenants.create_api_key(session, tenant)
-        return key.secret
-
-    return make
+    return lambda: new_tenant(factory).key

@@ -17,6 +17,7 @@ import pytest
 from persistence.db import session_scope
 from persistence.models import Job
 from persistence.settings import Settings
+from tests.worker.conftest import in_process_settings
 from worker.config import WorkerSettings
 from worker.runner import run_job
 
@@ -94,12 +95,9 @@ def _real(value: Any) -> bool:
 def test_attention_then_full_job_judged_against_it(
     tiny_qwen2: Path, factory, make_job, pg_url, tmp_path, judge_url
 ) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(
-        database_url=pg_url,
-        data_dir=tmp_path,
-        broker_url="memory://",
-        lease_seconds=30,
-        heartbeat_seconds=1,
+    settings = in_process_settings(
+        pg_url,
+        tmp_path,
         models={"tiny": {"source": str(tiny_qwen2), "kind": "causal_lm"}},
         judge_url=judge_url,
         judge_model="stub-judge",
@@ -143,20 +141,12 @@ def test_attention_then_full_job_judged_against_it(
     assert summary["train_steps"] == 2  # the training numbers stay
 
     # A full fine-tune of the same tenant, judged against the first job's stored adapter.
-    with session_scope(factory) as s:
-        second = Job(
-            tenant_id=tenant_id,
-            status="queued",
-            spec=_spec("full", baseline_job_id=str(first_id)),
-            base_model="tiny",
-            target_language="de",
-            method="clo",
-            data_size=12,
-            max_attempts=3,
-        )
-        s.add(second)
-        s.flush()
-        second_id = second.id
+    second_id = make_job(
+        tenant_id=tenant_id,
+        spec=_spec("full", baseline_job_id=str(first_id)),
+        base_model="tiny",
+        data_size=12,
+    )
     _JudgeStub.seen = []
     report, _, _ = _run(second_id, settings, tmp_path, factory)
     pref = report["preference"]

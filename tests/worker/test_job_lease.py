@@ -35,13 +35,18 @@ def _claim(factory, job_id, worker="w1", lease_seconds=60):
         return job_runs.claim_job(s, job_id, worker, lease_seconds)
 
 
-def _expire(factory, job_id):
+def _set(factory, job_id, **values):
     with session_scope(factory) as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
+        s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def _expire(factory, job_id):
+    _set(factory, job_id, lease_expires_at=utcnow() - timedelta(seconds=1))
+
+
+def _request_cancel(factory, job_id):
+    """A cancel requested while the job runs, as the API records it."""
+    _set(factory, job_id, status="cancelling", cancel_requested_at=utcnow())
 
 
 def test_claim_sets_running_and_second_claim_fails(factory, make_job):
@@ -142,12 +147,7 @@ def test_heartbeat_sees_cancel_request(factory, make_job):
     with session_scope(factory) as s:
         state = job_runs.renew_lease(s, lease, 60)
     assert state is not None and not state.cancel_requested
-    with session_scope(factory) as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(status="cancelling", cancel_requested_at=utcnow())
-        )
+    _request_cancel(factory, job_id)
     with session_scope(factory) as s:
         state = job_runs.renew_lease(s, lease, 60)
         assert state is not None and state.cancel_requested
@@ -177,12 +177,7 @@ def test_reaper_leaves_live_leases_and_cancels_orphaned_cancelling(factory, make
     cancelling = make_job()
     _claim(factory, live)
     _claim(factory, cancelling)
-    with session_scope(factory) as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == cancelling)
-            .values(status="cancelling", cancel_requested_at=utcnow())
-        )
+    _request_cancel(factory, cancelling)
     _expire(factory, cancelling)
     with session_scope(factory) as s:
         reaped = {r.job_id: r.outcome for r in job_runs.reap_expired(s)}
@@ -217,12 +212,7 @@ def test_release_refunds_the_attempt_but_never_undoes_a_cancel(factory, make_job
     assert [t for _, t in _events(factory, job_id)] == ["started", "released"]
 
     lease = _claim(factory, job_id)
-    with session_scope(factory) as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(status="cancelling", cancel_requested_at=utcnow())
-        )
+    _request_cancel(factory, job_id)
     with session_scope(factory) as s:
         assert not job_runs.release_job(s, lease, "shutting down")
     assert _job(factory, job_id).status == "cancelling"

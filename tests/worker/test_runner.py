@@ -11,6 +11,7 @@ from persistence import job_runs
 from persistence.db import session_scope
 from persistence.models import Job, JobEvent, JobMetric
 from persistence.settings import Settings
+from tests.worker.conftest import in_process_settings
 from worker.config import WorkerSettings
 from worker.lease import HeldLease
 from worker.progress import ProgressRecorder
@@ -18,14 +19,7 @@ from worker.runner import error_for, run_job
 
 
 def _settings(pg_url: str, tmp_path: Path) -> tuple[Settings, WorkerSettings]:
-    settings = Settings(
-        database_url=pg_url,
-        data_dir=tmp_path,
-        broker_url="memory://",
-        lease_seconds=30,
-        heartbeat_seconds=1,
-    )
-    return settings, WorkerSettings(work_dir=tmp_path / "work")
+    return in_process_settings(pg_url, tmp_path), WorkerSettings(work_dir=tmp_path / "work")
 
 
 def _snapshot(factory, job_id):

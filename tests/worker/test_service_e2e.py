@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +12,11 @@ import httpx
 import pytest
 import redis
 
+from clo.checksum import sha256_file
 from clo.cli.demo import build_tiny_models, free_port, start_api, start_worker, stop, wait_http
-from clo.cli.jobs import JobsClient, download_artifact, extract_bundle, sha256_of
-from persistence.db import session_scope
-from persistence.repositories import tenants
+from clo.cli.jobs import JobsClient, download_artifact, extract_bundle
+from tests.support.specs import train_spec
+from tests.support.tenants import new_tenant
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +51,7 @@ def service(make_service_env, factory, tmp_path_factory) -> Iterator[Service]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", api)
-        with session_scope(factory) as session:
-            tenant = tenants.create_tenant(session, f"e2e-{uuid.uuid4().hex[:8]}")
-            _, key = tenants.create_api_key(session, tenant)
-        client = JobsClient(base, key.secret)
+        client = JobsClient(base, new_tenant(factory, "e2e").key)
         yield Service(base, client, data_dir, logs, redis_url, queue)
         client.close()
     finally:
@@ -63,23 +60,9 @@ def service(make_service_env, factory, tmp_path_factory) -> Iterator[Service]:
         redis.Redis.from_url(redis_url).delete(queue)
 
 
-def _spec(max_steps: int, data_size: int = 12, **extra: Any) -> dict[str, Any]:
-    spec = {
-        "base_model": "tiny-qwen2",
-        "target_language": "de",
-        "data_size": data_size,
-        "seed_data": {"source": "parallel"},
-        "hyperparameters": {
-            "max_steps": max_steps,
-            "batch_size": 2,
-            "learning_rate": 1e-3,
-            "max_length": 128,
-            "checkpoint_every": 2,
-        },
-        "evaluation": {"heldout_size": 2, "max_new_tokens": 8},
-    }
-    spec.update(extra)
-    return spec
+def _spec(max_steps: int) -> dict[str, Any]:
+    """A short job that runs every stage, a small held-out evaluation included."""
+    return train_spec(max_steps, 2, evaluation={"heldout_size": 2, "max_new_tokens": 8})
 
 
 def _poll(service: Service, job_id: str, until: set[str], timeout: float = 240) -> list[dict]:
@@ -116,7 +99,7 @@ def test_job_runs_every_stage_and_adapter_loads_with_peft(service: Service, tmp_
 
     archive = download_artifact(service.client, job["id"], "adapter.tar", tmp_path)
     listed = {a["name"]: a for a in final["artifacts"]}
-    assert sha256_of(archive) == listed["adapter.tar"]["sha256"]
+    assert sha256_file(archive) == listed["adapter.tar"]["sha256"]
     bundle = extract_bundle(archive, tmp_path / "adapter")
     assert (bundle / "adapter_config.json").is_file()
     assert (bundle / "adapter_model.safetensors").is_file()
@@ -153,7 +136,7 @@ def test_resumable_download_continues_a_partial_file(service: Service, tmp_path:
     assert first.status_code == 206 and len(first.content) == 1000
     (tmp_path / "adapter.tar.partial").write_bytes(first.content)
     path = download_artifact(service.client, job["id"], "adapter.tar", tmp_path)
-    assert sha256_of(path) == meta["sha256"] and path.stat().st_size == meta["size"]
+    assert sha256_file(path) == meta["sha256"] and path.stat().st_size == meta["size"]
 
 
 def test_cancel_mid_training_then_worker_takes_next_job(service: Service):

@@ -55,11 +55,20 @@ def _handler(state: StubJudge) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 return
             text = state.reply(body["messages"][-1]["content"])
-            payload = json.dumps({
-                "id": "stub", "object": "chat.completion", "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-            }).encode()
+            payload = json.dumps(
+                {
+                    "id": "stub",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

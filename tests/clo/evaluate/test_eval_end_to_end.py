@@ -35,9 +35,15 @@ def adapter_dir(tiny_qwen2, tmp_path_factory):
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                                 target_modules=["q_proj", "k_proj", "v_proj",
-                                                                 "o_proj"]))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            init_lora_weights=False,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        ),
+    )
     out = tmp_path_factory.mktemp("adapter")
     peft_model.save_pretrained(out)
     return out
@@ -48,20 +54,26 @@ def peft_model(tiny_qwen2, adapter_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
-    return (PeftModel.from_pretrained(base, str(adapter_dir)).eval(),
-            AutoTokenizer.from_pretrained(tiny_qwen2))
+    return (
+        PeftModel.from_pretrained(base, str(adapter_dir)).eval(),
+        AutoTokenizer.from_pretrained(tiny_qwen2),
+    )
 
 
-CONFIG = EvalConfig(max_new_tokens=8, benchmark_source="local", benchmark_limit=3,
-                    sample_size=2, judge_sample_size=2)
+CONFIG = EvalConfig(
+    max_new_tokens=8,
+    benchmark_source="local",
+    benchmark_limit=3,
+    sample_size=2,
+    judge_sample_size=2,
+)
 
 
 def test_report_has_every_metric(peft_model, heldout, stub_judge):
     model, tokenizer = peft_model
     events = []
     judge = OpenAIJudge(stub_judge.base_url, model="stub-judge")
-    report = evaluate(model, tokenizer, heldout, "de", CONFIG, judge=judge,
-                      progress=events.append)
+    report = evaluate(model, tokenizer, heldout, "de", CONFIG, judge=judge, progress=events.append)
 
     data = report.model_dump(mode="json")
     assert data["schema_version"] == "1.0"
@@ -85,14 +97,20 @@ def test_report_has_every_metric(peft_model, heldout, stub_judge):
         stats = pref.directions[d]
         assert stats.n == 4 and stats.accuracy is not None
         assert stats.reward_margin_mean == pytest.approx(
-            stats.chosen_reward_mean - stats.rejected_reward_mean)
-    target_tokens = sum(len(tokenizer(q.y_tgt, add_special_tokens=False)["input_ids"]) + 1
-                        for q in heldout)  # + EOS
+            stats.chosen_reward_mean - stats.rejected_reward_mean
+        )
+    target_tokens = sum(
+        len(tokenizer(q.y_tgt, add_special_tokens=False)["input_ids"]) + 1 for q in heldout
+    )  # + EOS
     assert pref.nll["target"].tokens == target_tokens
     assert pref.nll["target"].perplexity == pytest.approx(math.exp(pref.nll["target"].nll))
 
     assert sorted((b.benchmark, b.language, b.n) for b in report.benchmarks) == [
-        ("belebele", "de", 3), ("belebele", "en", 3), ("mmmlu", "de", 3), ("mmmlu", "en", 3)]
+        ("belebele", "de", 3),
+        ("belebele", "en", 3),
+        ("mmmlu", "de", 3),
+        ("mmmlu", "en", 3),
+    ]
     assert all(0.0 <= b.accuracy <= 1.0 for b in report.benchmarks)
 
     jr = report.judge
@@ -113,8 +131,15 @@ def test_baseline_answers_and_side_by_side(peft_model, heldout, stub_judge):
     judge = OpenAIJudge(stub_judge.base_url, model="stub-judge")
     config = CONFIG.model_copy(update={"benchmarks": [], "judge_english": False})
     strong = {q.x_tgt: f"Eine gute Antwort. {MARKER}" for q in heldout}
-    lost = evaluate(model, tokenizer, heldout, "de", config, judge=judge,
-                    baseline=Baseline(name="sft", answers=strong))
+    lost = evaluate(
+        model,
+        tokenizer,
+        heldout,
+        "de",
+        config,
+        judge=judge,
+        baseline=Baseline(name="sft", answers=strong),
+    )
     res = lost.judge.results["tgt"]
     assert (res.wins, res.ties, res.losses, res.win_rate) == (0, 0, 4, 0.0)
     assert set(lost.judge.results) == {"tgt"}
@@ -153,15 +178,40 @@ def test_cli_writes_the_report(tiny_qwen2, adapter_dir, heldout, stub_judge, tmp
     from clo.cli import app
 
     data = tmp_path / "heldout.jsonl"
-    data.write_text("".join(json.dumps(q.to_dict(), ensure_ascii=False) + "\n"
-                            for q in heldout[:2]), encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in heldout[:2]),
+        encoding="utf-8",
+    )
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(app, [
-        "evaluate", str(tiny_qwen2), "--adapter", str(adapter_dir), "--heldout", str(data),
-        "-t", "de", "--out", str(out), "--max-new-tokens", "8", "--benchmarks", "mmmlu",
-        "--benchmark-source", "local", "--benchmark-limit", "2", "--judge-url",
-        stub_judge.base_url, "--judge-model", "stub-judge", "--device", "cpu",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(tiny_qwen2),
+            "--adapter",
+            str(adapter_dir),
+            "--heldout",
+            str(data),
+            "-t",
+            "de",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "8",
+            "--benchmarks",
+            "mmmlu",
+            "--benchmark-source",
+            "local",
+            "--benchmark-limit",
+            "2",
+            "--judge-url",
+            stub_judge.base_url,
+            "--judge-model",
+            "stub-judge",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["schema_version"] == "1.0" and report["heldout_size"] == 2
@@ -170,6 +220,17 @@ def test_cli_writes_the_report(tiny_qwen2, adapter_dir, heldout, stub_judge, tmp
     assert "right-language rate, target prompts" in result.output
     assert "report written to" in result.output
 
-    bad = CliRunner().invoke(app, ["evaluate", str(tiny_qwen2), "--heldout", str(data),
-                                   "-t", "de", "--judge-url", "http://x"])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(tiny_qwen2),
+            "--heldout",
+            str(data),
+            "-t",
+            "de",
+            "--judge-url",
+            "http://x",
+        ],
+    )
     assert bad.exit_code != 0 and "judge-model" in bad.output

@@ -8,8 +8,9 @@ PROMPTS = ["Wie koche ich ein Ei?", "Hi", "Write a long poem about the sea, the 
 def test_batched_left_padded_generation_matches_single_prompts(qwen2_loaded):
     model, tokenizer = qwen2_loaded
     done = []
-    batched = generate_answers(model, tokenizer, PROMPTS, max_new_tokens=12, batch_size=3,
-                               on_batch=done.append)
+    batched = generate_answers(
+        model, tokenizer, PROMPTS, max_new_tokens=12, batch_size=3, on_batch=done.append
+    )
     single = [generate_answers(model, tokenizer, [p], max_new_tokens=12)[0] for p in PROMPTS]
     assert batched == single
     assert done == [3]

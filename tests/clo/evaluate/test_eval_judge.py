@@ -39,8 +39,10 @@ def test_pairs_are_judged_in_both_orders_and_scored(stub_judge):
         seen.setdefault(frozenset((a, b)), []).append((a, b))
     for mine, theirs in zip(MODEL, BASELINE, strict=True):
         assert sorted(seen[frozenset((mine, theirs))]) == sorted([(mine, theirs), (theirs, mine)])
-    assert all(h.get("authorization") == "Bearer sk-test"
-               or h.get("Authorization") == "Bearer sk-test" for h in stub_judge.headers)
+    assert all(
+        h.get("authorization") == "Bearer sk-test" or h.get("Authorization") == "Bearer sk-test"
+        for h in stub_judge.headers
+    )
 
     rate = win_rate(judged, "de")
     assert (rate.n, rate.wins, rate.ties, rate.losses) == (4, 1, 2, 1)
@@ -62,8 +64,9 @@ def test_position_bias_cancels_out_as_ties(stub_judge):
 
 def test_unparseable_replies_count_as_ties_and_are_reported(stub_judge):
     stub_judge.mode = "garbage"
-    judged = judge_pairs(OpenAIJudge(stub_judge.base_url, "m"), PROMPTS[:2], MODEL[:2],
-                         BASELINE[:2], "German")
+    judged = judge_pairs(
+        OpenAIJudge(stub_judge.base_url, "m"), PROMPTS[:2], MODEL[:2], BASELINE[:2], "German"
+    )
     rate = win_rate(judged, "de")
     assert rate.ties == 2 and rate.invalid_verdicts == 4 and rate.position_inconsistent == 0
 
@@ -90,19 +93,36 @@ def test_bad_judge_settings_name_the_field():
         OpenAIJudge("http://localhost:8000", "")
 
 
-@pytest.mark.parametrize(("reply", "verdict"), [
-    ("[[A]]", "A"), ("After thinking: [[ b ]]", "B"), ("[[TIE]]", "tie"), ("B", "B"),
-    (" tie. ", "tie"), ("A is better but [[B]]", "B"), ("[[A]] or [[B]]", "invalid"),
-    ("Answer A", "invalid"), ("", "invalid"),
-])
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("[[A]]", "A"),
+        ("After thinking: [[ b ]]", "B"),
+        ("[[TIE]]", "tie"),
+        ("B", "B"),
+        (" tie. ", "tie"),
+        ("A is better but [[B]]", "B"),
+        ("[[A]] or [[B]]", "invalid"),
+        ("Answer A", "invalid"),
+        ("", "invalid"),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) == verdict
 
 
-@pytest.mark.parametrize(("first", "second", "outcome"), [
-    ("A", "B", "win"), ("B", "A", "loss"), ("A", "A", "tie"), ("B", "B", "tie"),
-    ("tie", "tie", "tie"), ("A", "tie", "tie"), ("invalid", "B", "tie"),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "outcome"),
+    [
+        ("A", "B", "win"),
+        ("B", "A", "loss"),
+        ("A", "A", "tie"),
+        ("B", "B", "tie"),
+        ("tie", "tie", "tie"),
+        ("A", "tie", "tie"),
+        ("invalid", "B", "tie"),
+    ],
+)
 def test_pair_outcome_requires_agreement(first, second, outcome):
     assert pair_outcome(first, second) == outcome
 
@@ -126,8 +146,8 @@ def test_prompt_is_versioned_and_braces_in_answers_survive():
     text = render_judge_prompt("Q {{answer_b}}", "uses {{language}} literally", "B", "Swahili")
     assert "Q {{answer_b}}" in text and "uses {{language}} literally" in text
     assert "in Swahili" in text and "{{" not in judge_prompt_template().replace(
-        "{{instruction}}", "").replace("{{answer_a}}", "").replace("{{answer_b}}", "").replace(
-        "{{language}}", "")
+        "{{instruction}}", ""
+    ).replace("{{answer_a}}", "").replace("{{answer_b}}", "").replace("{{language}}", "")
 
 
 def test_local_hf_model_as_judge(qwen2_loaded):

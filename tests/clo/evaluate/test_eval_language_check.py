@@ -12,18 +12,18 @@ from clo.evaluate.language_check import (
 # Two full lines per language, each well over five words.
 TEXTS = {
     "en": "The weather was lovely this morning, so we walked to the market.\n"
-          "We bought fresh bread, some apples and a bunch of flowers for the table.",
+    "We bought fresh bread, some apples and a bunch of flowers for the table.",
     "de": "Das Wetter war heute Morgen herrlich, also sind wir zum Markt gelaufen.\n"
-          "Wir haben frisches Brot, ein paar Äpfel und einen Blumenstrauß gekauft.",
+    "Wir haben frisches Brot, ein paar Äpfel und einen Blumenstrauß gekauft.",
     "zh": "今天早上天气很好，所以我们步行去了市场。\n我们买了新鲜的面包、一些苹果和一束鲜花。",
     "ko": "오늘 아침 날씨가 정말 좋아서 우리는 시장까지 걸어갔습니다.\n"
-          "우리는 신선한 빵과 사과 몇 개, 그리고 꽃 한 다발을 샀습니다.",
+    "우리는 신선한 빵과 사과 몇 개, 그리고 꽃 한 다발을 샀습니다.",
     "id": "Cuaca pagi ini sangat cerah, jadi kami berjalan kaki ke pasar.\n"
-          "Kami membeli roti segar, beberapa buah apel, dan seikat bunga untuk meja.",
+    "Kami membeli roti segar, beberapa buah apel, dan seikat bunga untuk meja.",
     "sw": "Hali ya hewa ilikuwa nzuri sana asubuhi hii, kwa hiyo tulitembea hadi sokoni.\n"
-          "Tulinunua mkate mpya, matunda machache na shada la maua kwa ajili ya meza.",
+    "Tulinunua mkate mpya, matunda machache na shada la maua kwa ajili ya meza.",
     "yo": "Ojú ọjọ́ dára gan-an ní òwúrọ̀ yìí, nítorí náà a rìn lọ sí ọjà.\n"
-          "A ra búrẹ́dì tuntun, àwọn èso ápù díẹ̀ àti ìdìpọ̀ òdòdó fún tábìlì.",
+    "A ra búrẹ́dì tuntun, àwọn èso ápù díẹ̀ àti ìdìpọ̀ òdòdó fún tábìlì.",
 }
 
 
@@ -59,17 +59,16 @@ def test_short_lines_are_skipped_not_judged(checkers):
     assert result.verdict == "pass"
     skipped = [line.text for line in result.lines if not line.kept]
     assert skipped == ["Okay, here you go:", "- 1.", "Thanks!"]
-    assert all(line.language is None and line.ok is None for line in result.lines
-               if not line.kept)
+    assert all(line.language is None and line.ok is None for line in result.lines if not line.kept)
 
 
 def test_answer_without_checkable_lines_is_left_out_of_the_rate(checkers):
     checker = checkers["id"]
     verdicts = [
-        checker.check(TEXTS["id"], "id"),           # pass
-        checker.check(TEXTS["en"], "id"),           # fail, fully English
+        checker.check(TEXTS["id"], "id"),  # pass
+        checker.check(TEXTS["en"], "id"),  # fail, fully English
         checker.check("Ya.\nTerima kasih!", "id"),  # nothing long enough
-        checker.check("", "id"),                    # empty
+        checker.check("", "id"),  # empty
     ]
     assert [v.verdict for v in verdicts] == ["pass", "fail", "no_kept_lines", "no_kept_lines"]
     rate = pass_rate(verdicts)

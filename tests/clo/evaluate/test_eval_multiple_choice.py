@@ -51,10 +51,15 @@ def test_option_made_likely_by_construction_wins(forced_model):
     for other in (0, 1, 3):  # the construction needs each wrong option to have another token
         assert not set(_option_ids(tokenizer, OPTIONS[other])) <= favoured
     items = [
-        MCItem("Where did they meet?", OPTIONS, answer=2, passage="They met at the violet "
-               "harbour at dawn."),
-        MCItem("Where did they meet?", OPTIONS, answer=0, passage="They met in a sunflower "
-               "meadow."),
+        MCItem(
+            "Where did they meet?",
+            OPTIONS,
+            answer=2,
+            passage="They met at the violet harbour at dawn.",
+        ),
+        MCItem(
+            "Where did they meet?", OPTIONS, answer=0, passage="They met in a sunflower meadow."
+        ),
     ]
     scores = score_items(model, tokenizer, items, batch_size=3)
     assert [s.predicted for s in scores] == [2, 2]
@@ -114,13 +119,26 @@ def test_user_files_in_hub_schema(tmp_path, qwen2_loaded):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"flores_passage": "Juma ana paka mweusi.", "question": "Paka ni rangi gani?",
-             "mc_answer1": "mweupe", "mc_answer2": "mweusi", "mc_answer3": "mwekundu",
-             "mc_answer4": "kijani", "correct_answer_num": "2", "dialect": "swh_Latn"}]
+    rows = [
+        {
+            "flores_passage": "Juma ana paka mweusi.",
+            "question": "Paka ni rangi gani?",
+            "mc_answer1": "mweupe",
+            "mc_answer2": "mweusi",
+            "mc_answer3": "mwekundu",
+            "mc_answer4": "kijani",
+            "correct_answer_num": "2",
+            "dialect": "swh_Latn",
+        }
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bele_sw.parquet")
     mmlu = tmp_path / "mmlu_en.jsonl"  # cais/mmlu schema
-    mmlu.write_text(json.dumps({"question": "2+2?", "choices": ["3", "4", "5", "6"],
-                                "answer": 1, "subject": "math"}) + "\n")
+    mmlu.write_text(
+        json.dumps(
+            {"question": "2+2?", "choices": ["3", "4", "5", "6"], "answer": 1, "subject": "math"}
+        )
+        + "\n"
+    )
     files = {"belebele:sw": str(tmp_path / "bele_sw.parquet"), "mmmlu:en": str(mmlu)}
     items, source = load_items("belebele", "sw", files=files)
     assert items[0].answer == 1 and items[0].options[1] == "mweusi"
@@ -130,12 +148,34 @@ def test_user_files_in_hub_schema(tmp_path, qwen2_loaded):
     assert result.n == 1 and result.language == "en"
 
 
-@pytest.mark.parametrize(("row", "message"), [
-    ({"question": "q", "mc_answer1": "a", "mc_answer2": "b", "mc_answer3": "c",
-      "mc_answer4": "d", "correct_answer_num": "2"}, "flores_passage"),
-    ({"flores_passage": "p", "question": "q", "mc_answer1": "a", "mc_answer2": "b",
-      "mc_answer3": "c", "mc_answer4": "d", "correct_answer_num": "5"}, "correct_answer_num"),
-])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            {
+                "question": "q",
+                "mc_answer1": "a",
+                "mc_answer2": "b",
+                "mc_answer3": "c",
+                "mc_answer4": "d",
+                "correct_answer_num": "2",
+            },
+            "flores_passage",
+        ),
+        (
+            {
+                "flores_passage": "p",
+                "question": "q",
+                "mc_answer1": "a",
+                "mc_answer2": "b",
+                "mc_answer3": "c",
+                "mc_answer4": "d",
+                "correct_answer_num": "5",
+            },
+            "correct_answer_num",
+        ),
+    ],
+)
 def test_bad_belebele_rows_name_the_field(row, message):
     with pytest.raises(BenchmarkDataError, match=message):
         parse_belebele(row, "file.jsonl row 3")

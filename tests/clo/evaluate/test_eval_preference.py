@@ -22,14 +22,22 @@ def heldout():
 def lora_model(qwen2_loaded):
     model, tokenizer = qwen2_loaded
     torch.manual_seed(2)
-    peft = get_peft_model(copy.deepcopy(model), LoraConfig(
-        r=4, lora_alpha=16, init_lora_weights=False, target_modules=["q_proj", "v_proj"]))
+    peft = get_peft_model(
+        copy.deepcopy(model),
+        LoraConfig(
+            r=4, lora_alpha=16, init_lora_weights=False, target_modules=["q_proj", "v_proj"]
+        ),
+    )
     return peft.eval(), tokenizer
 
 
 def _all_sequences(heldout):
-    return [(q.x_en, q.y_en) for q in heldout] + [(q.x_en, q.y_tgt) for q in heldout] + [
-        (q.x_tgt, q.y_tgt) for q in heldout] + [(q.x_tgt, q.y_en) for q in heldout]
+    return (
+        [(q.x_en, q.y_en) for q in heldout]
+        + [(q.x_en, q.y_tgt) for q in heldout]
+        + [(q.x_tgt, q.y_tgt) for q in heldout]
+        + [(q.x_tgt, q.y_en) for q in heldout]
+    )
 
 
 def test_policy_equal_to_reference_has_zero_margins(qwen2_loaded, heldout):
@@ -41,8 +49,9 @@ def test_policy_equal_to_reference_has_zero_margins(qwen2_loaded, heldout):
         assert stats.accuracy == 0.0  # strictly greater is required, as in TRL
 
 
-def test_adapter_disabled_reference_matches_precomputed_base_logps(lora_model, qwen2_loaded,
-                                                                   heldout):
+def test_adapter_disabled_reference_matches_precomputed_base_logps(
+    lora_model, qwen2_loaded, heldout
+):
     model, tokenizer = lora_model
     base, _ = qwen2_loaded
     seqs = _all_sequences(heldout)
@@ -52,11 +61,22 @@ def test_adapter_disabled_reference_matches_precomputed_base_logps(lora_model, q
     auto = preference_report(model, tokenizer, heldout, beta=0.5)
     given = preference_report(model, tokenizer, heldout, beta=0.5, reference=precomputed)
     assert (auto.reference, given.reference) == ("adapter_disabled", "precomputed")
-    policy = {s: sc.logprob for s, sc in zip(seqs, score_texts(
-        model, tokenizer, [s[0] for s in seqs], [s[1] for s in seqs]), strict=True)}
-    margins = [0.5 * ((policy[(q.x_tgt, q.y_tgt)] - precomputed[(q.x_tgt, q.y_tgt)])
-                      - (policy[(q.x_tgt, q.y_en)] - precomputed[(q.x_tgt, q.y_en)]))
-               for q in heldout]
+    policy = {
+        s: sc.logprob
+        for s, sc in zip(
+            seqs,
+            score_texts(model, tokenizer, [s[0] for s in seqs], [s[1] for s in seqs]),
+            strict=True,
+        )
+    }
+    margins = [
+        0.5
+        * (
+            (policy[(q.x_tgt, q.y_tgt)] - precomputed[(q.x_tgt, q.y_tgt)])
+            - (policy[(q.x_tgt, q.y_en)] - precomputed[(q.x_tgt, q.y_en)])
+        )
+        for q in heldout
+    ]
     for report in (auto, given):
         tgt = report.directions["tgt"]
         assert tgt.reward_margin_mean == pytest.approx(sum(margins) / 3, abs=1e-4)
@@ -70,8 +90,9 @@ def test_precomputed_reference_decides_the_sign(qwen2_loaded, heldout):
     policy = score_texts(model, tokenizer, [s[0] for s in seqs], [s[1] for s in seqs])
     # a reference that liked every rejected response more than the policy does
     chosen = {(q.x_en, q.y_en) for q in heldout} | {(q.x_tgt, q.y_tgt) for q in heldout}
-    ref = {s: sc.logprob + (0.0 if s in chosen else 5.0) for s, sc in zip(seqs, policy,
-                                                                            strict=True)}
+    ref = {
+        s: sc.logprob + (0.0 if s in chosen else 5.0) for s, sc in zip(seqs, policy, strict=True)
+    }
     report = preference_report(model, tokenizer, heldout, beta=0.1, reference=ref)
     for stats in report.directions.values():
         assert stats.accuracy == 1.0

@@ -3,19 +3,9 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from clo.translate import Decoding, Translator, TranslatorConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The tiny model is overhead-bound: with 2 threads on a busy 2-core box (xdist), OpenMP
-    spin-waiting makes generate() 20-30x slower; one thread per worker is fastest."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.support.threads import one_torch_thread  # noqa: F401  (autouse)
 
 
 @pytest.fixture(scope="session")
