@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -48,6 +49,13 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await run_in_threadpool(upgrade_head, settings.db_url)
+        if settings.environment == "production":
+            # Move the startup heap (~100k library objects) out of the cyclic GC's reach:
+            # full collections walking it paused workers 70-100 ms every few seconds under
+            # polling load (the p99 of GET /v1/jobs/{id}); frozen they take 10-20 ms. Not in
+            # development: a test process starts many apps and would keep what each froze.
+            gc.collect()
+            gc.freeze()
         yield
         engine.dispose()
 
