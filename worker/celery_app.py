@@ -21,13 +21,17 @@ def broker_options(broker_url: str, data_dir: Path, visibility_timeout: int) -> 
         # Producer and consumer must share one folder: data_folder_in == data_folder_out.
         queue_dir = (data_dir / "broker" / "queue").resolve()
         processed = (data_dir / "broker" / "processed").resolve()
-        queue_dir.mkdir(parents=True, exist_ok=True)
-        processed.mkdir(parents=True, exist_ok=True)
+        # Kombu's default control folder is ./control, which litters whatever directory the
+        # worker was started from with exchange tables.
+        control = (data_dir / "broker" / "control").resolve()
+        for folder in (queue_dir, processed, control):
+            folder.mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed),
             "store_processed": False,
+            "control_folder": str(control),
         }
     return {"visibility_timeout": visibility_timeout}
 

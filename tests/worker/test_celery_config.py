@@ -27,3 +27,6 @@ def test_filesystem_broker_shares_one_folder_between_producer_and_consumer(tmp_p
     assert options["data_folder_in"] == options["data_folder_out"]
     assert Path(options["data_folder_in"]).is_dir()
     assert Path(options["processed_folder"]).is_dir()
+    # Exchange tables go under the data dir, not into the worker's working directory.
+    control = Path(options["control_folder"])
+    assert control.is_dir() and control.is_relative_to(tmp_path.resolve())
