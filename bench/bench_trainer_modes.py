@@ -117,6 +117,11 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--examples", type=int, default=32, help="Training quadruples used.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run.")
+    ap.add_argument(
+        "--cases",
+        default=",".join(f"{m}/{t}" for m, t in CASES),
+        help="Comma-separated method/trainable pairs to run (default: all).",
+    )
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--trainable", help=argparse.SUPPRESS)
@@ -137,7 +142,8 @@ def main() -> None:
             intermediate_size=args.hidden * 8 // 3,
         )
         rows = []
-        for method, trainable in CASES:
+        for case in args.cases.split(","):
+            method, trainable = case.split("/")
             cmd = [
                 sys.executable,
                 __file__,
@@ -168,7 +174,7 @@ def main() -> None:
         else "on CUDA"
     )
     header = (
-        f"{'method':8} {'trainable':9} {'step ms':>8} {'trainable':>11} "
+        f"{'method':8} {'trainable':9} {'step ms':>8} {'wall s':>7} {'trainable':>11} "
         f"{'peak RSS MB':>11} {'train MB':>8} {'CUDA MB':>8} {'export MB':>9}"
     )
     print(header)
@@ -177,9 +183,30 @@ def main() -> None:
         cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"
         print(
             f"{r['method']:8} {r['trainable']:9} {r['step_ms_median']:8.0f} "
+            f"{r['train_wall_s']:7.1f} "
             f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {r['train_mb']:8.0f} {cuda:>8} "
             f"{r['export_mb']:9.2f}"
         )
+    print_paper_comparison(rows)
+
+
+# The paper's memory figures for attention-only CLO, relative to full-parameter training.
+PAPER_MEMORY_RATIOS = {("dpo", "full"): 0.70, ("sft", "full"): 1.55}
+
+
+def print_paper_comparison(rows: list[dict]) -> None:
+    """CLO/attention training memory over each full-parameter peer, ours beside the paper's."""
+    by_case = {(r["method"], r["trainable"]): r for r in rows}
+    clo = by_case.get(("clo", "attention"))
+    if clo is None:
+        return
+    key = "cuda_peak_mb" if clo["cuda_peak_mb"] is not None else "train_mb"
+    print(f"\nCLO/attention {key} over each peer (ours vs the paper's ratio):")
+    for case, paper in PAPER_MEMORY_RATIOS.items():
+        peer = by_case.get(case)
+        if peer is not None and peer[key]:
+            ours = clo[key] / peer[key]
+            print(f"  vs {case[0]}/{case[1]}: {ours:.2f}x (paper: {paper:.2f}x)")
 
 
 if __name__ == "__main__":

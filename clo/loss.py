@@ -10,7 +10,7 @@ Sequence columns follow clo.encoding.SEQUENCE_NAMES: (x_en,y_en), (x_en,y_tgt),
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -79,11 +79,13 @@ class LossOutput:
 
     loss: torch.Tensor
     nll: torch.Tensor
-    cl: torch.Tensor
-    pairs: dict[str, DpoOutput]
+    cl: torch.Tensor | None = None  # None: no preference term was computed (plain SFT)
+    pairs: dict[str, DpoOutput] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        out = {"loss": float(self.loss.detach()), "nll": float(self.nll), "cl_loss": float(self.cl)}
+        out = {"loss": float(self.loss.detach()), "nll": float(self.nll)}
+        if self.cl is not None:
+            out["cl_loss"] = float(self.cl)
         for name, d in self.pairs.items():
             out[f"margin_{name}"] = float(d.margins.mean())
             out[f"accuracy_{name}"] = float((d.margins > 0).float().mean())
@@ -127,16 +129,15 @@ def clo_loss(
 SFT_COLUMNS = {"target": (TGT_TGT,), "english": (EN_EN,), "both": (TGT_TGT, EN_EN)}
 
 
-def sft_loss(
-    policy: torch.Tensor, ref: torch.Tensor, tokens: torch.Tensor, *, variant: str = "target"
-) -> LossOutput:
-    """Plain SFT: token-mean NLL on the responses of `variant`; preference metrics only logged."""
-    if variant not in SFT_COLUMNS:
-        raise ValueError(f"unknown sft variant {variant!r}: use target, english or both")
-    nll = nll_term(policy, tokens, SFT_COLUMNS[variant])
-    pairs = _pairs(policy.detach(), ref, 0.1, "sigmoid")
-    cl = 0.5 * (pairs["en"].loss + pairs["tgt"].loss)
-    return LossOutput(loss=nll, nll=nll.detach(), cl=cl.detach(), pairs=pairs)
+def sft_loss(policy: torch.Tensor, ref: torch.Tensor | None, tokens: torch.Tensor) -> LossOutput:
+    """Plain SFT: token-mean NLL over every sequence given.
+
+    The trainer forwards only the trained responses (SFT_COLUMNS of the variant), so `policy`
+    and `tokens` hold just those columns and no reference is needed; preference metrics of an
+    SFT model come from the held-out evaluation instead of every step.
+    """
+    nll = token_mean_nll(policy, tokens)
+    return LossOutput(loss=nll, nll=nll.detach())
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossOutput]
+LossFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], LossOutput]

@@ -4,6 +4,8 @@ Each micro-batch holds the four sequences of every example in it (x_en+y_en, x_e
 x_tgt+y_tgt, x_tgt+y_en), padded into one batch; one forward gives all policy log-probs,
 and the NLL term comes from the same forward (clo.loss). Methods: clo, dpo (no NLL), sft
 (target | english | both) and sft+dpo (an SFT phase, then DPO against the SFT model).
+SFT steps forward only the responses they train on and need no reference pass, so SFT costs
+what plain SFT costs rather than what CLO costs.
 """
 
 from __future__ import annotations
@@ -25,10 +27,17 @@ import torch
 
 from clo.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from clo.config import TrainConfig
-from clo.encoding import EncodedSequence, collate, encode_quads, encoding_fingerprint, pad_token_id
+from clo.encoding import (
+    SEQUENCE_NAMES,
+    EncodedSequence,
+    collate,
+    encode_quads,
+    encoding_fingerprint,
+    pad_token_id,
+)
 from clo.errors import CloError, Stopped
 from clo.logprobs import sequence_logprobs
-from clo.loss import PAIRS, LossFn, LossOutput, clo_loss, sft_loss
+from clo.loss import PAIRS, SFT_COLUMNS, LossFn, LossOutput, clo_loss, sft_loss
 from clo.pairs import Quadruple
 from clo.reference import autocast_context, compute_logps, reference_logps
 from clo.schedule import lr_at
@@ -101,7 +110,7 @@ def make_plan(n_examples: int, config: TrainConfig) -> Plan:
 def loss_function(config: TrainConfig, phase: str) -> LossFn:
     """The pure loss of one phase, with the config's hyper-parameters bound."""
     if phase == "sft":
-        return partial(sft_loss, variant=config.sft_variant)
+        return sft_loss
     lam = config.lambda_nll if phase == "clo" else 0.0
     return partial(
         clo_loss,
@@ -112,22 +121,37 @@ def loss_function(config: TrainConfig, phase: str) -> LossFn:
     )
 
 
+ALL_COLUMNS = tuple(range(len(SEQUENCE_NAMES)))
+
+
+def phase_columns(config: TrainConfig, phase: str) -> tuple[int, ...]:
+    """The sequences of each quadruple a step of `phase` forwards (SFT: only the trained ones)."""
+    return SFT_COLUMNS[config.sft_variant] if phase == "sft" else ALL_COLUMNS
+
+
+def needs_base_reference(method: str) -> bool:
+    """Only clo and dpo compare against the base model; sft+dpo's DPO uses the SFT model."""
+    return method in ("clo", "dpo")
+
+
 def loss_step(
     model: Any,
     sequences: list[EncodedSequence],
-    ref: torch.Tensor,
+    ref: torch.Tensor | None,
     loss_fn: LossFn,
     pad_id: int,
     chunk_tokens: int,
+    width: int = len(SEQUENCE_NAMES),
 ) -> tuple[LossOutput, int]:
-    """One forward over the 4·B sequences of B examples; returns the loss and token count."""
+    """One forward over the `width`·B sequences of B examples; returns the loss and tokens."""
     device = next(model.parameters()).device
     batch = collate(sequences, pad_id).to(device)
     with autocast_context(device):
         logps, tokens = sequence_logprobs(
             model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
         )
-    return loss_fn(logps.view(-1, 4), ref.to(device), tokens.view(-1, 4)), batch.num_tokens
+    ref = ref.to(device) if ref is not None else None
+    return loss_fn(logps.view(-1, width), ref, tokens.view(-1, width)), batch.num_tokens
 
 
 def seed_everything(seed: int) -> None:
@@ -171,15 +195,17 @@ class _Run:
         self.truncation = report.as_dict()
         self.pad_id = pad_token_id(tokenizer)
         # Scored with the untouched base model, before adapters exist or any update happens.
-        self.ref = reference_logps(
-            model,
-            tokenizer,
-            self.encoded,
-            self.pad_id,
-            cache_dir=reference_cache_dir,
-            batch_size=config.batch_size,
-            chunk_tokens=config.logprob_chunk_tokens,
-        )
+        self.ref: torch.Tensor | None = None
+        if needs_base_reference(config.method):
+            self.ref = reference_logps(
+                model,
+                tokenizer,
+                self.encoded,
+                self.pad_id,
+                cache_dir=reference_cache_dir,
+                batch_size=config.batch_size,
+                chunk_tokens=config.logprob_chunk_tokens,
+            )
         self.phase_ref: torch.Tensor | None = None
         self.model = apply_trainable(model, config)
         if config.gradient_checkpointing:
@@ -241,8 +267,10 @@ class _Run:
             {"fingerprint": self.fingerprint, "data_order": list(self.plan.order)},
         )
 
-    def _reference_for(self, phase: str) -> torch.Tensor:
-        if self.config.method != "sft+dpo" or phase == "sft":
+    def _reference_for(self, phase: str) -> torch.Tensor | None:
+        if phase == "sft":
+            return None
+        if self.config.method != "sft+dpo":
             return self.ref
         if self.phase_ref is None:  # DPO after SFT uses the SFT model as its reference
             self.phase_ref, _ = compute_logps(
@@ -267,10 +295,17 @@ class _Run:
         loss_fn = loss_function(cfg, phase)
         started, tokens, parts = time.perf_counter(), 0, []
         micro_batches = plan.micro_batches(step)
+        columns = phase_columns(cfg, phase)
         for ids in micro_batches:
-            seqs = [s for i in ids for s in self.encoded[i]]
+            seqs = [self.encoded[i][c] for i in ids for c in columns]
             out, n_tok = loss_step(
-                self.model, seqs, ref[ids], loss_fn, self.pad_id, cfg.logprob_chunk_tokens
+                self.model,
+                seqs,
+                ref[ids] if ref is not None else None,
+                loss_fn,
+                self.pad_id,
+                cfg.logprob_chunk_tokens,
+                width=len(columns),
             )
             (out.loss / len(micro_batches)).backward()
             tokens += n_tok

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from clo.loss import clo_loss, dpo_loss, sft_loss, token_mean_nll
+from clo.loss import SFT_COLUMNS, clo_loss, dpo_loss, sft_loss, token_mean_nll
 
 
 def _t(*xs: float) -> torch.Tensor:
@@ -84,18 +84,24 @@ def test_clo_averages_over_examples_and_tokens() -> None:
     assert float(out.loss) == pytest.approx((12 + 24) / 12)  # token mean, not sequence mean
 
 
+def _sft_on(variant: str, policy: torch.Tensor = POLICY):
+    # what the trainer does: forward only the variant's columns, no reference
+    cols = list(SFT_COLUMNS[variant])
+    return sft_loss(policy[:, cols], None, TOKENS[:, cols])
+
+
 def test_sft_variants_pick_columns() -> None:
-    assert float(sft_loss(POLICY, REF, TOKENS, variant="target").loss) == pytest.approx(2.0)
-    assert float(sft_loss(POLICY, REF, TOKENS, variant="english").loss) == pytest.approx(2.5)
-    assert float(sft_loss(POLICY, REF, TOKENS, variant="both").loss) == pytest.approx(2.2)
-    with pytest.raises(ValueError, match="target, english or both"):
-        sft_loss(POLICY, REF, TOKENS, variant="german")
+    assert float(_sft_on("target").loss) == pytest.approx(2.0)  # 12 / 6
+    assert float(_sft_on("english").loss) == pytest.approx(2.5)  # 10 / 4
+    assert float(_sft_on("both").loss) == pytest.approx(2.2)  # 22 / 10
+    out = _sft_on("target").metrics()
+    assert out == {"loss": pytest.approx(2.0), "nll": pytest.approx(2.0)}  # no preference term
 
 
-def test_sft_gradient_reaches_only_its_column() -> None:
+def test_sft_gradient_is_the_token_mean() -> None:
     policy = POLICY.clone().requires_grad_()
-    sft_loss(policy, REF, TOKENS, variant="target").loss.backward()
-    assert policy.grad[0].tolist() == pytest.approx([0.0, 0.0, -1 / 6, 0.0])
+    _sft_on("both", policy).loss.backward()
+    assert policy.grad[0].tolist() == pytest.approx([-1 / 10, 0.0, -1 / 10, 0.0])
 
 
 def test_token_mean_nll() -> None:

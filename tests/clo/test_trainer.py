@@ -188,6 +188,27 @@ def test_sft_plus_dpo_switches_phase(tiny_qwen2: Path, tmp_path: Path) -> None:
     assert events[2]["margin_en"] == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.parametrize(("variant", "width"), [("target", 1), ("both", 2)])
+def test_sft_forwards_only_the_trained_responses(
+    tiny_qwen2: Path, tmp_path: Path, variant: str, width: int
+) -> None:
+    model, tok = load(tiny_qwen2)
+    rows: list[int] = []
+    # the trainer runs the decoder itself and the LM head in chunks (clo.logprobs)
+    model.get_decoder().register_forward_pre_hook(
+        lambda _m, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    cache = tmp_path / "reference"
+    events: list[dict] = []
+    cfg = small_config(method="sft", sft_variant=variant, max_steps=2, batch_size=len(QUADS))
+    train(model, tok, QUADS, cfg, tmp_path / "w", events.append, reference_cache_dir=cache)
+    # one forward per step, `width` sequences per example, and no reference pass before them
+    assert rows == [len(QUADS) * width] * 2
+    assert not cache.exists() or not any(cache.iterdir())
+    assert set(events[0]) >= {"loss", "nll"} and "cl_loss" not in events[0]
+    assert events[0]["loss"] == pytest.approx(events[0]["nll"])
+
+
 def test_empty_data_is_a_clear_error(tiny_qwen2: Path, tmp_path: Path) -> None:
     model, tok = load(tiny_qwen2)
     with pytest.raises(CloError, match="train_quads is empty"):
