@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.artifacts.router import router as artifacts_router
@@ -20,10 +16,11 @@ from api.catalogue.router import router as catalogue_router
 from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
 from api.enqueue import JobEnqueuer, SendFn, default_send
-from api.errors import error_body, install_error_handlers
+from api.errors import install_error_handlers
 from api.files.router import router as files_router
 from api.jobs.router import router as jobs_router
-from api.logs import configure_json_logging, job_id_var, request_id_var
+from api.logs import configure_json_logging
+from api.observe import ObserveRequests
 from api.ops.metrics import ApiMetrics
 from api.ops.router import router as ops_router
 from persistence.artifact_store import ArtifactStore
@@ -32,9 +29,6 @@ from persistence.migrate import upgrade_head
 from persistence.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
-
-_JOB_PATH = re.compile(r"^/v1/jobs/([0-9a-fA-F-]{36})")
-_UPLOAD_PATH = "/v1/files"
 
 
 def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) -> FastAPI:
@@ -86,54 +80,9 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     ):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        declared = request.headers.get("content-length", "")
-        if (
-            request.url.path != _UPLOAD_PATH
-            and declared.isdigit()
-            and int(declared) > settings.max_request_bytes
-        ):
-            return JSONResponse(
-                error_body(
-                    "user_error",
-                    "request_too_large",
-                    f"request body over {settings.max_request_bytes} bytes",
-                ),
-                status_code=413,
-            )
-        match = _JOB_PATH.match(request.url.path)
-        job_token = job_id_var.set(match.group(1) if match else None)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request_token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Request-Id"] = request_id
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            app.state.metrics.requests.labels(request.method, route, str(status)).inc()
-            app.state.metrics.latency.labels(request.method, route).observe(elapsed)
-            job_id = getattr(request.state, "job_id", None) or job_id_var.get()
-            logger.info(
-                "%s %s -> %s",
-                request.method,
-                route,
-                status,
-                extra={
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 1),
-                    "tenant": getattr(request.state, "tenant", None),
-                    **({"job_id": job_id} if job_id else {}),
-                },
-            )
-            job_id_var.reset(job_token)
-            request_id_var.reset(request_token)
-
+    app.add_middleware(
+        ObserveRequests, metrics=app.state.metrics, max_request_bytes=settings.max_request_bytes
+    )
     return app
 
 
