@@ -54,6 +54,7 @@ def run_one(args: argparse.Namespace) -> dict:
         learning_rate=1e-4,
         lora_r=16,
         lora_alpha=32,
+        group_by_length=not args.no_group_by_length,
     )
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +119,11 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=32, help="Training quadruples used.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run.")
     ap.add_argument(
+        "--no-group-by-length",
+        action="store_true",
+        help="Batch examples in plain random order (to measure what grouping saves).",
+    )
+    ap.add_argument(
         "--cases",
         default=",".join(f"{m}/{t}" for m, t in CASES),
         help="Comma-separated method/trainable pairs to run (default: all).",
@@ -163,6 +169,7 @@ def main() -> None:
                 str(args.examples),
                 "--threads",
                 str(args.threads),
+                *(["--no-group-by-length"] if args.no_group_by_length else []),
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))

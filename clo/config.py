@@ -41,6 +41,11 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(4, ge=1, le=1024, description="Examples (quadruples) per micro-batch.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping; None: off.")
+    group_by_length: bool = Field(
+        True,
+        description="(ours) Micro-batches of examples of similar length, in random order: "
+        "less padding for batch_size > 1.",
+    )
     max_length: int = Field(512, ge=16, le=32768, description="Tokens per prompt+response.")
     max_prompt_length: int = Field(
         256, ge=8, le=32768, description="Prompt tokens kept when truncating (from the left)."

@@ -94,24 +94,35 @@ def compute_logps(
     batch_size: int = 8,
     chunk_tokens: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probs and token counts, both [N, 4], for every encoded example (no grad)."""
+    """Summed log-probs and token counts, both [N, 4], for every encoded example (no grad).
+
+    Results do not depend on order, so the 4·N sequences are scored longest first in batches
+    of similar length (4·batch_size sequences each): far less padding than batching examples
+    as they come, and a batch too large for memory fails at once.
+    """
     device = next(model.parameters()).device
+    width = len(encoded[0]) if encoded else 4
+    flat = [seq for seqs in encoded for seq in seqs]
+    order = sorted(range(len(flat)), key=lambda k: -len(flat[k].input_ids))
+    logps = torch.zeros(len(flat), dtype=torch.float32)
+    counts = torch.zeros(len(flat), dtype=torch.long)
+    per_batch = batch_size * width
     was_training = model.training
     model.eval()
-    logps, counts = [], []
     try:
-        for start in range(0, len(encoded), batch_size):
-            group = encoded[start : start + batch_size]
-            batch = collate([s for seqs in group for s in seqs], pad_id).to(device)
+        for start in range(0, len(order), per_batch):
+            ids = order[start : start + per_batch]
+            batch = collate([flat[k] for k in ids], pad_id).to(device)
             with autocast_context(device):
                 lp, n = sequence_logprobs(
                     model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
                 )
-            logps.append(lp.view(-1, 4).float().cpu())
-            counts.append(n.view(-1, 4).cpu())
+            index = torch.tensor(ids)
+            logps[index] = lp.float().cpu()
+            counts[index] = n.cpu()
     finally:
         model.train(was_training)
-    return torch.cat(logps), torch.cat(counts)
+    return logps.view(-1, width), counts.view(-1, width)
 
 
 def reference_logps(

@@ -107,6 +107,7 @@ class Hyperparameters(BaseModel):
     max_steps: int | None = Field(None, ge=1, le=1_000_000)
     batch_size: int = Field(4, ge=1, le=1024)
     grad_accum: int = Field(1, ge=1, le=1024)
+    group_by_length: bool = True
     max_length: int = Field(512, ge=32, le=32768)
     seed: int = Field(0, ge=0)
     checkpoint_every: int = Field(50, ge=1)

@@ -90,21 +90,58 @@ class Plan:
         return 0, self.total_steps
 
 
-def make_plan(n_examples: int, config: TrainConfig) -> Plan:
+# Examples sorted together when grouping by length; HF's LengthGroupedSampler uses 50 too.
+LENGTH_GROUP_BATCHES = 50
+
+
+def make_plan(n_examples: int, config: TrainConfig, lengths: Sequence[int] | None = None) -> Plan:
+    """Seeded data order: a fresh permutation per epoch, grouped by `lengths` when asked."""
     micro = min(config.batch_size, n_examples)
     per_step = micro * config.grad_accum
     total = config.max_steps or max(1, math.ceil(config.epochs * n_examples / per_step))
     needed = total * per_step
     gen = torch.Generator().manual_seed(config.seed)
+    grouped = config.group_by_length and lengths is not None and micro > 1
     order: list[int] = []
     while len(order) < needed:  # a fresh permutation per epoch
-        order.extend(torch.randperm(n_examples, generator=gen).tolist())
+        epoch = torch.randperm(n_examples, generator=gen).tolist()
+        if grouped:
+            assert lengths is not None
+            # the first `fill` examples complete the previous epoch's last micro-batch
+            fill = -len(order) % micro
+            epoch = epoch[:fill] + group_by_length(epoch[fill:], lengths, micro, gen)
+        order.extend(epoch)
     sft_steps = 0
     if config.method == "sft+dpo":
         sft_steps = min(total - 1, max(1, round(total * config.sft_steps_fraction)))
         if total < 2:
             raise CloError("method sft+dpo needs at least 2 steps (raise max_steps or epochs)")
     return Plan(total, per_step, micro, tuple(order[:needed]), sft_steps)
+
+
+def group_by_length(
+    examples: list[int], lengths: Sequence[int], micro: int, gen: torch.Generator
+) -> list[int]:
+    """Reorder one epoch so each micro-batch holds examples of similar length.
+
+    A batch pads to its longest sequence. Windows of LENGTH_GROUP_BATCHES micro-batches of the
+    random order are sorted by length and cut into micro-batches, which are then shuffled
+    within the epoch: padding falls while batches still come in random order. The longest
+    batch goes first, so a run that cannot fit it in memory fails at its first step, not
+    hours in; a short last batch stays last so every other batch keeps its place.
+    """
+    window = LENGTH_GROUP_BATCHES * micro
+    batches: list[list[int]] = []
+    for start in range(0, len(examples), window):
+        chunk = sorted(examples[start : start + window], key=lambda i: -lengths[i])
+        batches.extend(chunk[i : i + micro] for i in range(0, len(chunk), micro))
+    tail = [batches.pop()] if len(batches[-1]) < micro else []
+    if batches:
+        longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
+        first = batches.pop(longest)
+        shuffled = [batches[b] for b in torch.randperm(len(batches), generator=gen).tolist()]
+        batches = [first, *shuffled]
+    return [i for batch in [*batches, *tail] for i in batch]
 
 
 def loss_function(config: TrainConfig, phase: str) -> LossFn:
@@ -226,7 +263,9 @@ class _Run:
             betas=config.adam_betas,
             weight_decay=config.weight_decay,
         )
-        self.plan = make_plan(len(self.encoded), config)
+        # an example's micro-batch cost follows its longest sequence (all four are padded)
+        lengths = [max(len(seq.input_ids) for seq in ex) for ex in self.encoded]
+        self.plan = make_plan(len(self.encoded), config, lengths)
         self.fingerprint = run_fingerprint(config, self.encoded)
         self.step = 0
         logger.info(

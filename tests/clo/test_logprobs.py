@@ -273,3 +273,22 @@ def test_bad_chunk_size_is_refused() -> None:
     head = torch.nn.Linear(4, 10)
     with pytest.raises(CloError, match="chunk_tokens"):
         token_logprobs(head, torch.zeros(3, 4), torch.zeros(3, dtype=torch.long), 0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_reference_scoring_in_length_order_keeps_each_examples_place(
+    model_and_batch, tiny_qwen2: Path, batch_size: int
+) -> None:
+    from clo.reference import compute_logps
+
+    model, batch, seqs = model_and_batch
+    pad = AutoTokenizer.from_pretrained(tiny_qwen2).pad_token_id
+    encoded = [tuple(seqs[i : i + 4]) for i in range(0, len(seqs), 4)]
+    # sorted by length, the 8 sequences interleave the two examples' columns
+    assert sorted(range(8), key=lambda k: -len(seqs[k].input_ids)) != list(range(8))
+    logps, counts = compute_logps(model, encoded, pad, batch_size=batch_size)
+    with torch.no_grad():
+        want, want_counts = naive_logprobs(model, batch)
+    assert logps.shape == (2, 4)
+    torch.testing.assert_close(logps.view(-1), want, rtol=1e-5, atol=1e-4)
+    assert counts.view(-1).tolist() == want_counts.tolist()

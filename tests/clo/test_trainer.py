@@ -228,6 +228,31 @@ def test_plan_is_seeded_and_covers_epochs() -> None:
     assert [len(mb) for mb in plan.micro_batches(0)] == [2, 2]
 
 
+def _padding_share(plan, lengths: list[int]) -> float:  # type: ignore[no-untyped-def]
+    real = padded = 0
+    for step in range(plan.total_steps):
+        for batch in plan.micro_batches(step):
+            real += sum(lengths[i] for i in batch)
+            padded += max(lengths[i] for i in batch) * len(batch)
+    return 1 - real / padded
+
+
+def test_length_grouping_cuts_padding_and_keeps_epochs() -> None:
+    lengths = [
+        int(x) for x in torch.randint(20, 500, (103,), generator=torch.Generator().manual_seed(1))
+    ]
+    cfg = TrainConfig(batch_size=4, epochs=3.0, seed=7)
+    grouped = make_plan(len(lengths), cfg, lengths)
+    plain = make_plan(len(lengths), cfg.model_copy(update={"group_by_length": False}), lengths)
+    assert plain.order == make_plan(len(lengths), cfg).order  # no lengths: the plain order
+    assert _padding_share(grouped, lengths) < 0.5 * _padding_share(plain, lengths)
+    n = len(lengths)
+    for epoch in range(3):  # every epoch still sees every example once
+        assert sorted(grouped.order[epoch * n : (epoch + 1) * n]) == list(range(n))
+    assert max(lengths[i] for i in grouped.micro_batches(0)[0]) == max(lengths)  # OOM at step 1
+    assert grouped.order == make_plan(n, cfg, lengths).order  # seeded
+
+
 def test_lr_schedule_closed_form() -> None:
     assert lr_at(0, 10, 2, 1.0) == pytest.approx(0.5)
     assert lr_at(1, 10, 2, 1.0) == pytest.approx(1.0)
