@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` and the service importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO_ROOT, format_table, load_average, machine_line, save_result  # noqa: E402
+from bench.common import format_table, load_average, machine_line, save_result  # noqa: E402
+from clo.cli.demo import free_port, start_api  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +93,6 @@ def _admin(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def create_tenants(db_url: str, count: int) -> list[str]:
     """API key secrets of `count` fresh tenants (each POST stream takes a tenant lock)."""
     from persistence.db import make_engine, make_session_factory, session_scope
@@ -115,28 +109,6 @@ def create_tenants(db_url: str, count: int) -> list[str]:
     finally:
         engine.dispose()
     return keys
-
-
-def start_server(
-    env: dict[str, str], port: int, workers: int, log_path: Path
-) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "api.app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    log = log_path.open("wb")
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -232,7 +204,7 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
     try:
         upgrade_head(url)
         keys = create_tenants(url, max(1, args.tenants))
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
@@ -245,9 +217,8 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
             "CLO_DATA_DIR": str(tmp / "data"),
             "CLO_MIGRATE_ON_START": "false",
             "CLO_MAX_CONCURRENT_JOBS_PER_TENANT": "1000000",
-            "PYTHONPATH": str(REPO_ROOT),
         }
-        proc = start_server(env, port, args.workers, tmp / "uvicorn.log")
+        proc = start_api(env, port, tmp / "uvicorn.log", workers=args.workers, access_log=False)
         wait_ready(base, proc)
         ids = seed_jobs(base, keys[0], args.seed_jobs)
         get_script = GET_LUA % {"ids": ",".join(f'"{i}"' for i in ids), "key": keys[0]}

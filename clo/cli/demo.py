@@ -63,23 +63,12 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
         )
 
 
-def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    return spawn(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env,
-        log,
-    )
+def start_api(
+    env: dict[str, str], port: int, log: Path, workers: int = 1, access_log: bool = True
+) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    return spawn(cmd if access_log else [*cmd, "--no-access-log"], env, log)
 
 
 def start_worker(
