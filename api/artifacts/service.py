@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import NotFound
 from api.jobs.schemas import ArtifactRead
 from persistence.artifact_store import ArtifactStore, UnsafeKeyError
-from persistence.models import Job
+from persistence.models import Artifact, Job
 from persistence.repositories import artifacts as artifacts_repo
 
 logger = logging.getLogger(__name__)
@@ -24,10 +24,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def list_artifacts(session: Session, job: Job) -> list[ArtifactRead]:
-    return [
-        artifact_read(job.id, a.name, a.kind, a.size, a.sha256, a.created_at)
-        for a in artifacts_repo.list_artifacts(session, job.id)
-    ]
+    return [row_read(a) for a in artifacts_repo.list_artifacts(session, job.id)]
+
+
+def row_read(a: Artifact) -> ArtifactRead:
+    return artifact_read(a.job_id, a.name, a.kind, a.size, a.sha256, a.created_at)
 
 
 def artifact_read(

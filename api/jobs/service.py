@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import idempotency
-from api.artifacts.service import artifact_read, list_artifacts
+from api.artifacts.service import artifact_read, list_artifacts, row_read
 from api.deps import after_commit, invalid_key
 from api.enqueue import JobEnqueuer
 from api.errors import InvalidRequest, NotFound, TooManyRequests
@@ -37,6 +37,7 @@ from clo.languages import UnknownLanguageError, get_language, recommended_traina
 from clo.seed import builtin_parallel, builtin_seed
 from clo.spec import MIN_DATA_SIZE, JobSpec
 from persistence.models import Job, JobEvent, Tenant
+from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
 from persistence.repositories import files as files_repo
 from persistence.repositories import jobs as jobs_repo
@@ -315,9 +316,22 @@ def list_jobs(
     before = decode_cursor(cursor) if cursor else None
     rows = jobs_repo.list_jobs(session, tenant.id, limit=limit + 1, filters=filters, before=before)
     page, has_more = rows[:limit], len(rows) > limit
+    jobs = [job for job, _ in page]
+    # Three queries per page, however long: the jobs, their artifacts, the queue positions.
+    artifacts = artifacts_repo.artifacts_by_job(session, [job.id for job in jobs])
+    positions = jobs_repo.queue_positions(session, jobs)
+    data = [
+        _job_read(
+            job,
+            [row_read(a) for a in artifacts.get(job.id, [])],
+            positions.get(job.id),
+            evaluation_ready=evaluated,
+        )
+        for job, evaluated in page
+    ]
     return JobList(
-        data=[to_read(session, job) for job in page],
-        next_cursor=encode_cursor(page[-1]) if has_more and page else None,
+        data=data,
+        next_cursor=encode_cursor(jobs[-1]) if has_more and jobs else None,
         has_more=has_more,
     )
 

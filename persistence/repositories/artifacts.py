@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +31,18 @@ def add_artifact(
 def list_artifacts(session: Session, job_id: uuid.UUID) -> list[Artifact]:
     query = select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)
     return list(session.scalars(query))
+
+
+def artifacts_by_job(
+    session: Session, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Artifact]]:
+    """Every listed job's artifacts by name, in one query (jobs without any are absent)."""
+    found: dict[uuid.UUID, list[Artifact]] = {}
+    if job_ids:
+        query = select(Artifact).where(Artifact.job_id.in_(job_ids)).order_by(Artifact.name)
+        for artifact in session.scalars(query):
+            found.setdefault(artifact.job_id, []).append(artifact)
+    return found
 
 
 def get_artifact(session: Session, job_id: uuid.UUID, name: str) -> Artifact | None:

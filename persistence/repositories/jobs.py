@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, defer
 
 from persistence.keys import hash_key
 from persistence.models import ACTIVE_STATUSES, ApiKey, Artifact, Job, Tenant, utcnow
@@ -77,6 +78,12 @@ def get_job_by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str)
     return session.scalars(query).one_or_none()
 
 
+def has_evaluation(column: Any) -> Any:
+    """SQL for "this evaluation column holds a report"."""
+    # A JSON column can hold SQL NULL or a JSON null; the ORM reads both as None.
+    return type_coerce(func.coalesce(cast(column, Text) != "null", False), Boolean)
+
+
 def list_jobs(
     session: Session,
     tenant_id: uuid.UUID,
@@ -84,9 +91,17 @@ def list_jobs(
     limit: int,
     filters: JobFilters,
     before: tuple[datetime, uuid.UUID] | None = None,
-) -> list[Job]:
-    """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
-    query = select(Job).where(Job.tenant_id == tenant_id)
+) -> list[tuple[Job, bool]]:
+    """(job, has an evaluation) newest first; `before` is the (created_at, id) of the last
+    row of the previous page.
+
+    The evaluation report is not loaded (it can be large and a list does not show it).
+    """
+    query = (
+        select(Job, has_evaluation(Job.evaluation))
+        .options(defer(Job.evaluation))
+        .where(Job.tenant_id == tenant_id)
+    )
     if filters.status:
         query = query.where(Job.status == filters.status)
     if filters.target_language:
@@ -99,7 +114,7 @@ def list_jobs(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
         )
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return [(job, bool(has_evaluation)) for job, has_evaluation in session.execute(query)]
 
 
 def count_active_jobs(session: Session, tenant_id: uuid.UUID) -> int:
@@ -117,6 +132,24 @@ def queue_position(session: Session, job: Job) -> int:
         tuple_(Job.created_at, Job.id) < tuple_(job.created_at, job.id),
     )
     return int(session.scalar(ahead) or 0) + 1
+
+
+def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, int]:
+    """queue_position of every queued job in `jobs`, in one statement."""
+    queued = [job.id for job in jobs if job.status == "queued"]
+    if not queued:
+        return {}
+    ahead = aliased(Job)
+    count_ahead = (
+        select(func.count())
+        .where(
+            ahead.status == "queued",
+            tuple_(ahead.created_at, ahead.id) < tuple_(Job.created_at, Job.id),
+        )
+        .scalar_subquery()
+    )
+    rows = session.execute(select(Job.id, count_ahead).where(Job.id.in_(queued)))
+    return {job_id: int(n) + 1 for job_id, n in rows}
 
 
 @dataclass(frozen=True)
@@ -146,8 +179,7 @@ def _read_for_key_query() -> Any:
         )
         .scalar_subquery()
     )
-    # A JSON column can hold SQL NULL or a JSON null; the ORM reads both as None.
-    evaluation_ready = func.coalesce(cast(jobs.c.evaluation, Text) != "null", False)
+    evaluation_ready = has_evaluation(jobs.c.evaluation)
     job_columns = [c for c in jobs.c if c.name not in _NOT_SHOWN]
     return (
         select(
@@ -155,7 +187,7 @@ def _read_for_key_query() -> Any:
             Tenant.name.label("tenant_name"),
             *job_columns,
             case((jobs.c.status == "queued", queued_ahead + 1)).label("queue_position"),
-            type_coerce(evaluation_ready, Boolean).label("evaluation_ready"),
+            evaluation_ready.label("evaluation_ready"),
             *[c.label(f"artifact_{c.name}") for c in artifacts.c if c.name in _ARTIFACT_SHOWN],
         )
         .select_from(ApiKey)

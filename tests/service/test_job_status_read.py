@@ -107,3 +107,29 @@ def test_status_read_is_503_when_the_database_is_unreachable(data_dir) -> None: 
     assert response.status_code == 503, response.text
     assert response.json()["error"]["type"] == "system_error"
     assert response.headers["retry-after"]
+
+
+def test_a_list_page_costs_the_same_few_queries_however_long(  # type: ignore[no-untyped-def]
+    client, app, make_tenant, insert_job, factory
+) -> None:
+    from sqlalchemy import event
+
+    def statements_for(limit: int, tenant) -> int:  # type: ignore[no-untyped-def]
+        seen: list[str] = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731  (statement text)
+        event.listen(app.state.engine, "before_cursor_execute", listener)
+        try:
+            page = client.get("/v1/jobs", params={"limit": limit}, headers=tenant.headers)
+        finally:
+            event.remove(app.state.engine, "before_cursor_execute", listener)
+        assert page.status_code == 200 and len(page.json()["data"]) == limit
+        return len(seen)
+
+    small, large = make_tenant(), make_tenant()
+    for tenant, count in ((small, 2), (large, 12)):
+        for i in range(count):  # queued jobs and finished ones with artifacts
+            job = insert_job(tenant, status="queued" if i % 2 else "succeeded")
+            with session_scope(factory) as session:
+                stored = app.state.store.write_bytes(make_key("jobs", str(job), "a.tar"), b"x")
+                artifacts_repo.add_artifact(session, job, "a.tar", "adapter", stored)
+    assert statements_for(12, large) == statements_for(2, small)
