@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -139,6 +140,13 @@ def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, in
     queued = [job.id for job in jobs if job.status == "queued"]
     if not queued:
         return {}
+    rows = session.execute(_queue_positions_query(), {"ids": queued})
+    return {job_id: int(n) + 1 for job_id, n in rows}
+
+
+@lru_cache(maxsize=1)
+def _queue_positions_query() -> Any:
+    # Built once: composing the aliased correlated count costs more CPU than running it.
     ahead = aliased(Job)
     count_ahead = (
         select(func.count())
@@ -148,8 +156,7 @@ def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, in
         )
         .scalar_subquery()
     )
-    rows = session.execute(select(Job.id, count_ahead).where(Job.id.in_(queued)))
-    return {job_id: int(n) + 1 for job_id, n in rows}
+    return select(Job.id, count_ahead).where(Job.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
