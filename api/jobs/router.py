@@ -59,7 +59,7 @@ def create_job(
     )
     request.state.job_id = str(job.id)
     answer_created(response, created, f"/v1/jobs/{job.id}")
-    return service.to_read(session, job)
+    return service.to_read(session, job, new=created)
 
 
 @router.get("", response_model=JobList)

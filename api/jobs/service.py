@@ -75,22 +75,27 @@ def create_job(
             code="concurrent_job_limit",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    try:
-        with session.begin_nested():
-            job = jobs_repo.create_job(
-                session,
-                tenant_id=tenant.id,
-                spec=stored_spec,
-                max_attempts=settings.max_attempts,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-            )
-    except IntegrityError:
-        # A concurrent retry with the same Idempotency-Key won the insert.
-        existing = jobs_repo.get_job_by_idempotency_key(session, tenant.id, idempotency_key or "")
-        if existing is None:
-            raise
-        return idempotency.same_request(existing, request_hash, "job"), False
+    insert = partial(
+        jobs_repo.create_job,
+        session,
+        tenant_id=tenant.id,
+        spec=stored_spec,
+        max_attempts=settings.max_attempts,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    if not idempotency_key:  # nothing unique to collide on: no savepoint round trips
+        job = insert()
+    else:
+        try:
+            with session.begin_nested():
+                job = insert()
+        except IntegrityError:
+            # A concurrent retry with the same Idempotency-Key won the insert.
+            existing = jobs_repo.get_job_by_idempotency_key(session, tenant.id, idempotency_key)
+            if existing is None:
+                raise
+            return idempotency.same_request(existing, request_hash, "job"), False
     events_repo.append_event(
         session,
         job.id,
@@ -235,8 +240,9 @@ def _tenant_job(session: Session, tenant: Tenant, job_id: str) -> Job | None:
     return jobs_repo.get_job_for_tenant(session, tenant.id, parsed) if parsed else None
 
 
-def to_read(session: Session, job: Job) -> JobRead:
-    artifacts = list_artifacts(session, job)
+def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
+    """The API view of one job; `new`: just inserted, so it has no artifacts yet."""
+    artifacts = [] if new else list_artifacts(session, job)
     position = jobs_repo.queue_position(session, job) if job.status == "queued" else None
     return _job_read(job, artifacts, position, evaluation_ready=job.evaluation is not None)
 

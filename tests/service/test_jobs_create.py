@@ -53,6 +53,19 @@ def test_idempotent_retry_returns_same_job(client, tenant, enqueued, factory) ->
     assert _jobs_of(factory, tenant) == 1
 
 
+def test_concurrent_retries_with_one_key_make_one_job(client, tenant, factory) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = {**tenant.headers, "Idempotency-Key": f"race-{uuid.uuid4()}"}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda _: client.post("/v1/jobs", json=job_body(), headers=headers), range(4))
+        )
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert _jobs_of(factory, tenant) == 1
+
+
 def test_idempotency_key_with_other_body_is_409(client, tenant, factory) -> None:  # type: ignore[no-untyped-def]
     headers = {**tenant.headers, "Idempotency-Key": "same-key"}
     assert client.post("/v1/jobs", json=job_body(), headers=headers).status_code == 201
