@@ -11,6 +11,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api.artifacts.links import LinkSigner
+from api.artifacts.router import downloads_router
 from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
 from api.comparisons.router import router as comparisons_router
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.store = ArtifactStore(settings.artifact_root)
+    app.state.link_signer = LinkSigner(settings)
     app.state.enqueuer = JobEnqueuer(enqueue or default_send(settings), app.state.session_factory)
     app.state.metrics = ApiMetrics(app.state)
 
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         jobs_router,
         comparisons_router,
         artifacts_router,
+        downloads_router,
         files_router,
         catalogue_router,
         ops_router,

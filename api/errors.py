@@ -57,6 +57,11 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class Gone(ApiError):
+    status_code = 410
+    code = "gone"
+
+
 class InvalidRequest(ApiError):
     status_code = 422
     code = "invalid_request"

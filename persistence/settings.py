@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Default: filesystem:// under data_dir")
     artifact_dir: Path | None = Field(None, description="Default: <data_dir>/artifacts")
     admin_secret: str = Field("", description="Reserved for admin endpoints; required in prod.")
+    download_link_seconds: int = Field(
+        300, ge=1, le=7 * 24 * 3600, description="Lifetime of a signed artifact download link."
+    )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(1024 * 1024, ge=1, description="JSON request bodies.")
     max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued+running+cancelling")

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from api.artifacts import service
+from api.artifacts.links import LinkSigner
 from api.deps import CurrentJob, SessionDep, StoreDep
-from api.errors import COMMON_ERRORS
+from api.errors import COMMON_ERRORS, NotFound
 from api.jobs.schemas import ArtifactRead
+from persistence.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses=COMMON_ERRORS)
+downloads_router = APIRouter(prefix="/v1/downloads", tags=["artifacts"], responses=COMMON_ERRORS)
+
+_FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"application/octet-stream": {}}},
+    206: {"description": "The requested byte range"},
+    416: {"description": "Range not satisfiable"},
+}
+
+
+class DownloadLink(BaseModel):
+    url: str = Field(description="GET it without an API key until expires_at.")
+    expires_at: datetime
 
 
 @router.get("/{job_id}/artifacts", response_model=list[ArtifactRead])
@@ -18,17 +35,34 @@ def list_artifacts(session: SessionDep, job: CurrentJob) -> list[ArtifactRead]:
     return service.list_artifacts(session, job)
 
 
-@router.get(
-    "/{job_id}/artifacts/{name}",
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"application/octet-stream": {}}},
-        206: {"description": "The requested byte range"},
-        416: {"description": "Range not satisfiable"},
-    },
-)
+@router.get("/{job_id}/artifacts/{name}", response_class=FileResponse, responses=_FILE_RESPONSES)
 def download_artifact(
     name: str, session: SessionDep, job: CurrentJob, store: StoreDep
 ) -> FileResponse:
     """The file, streamed; X-Checksum-Sha256 and ETag carry its sha256; Range gives 206."""
+    return service.download(session, job, name, store)
+
+
+@router.post("/{job_id}/artifacts/{name}/link", response_model=DownloadLink, status_code=201)
+def create_download_link(
+    name: str, request: Request, session: SessionDep, job: CurrentJob
+) -> DownloadLink:
+    """A signed link to the artifact that needs no API key and expires (browsers, curl)."""
+    row = service.find_artifact(session, job.id, name)
+    signer: LinkSigner = request.app.state.link_signer
+    token, expires_at = signer.issue(job.id, row.name)
+    return DownloadLink(url=f"/v1/downloads/{token}", expires_at=expires_at)
+
+
+@downloads_router.get("/{token}", response_class=FileResponse, responses=_FILE_RESPONSES)
+def download_by_link(
+    token: str, request: Request, session: SessionDep, store: StoreDep
+) -> FileResponse:
+    """The artifact a download link names, as GET /v1/jobs/{id}/artifacts/{name} serves it."""
+    signer: LinkSigner = request.app.state.link_signer
+    job_id, name = signer.read(token)
+    job = session.get(Job, job_id)
+    if job is None:  # deleted since the link was issued
+        raise NotFound("no such download link", code="download_link_not_found")
+    request.state.job_id = str(job.id)
     return service.download(session, job, name, store)

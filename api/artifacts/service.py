@@ -45,11 +45,17 @@ def artifact_read(
     )
 
 
-def download(session: Session, job: Job, name: str, store: ArtifactStore) -> FileResponse:
-    """Look the name up in the job's rows (never on disk); serve the stored key it maps to."""
-    row = artifacts_repo.get_artifact(session, job.id, name) if _NAME.match(name) else None
+def find_artifact(session: Session, job_id: uuid.UUID, name: str) -> Artifact:
+    """The job's artifact row of that name (looked up in the database, never on disk)."""
+    row = artifacts_repo.get_artifact(session, job_id, name) if _NAME.match(name) else None
     if row is None:
-        raise NotFound(f"job {job.id} has no artifact {name!r}", code="artifact_not_found")
+        raise NotFound(f"job {job_id} has no artifact {name!r}", code="artifact_not_found")
+    return row
+
+
+def download(session: Session, job: Job, name: str, store: ArtifactStore) -> FileResponse:
+    """Serve the stored key the job's artifact row of that name maps to."""
+    row = find_artifact(session, job.id, name)
     try:
         path = store.resolve(row.key)
     except UnsafeKeyError:

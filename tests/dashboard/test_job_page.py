@@ -186,3 +186,44 @@ def test_cancel_from_the_page(  # type: ignore[no-untyped-def]
     page.click("#cancel-yes")
     expect(page.locator("#job-status .badge")).to_have_text("cancelled")
     assert load_job(queued).status == "cancelled"
+
+
+def test_large_artifact_streams_to_disk_through_a_signed_link(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, finished_job, settings, factory, tmp_path: Path
+) -> None:
+    import os
+    import uuid
+
+    from persistence.artifact_store import ArtifactStore, make_key
+    from persistence.db import session_scope
+    from persistence.repositories import artifacts as artifacts_repo
+
+    tenant = make_tenant()
+    job_id, _ = finished_job(tenant, steps=5)
+    # over the page's 64 MB in-browser limit: a merged model, say
+    data = os.urandom(1 << 20) * 65
+    stored = ArtifactStore(settings.artifact_root).write_bytes(
+        make_key("jobs", job_id, "merged.tar"), data
+    )
+    with session_scope(factory) as session:
+        artifacts_repo.add_artifact(session, uuid.UUID(job_id), "merged.tar", "merged", stored)
+
+    page = browser_page.page
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+    browser_page.open(f"/dashboard/jobs/{job_id}")
+    browser_page.sign_in(tenant.key)
+    with page.expect_download(timeout=60_000) as info:
+        page.click('button[data-artifact="merged.tar"]')
+    saved = tmp_path / "merged.tar"
+    info.value.save_as(saved)
+    assert info.value.suggested_filename == "merged.tar"
+    assert saved.stat().st_size == len(data)
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == stored.sha256
+    assert info.value.url.split("?")[0].rsplit("/", 2)[1] == "downloads"  # the signed link
+    assert any(r.startswith("POST ") and r.endswith("/merged.tar/link") for r in requests)
+    # the page never fetched the file itself
+    assert not any(r.startswith("GET ") and r.endswith("/artifacts/merged.tar") for r in requests)
+    expect(page.locator('tr[data-artifact="merged.tar"] .download-status')).to_contain_text(
+        stored.sha256
+    )

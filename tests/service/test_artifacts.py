@@ -143,3 +143,75 @@ def test_artifact_missing_from_store_is_404_not_500(client, tenant, artifact_job
     response = client.get(f"/v1/jobs/{job_id}/artifacts/adapter.tar", headers=tenant.headers)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "artifact_missing"
+
+
+def test_download_link_streams_without_a_key(client, tenant, artifact_job) -> None:  # type: ignore[no-untyped-def]
+    job_id, data = artifact_job
+    issued = client.post(f"/v1/jobs/{job_id}/artifacts/adapter.tar/link", headers=tenant.headers)
+    assert issued.status_code == 201, issued.text
+    link = issued.json()
+    assert link["url"].startswith("/v1/downloads/") and "expires_at" in link
+    response = client.get(link["url"])  # no Authorization header: the link is the credential
+    assert response.status_code == 200 and response.content == data
+    assert response.headers["x-checksum-sha256"] == hashlib.sha256(data).hexdigest()
+    assert 'filename="adapter.tar"' in response.headers["content-disposition"]
+    part = client.get(link["url"], headers={"Range": "bytes=5-9"})
+    assert part.status_code == 206 and part.content == data[5:10]
+
+
+def test_download_link_refusals(client, tenant, make_tenant, artifact_job) -> None:  # type: ignore[no-untyped-def]
+    job_id, _ = artifact_job
+    base = f"/v1/jobs/{job_id}/artifacts"
+    assert client.post(f"{base}/adapter.tar/link").status_code == 401  # issuing needs a key
+    other = make_tenant()  # another tenant's job looks like a missing one
+    assert client.post(f"{base}/adapter.tar/link", headers=other.headers).status_code == 404
+    missing = client.post(f"{base}/nope.tar/link", headers=tenant.headers)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "artifact_not_found"
+    url = client.post(f"{base}/adapter.tar/link", headers=tenant.headers).json()["url"]
+    token = url.rsplit("/", 1)[1]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for bad in (forged, "not-a-token", token.replace(".", "", 1)):
+        answer = client.get(f"/v1/downloads/{bad}")
+        assert answer.status_code == 404, bad
+        assert answer.json()["error"]["code"] == "download_link_not_found"
+
+
+def test_download_link_expires(tenant, artifact_job, app) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    job_id, _ = artifact_job
+    # same signing key and store as the session app, links living one second
+    settings = app.state.settings.model_copy(update={"download_link_seconds": 1})
+    with TestClient(create_app(settings, lambda _id: None)) as short:
+        url = short.post(
+            f"/v1/jobs/{job_id}/artifacts/adapter.tar/link", headers=tenant.headers
+        ).json()["url"]
+        assert short.get(url).status_code == 200
+        time.sleep(2.1)
+        expired = short.get(url)
+    assert expired.status_code == 410
+    assert expired.json()["error"]["code"] == "download_link_expired"
+
+
+def test_every_api_process_signs_with_the_same_key(tmp_path: Path) -> None:
+    import uuid
+
+    from api.artifacts.links import LinkSigner
+    from persistence.settings import Settings
+
+    dev = Settings(data_dir=tmp_path / "dev")
+    job = uuid.uuid4()
+    token, _ = LinkSigner(dev).issue(job, "adapter.tar")
+    assert LinkSigner(dev).read(token) == (job, "adapter.tar")  # key kept in the data dir
+    assert (tmp_path / "dev" / ".download-link-key").stat().st_mode & 0o077 == 0
+    prod_a = Settings(data_dir=tmp_path / "a", admin_secret="s3cret")
+    prod_b = Settings(data_dir=tmp_path / "b", admin_secret="s3cret")
+    token, _ = LinkSigner(prod_a).issue(job, "report.json")
+    assert LinkSigner(prod_b).read(token) == (job, "report.json")  # derived from the secret
+    assert not (tmp_path / "a" / ".download-link-key").exists()
+    with pytest.raises(Exception, match="no such download link"):
+        LinkSigner(Settings(data_dir=tmp_path / "c", admin_secret="other")).read(token)

@@ -23,7 +23,9 @@ import { followEvents } from "./sse.js";
 const POLL_MS = 1000;
 const METRICS_MS = 3000;
 const MAX_EVENTS_SHOWN = 300;
-const VERIFY_LIMIT = 512 * 1024 * 1024; // hash downloads up to this size in the browser
+// Up to this size a download is fetched, hashed and checked in the browser; larger files
+// (merged models) go through a signed link so the browser streams them to disk.
+const STREAM_ABOVE = 64 * 1024 * 1024;
 
 const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean).pop() || "");
 
@@ -227,13 +229,14 @@ async function sha256Hex(blob) {
 }
 
 async function download(artifact, button, status) {
+  if (artifact.size > STREAM_ABOVE) return streamToDisk(artifact, button, status);
   button.disabled = true;
   status.textContent = "Downloading…";
   try {
     const response = await apiRequest(artifact.download_url);
     const blob = await response.blob();
     let note = "";
-    if (crypto.subtle && blob.size <= VERIFY_LIMIT) {
+    if (crypto.subtle) {
       const digest = await sha256Hex(blob);
       if (digest !== artifact.sha256) {
         status.textContent = `Checksum mismatch: got ${digest.slice(0, 12)}…, expected ${artifact.sha256.slice(0, 12)}…`;
@@ -248,6 +251,23 @@ async function download(artifact, button, status) {
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60000);
     status.textContent = `Saved ${artifact.name}${note}.`;
+  } catch (error) {
+    status.textContent = `Download failed: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function streamToDisk(artifact, button, status) {
+  button.disabled = true;
+  status.textContent = "Preparing a download link…";
+  try {
+    const link = await apiJson(`${artifact.download_url}/link`, { method: "POST" });
+    const anchor = h("a", { href: link.url, download: artifact.name, hidden: true });
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    status.textContent = `Streaming ${artifact.name} to disk; its sha256 is ${artifact.sha256}.`;
   } catch (error) {
     status.textContent = `Download failed: ${error.message}`;
   } finally {
