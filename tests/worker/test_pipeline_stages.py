@@ -131,3 +131,22 @@ def test_clo_run_cli_rejects_bad_spec_naming_the_field(tmp_path: Path):
         ],
     )
     assert result.exit_code != 0 and "data_size" in result.output
+
+
+@pytest.mark.parametrize("method", ["sft", "sft+dpo"])
+def test_baseline_methods_run_the_whole_pipeline(tiny_qwen2: Path, tmp_path: Path, method: str):
+    # SFT steps log no preference terms (they forward only the trained responses), so an SFT
+    # job's preference figures must come from the held-out evaluation.
+    spec = _spec().model_copy(update={"method": method})
+    events: list[dict] = []
+    result = run_pipeline(
+        spec, tmp_path, PipelineHooks(events.append), PipelineEnv(str(tiny_qwen2))
+    )
+    steps = [e for e in events if e.get("stage") == "training" and "loss" in e]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4]
+    sft_steps = [e for e in steps if e["phase"] == "sft"]
+    assert sft_steps and all("cl_loss" not in e for e in sft_steps)
+    assert all("cl_loss" in e for e in steps if e["phase"] == "dpo")
+    report = json.loads((result.bundle_dir / "evaluation.json").read_text())
+    directions = report["preference"]["directions"]
+    assert set(directions) == {"en", "tgt"} and 0.0 <= directions["tgt"]["accuracy"] <= 1.0
