@@ -43,6 +43,10 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model, tok = load_model_and_tokenizer(args.model)
     rss_after_load_mb = _current_rss_mb()
+    cuda = torch.cuda.is_available()
+    if cuda:  # on a GPU the same net figure: peak allocated minus the loaded model
+        torch.cuda.reset_peak_memory_stats()
+        cuda_after_load_mb = torch.cuda.memory_allocated() / 2**20
     quads = builtin_parallel("de")[: args.examples]
     cfg = TrainConfig(
         method=args.method,
@@ -80,7 +84,7 @@ def run_one(args: argparse.Namespace) -> dict:
             weights = (out / "adapter_model.safetensors").stat().st_size
     trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cuda_peak = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
+    cuda_train = (torch.cuda.max_memory_allocated() / 2**20 - cuda_after_load_mb) if cuda else None
     return {
         "method": args.method,
         "trainable": args.trainable,
@@ -90,7 +94,7 @@ def run_one(args: argparse.Namespace) -> dict:
         "peak_rss_mb": peak_rss_mb,
         # What training itself costs: the paper's memory comparisons are of this quantity.
         "train_mb": peak_rss_mb - rss_after_load_mb,
-        "cuda_peak_mb": cuda_peak,
+        "cuda_train_mb": cuda_train,
         "export_mb": weights / 2**20,
     }
 
@@ -101,6 +105,15 @@ def _current_rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def device_line() -> str:
+    import torch
+
+    from clo.loading import resolve_dtype
+
+    device = torch.device("cuda")
+    return f"{torch.cuda.get_device_name(0)}, {resolve_dtype(None, device)} weights, bf16 autocast"
 
 
 def torch_cuda() -> bool:
@@ -176,23 +189,21 @@ def main() -> None:
     print(
         f"model: qwen2 hidden={args.hidden} layers={args.layers}; batch={args.batch} "
         f"examples (x4 sequences), max_length={args.max_length}, {args.steps} steps, "
-        f"{args.threads} CPU thread(s)"
-        if not torch_cuda()
-        else "on CUDA"
+        + (device_line() if torch_cuda() else f"{args.threads} CPU thread(s)")
     )
     header = (
         f"{'method':8} {'trainable':9} {'step ms':>8} {'wall s':>7} {'trainable':>11} "
-        f"{'peak RSS MB':>11} {'train MB':>8} {'CUDA MB':>8} {'export MB':>9}"
+        f"{'peak RSS MB':>11} {'train MB':>8} {'CUDA train MB':>13} {'export MB':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
-        cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"
+        cuda = f"{r['cuda_train_mb']:.0f}" if r["cuda_train_mb"] is not None else "-"
         print(
             f"{r['method']:8} {r['trainable']:9} {r['step_ms_median']:8.0f} "
             f"{r['train_wall_s']:7.1f} "
-            f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {r['train_mb']:8.0f} {cuda:>8} "
-            f"{r['export_mb']:9.2f}"
+            f"{r['trainable_params']:11,d} {r['peak_rss_mb']:11.0f} {r['train_mb']:8.0f} "
+            f"{cuda:>13} {r['export_mb']:9.2f}"
         )
     print_paper_comparison(rows)
 
@@ -207,7 +218,7 @@ def print_paper_comparison(rows: list[dict]) -> None:
     clo = by_case.get(("clo", "attention"))
     if clo is None:
         return
-    key = "cuda_peak_mb" if clo["cuda_peak_mb"] is not None else "train_mb"
+    key = "cuda_train_mb" if clo["cuda_train_mb"] is not None else "train_mb"
     print(f"\nCLO/attention {key} over each peer (ours vs the paper's ratio):")
     for case, paper in PAPER_MEMORY_RATIOS.items():
         peer = by_case.get(case)
