@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 
 def test_jobs_table_lists_the_tenants_jobs(  # type: ignore[no-untyped-def]
-    browser_page, make_tenant, submit, worker, finished_job
+    browser_page, make_tenant, submit, worker, finished_job, api
 ) -> None:
     tenant = make_tenant()
     queued = submit(tenant, target_language="de")
@@ -39,6 +39,12 @@ def test_jobs_table_lists_the_tenants_jobs(  # type: ignore[no-untyped-def]
     assert finished.locator("progress").evaluate("p => p.value") == 100.0
     expect(finished.locator("td.metrics")).to_contain_text("loss")
     expect(finished.locator("td.metrics")).to_contain_text("evaluated")
+    # held-out figures, comparable across methods, rather than training-time ones
+    summary = api.get(f"/v1/jobs/{done}", headers=tenant.headers).json()["metrics_summary"]
+    expect(finished.locator("td.metrics")).to_contain_text(
+        f"right language {round(100 * summary['eval_target_pass_rate'])}%"
+    )
+    expect(finished.locator("td.metrics")).not_to_contain_text("acc tgt")
     expect(page.locator(f'tr[data-job-id="{queued}"] .progress-text')).to_contain_text(
         "queue position"
     )

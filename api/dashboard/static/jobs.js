@@ -9,6 +9,7 @@ import {
   fmt,
   h,
   isNum,
+  pct,
   progressText,
   replace,
   setProgress,
@@ -58,12 +59,21 @@ function listPath() {
   return `/v1/jobs?${params}`;
 }
 
+// An evaluated job shows its held-out figures, which compare across methods (an SFT run
+// logs no preference terms while it trains); a job still training shows its live ones.
 function keyMetrics(job) {
   const s = job.metrics_summary || {};
   const parts = [];
   if (isNum(s.loss)) parts.push(`loss ${fmt(s.loss)}`);
-  if (isNum(s.accuracy_tgt)) parts.push(`acc tgt ${fmt(s.accuracy_tgt, 2)}`);
-  if (isNum(s.margin_tgt)) parts.push(`margin tgt ${fmt(s.margin_tgt, 2)}`);
+  const evaluated = isNum(s.eval_target_pass_rate) || isNum(s.eval_pref_acc_tgt);
+  if (evaluated) {
+    if (isNum(s.eval_target_pass_rate)) parts.push(`right language ${pct(s.eval_target_pass_rate, 0)}`);
+    if (isNum(s.eval_pref_acc_tgt)) parts.push(`pref tgt ${fmt(s.eval_pref_acc_tgt, 2)}`);
+    if (isNum(s.eval_win_rate)) parts.push(`win ${pct(s.eval_win_rate, 0)}`);
+  } else {
+    if (isNum(s.accuracy_tgt)) parts.push(`acc tgt ${fmt(s.accuracy_tgt, 2)}`);
+    if (isNum(s.margin_tgt)) parts.push(`margin tgt ${fmt(s.margin_tgt, 2)}`);
+  }
   if (job.evaluation_ready) parts.push("evaluated");
   return parts.join(" · ") || "–";
 }
