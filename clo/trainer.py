@@ -10,6 +10,7 @@ what plain SFT costs rather than what CLO costs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -199,9 +200,17 @@ def seed_everything(seed: int) -> None:
 
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
     """Identifies a run so a checkpoint is only resumed by the same config and data."""
-    # settings that do not change the maths may differ on resume (e.g. a retry saving memory)
+    # Settings that do not change the maths may differ on resume (e.g. a retry saving memory).
+    # group_by_length only orders the data, and a resumed run keeps the order its checkpoint
+    # recorded; leaving it out also lets checkpoints written before it existed resume.
     cfg = config.model_dump(
-        mode="json", exclude={"checkpoint_every", "gradient_checkpointing", "logprob_chunk_tokens"}
+        mode="json",
+        exclude={
+            "checkpoint_every",
+            "gradient_checkpointing",
+            "logprob_chunk_tokens",
+            "group_by_length",
+        },
     )
     blob = json.dumps(cfg, sort_keys=True) + encoding_fingerprint(encoded)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -289,6 +298,10 @@ class _Run:
             for name, p in self.named_params:
                 p.copy_(ckpt.tensors[name])
         self.phase_ref = ckpt.tensors.get(PHASE_REF)
+        order = ckpt.state.get("data_order")
+        if order is not None and sorted(order) == sorted(self.plan.order):
+            # the order the run started with, whatever this code's grouping would pick now
+            self.plan = dataclasses.replace(self.plan, order=tuple(order))
         self.optimizer.load_state_dict(ckpt.optimizer)
         restore_rng(ckpt.state["rng"])
         self.step = ckpt.step

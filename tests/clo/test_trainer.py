@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clo.checkpoint import latest_checkpoint, load_checkpoint
 from clo.config import TrainConfig
+from clo.encoding import encode_quads
 from clo.errors import CloError, Stopped
 from clo.pairs import Quadruple
 from clo.schedule import lr_at
@@ -108,6 +109,28 @@ def test_resume_continues_exactly(
     for name, p in resumed.model.named_parameters():
         torch.testing.assert_close(p, want[name], rtol=1e-5, atol=1e-6, msg=name)
     assert resumed.metrics["loss"] == pytest.approx(straight.metrics["loss"], rel=1e-4)
+
+
+def test_resume_keeps_the_order_its_checkpoint_recorded(tiny_qwen2: Path, tmp_path: Path) -> None:
+    # A run checkpointed by code that batched in plain random order (as before grouping
+    # existed) resumes under grouping on with that order: same result as never stopping.
+    plain = small_config(max_steps=4, checkpoint_every=2, batch_size=3, group_by_length=False)
+    model, tok = load(tiny_qwen2)
+    straight = train(model, tok, QUADS, plain, tmp_path / "straight")
+    stops = iter([False, False, True])
+    model, tok = load(tiny_qwen2)
+    with pytest.raises(Stopped, match="step 2 of 4"):
+        train(model, tok, QUADS, plain, tmp_path / "resumed", should_stop=lambda: next(stops))
+    grouped = plain.model_copy(update={"group_by_length": True})
+    # the trainer's own lengths: grouping would pick another order for this run
+    encoded, _ = encode_quads(tok, QUADS, plain.max_length, plain.max_prompt_length)
+    lengths = [max(len(seq.input_ids) for seq in ex) for ex in encoded]
+    assert make_plan(6, grouped, lengths).order != make_plan(6, plain, lengths).order
+    model, tok = load(tiny_qwen2)
+    resumed = train(model, tok, QUADS, grouped, tmp_path / "resumed")
+    want = dict(straight.model.named_parameters())
+    for name, p in resumed.model.named_parameters():
+        torch.testing.assert_close(p, want[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_resume_refuses_a_different_config(tiny_qwen2: Path, tmp_path: Path) -> None:
