@@ -243,7 +243,7 @@ def _tenant_job(session: Session, tenant: Tenant, job_id: str) -> Job | None:
 def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
     """The API view of one job; `new`: just inserted, so it has no artifacts yet."""
     artifacts = [] if new else list_artifacts(session, job)
-    position = jobs_repo.queue_position(session, job) if job.status == "queued" else None
+    position = jobs_repo.queue_positions(session, [job]).get(job.id)
     return _job_read(job, artifacts, position, evaluation_ready=job.evaluation is not None)
 
 

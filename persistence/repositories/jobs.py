@@ -125,18 +125,9 @@ def count_active_jobs(session: Session, tenant_id: uuid.UUID) -> int:
     return int(session.scalar(query) or 0)
 
 
-def queue_position(session: Session, job: Job) -> int:
-    """1 for the next queued job to run (over all tenants: the GPU queue is shared)."""
-    # A row comparison, so the (created_at, id) index of queued jobs answers it alone.
-    ahead = select(func.count()).where(
-        Job.status == "queued",
-        tuple_(Job.created_at, Job.id) < tuple_(job.created_at, job.id),
-    )
-    return int(session.scalar(ahead) or 0) + 1
-
-
 def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, int]:
-    """queue_position of every queued job in `jobs`, in one statement."""
+    """Queue position of every queued job in `jobs`, in one statement: 1 for the next to run
+    (over all tenants: the GPU queue is shared)."""
     queued = [job.id for job in jobs if job.status == "queued"]
     if not queued:
         return {}
@@ -147,6 +138,7 @@ def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, in
 @lru_cache(maxsize=1)
 def _queue_positions_query() -> Any:
     # Built once: composing the aliased correlated count costs more CPU than running it.
+    # A row comparison, so the (created_at, id) index of queued jobs answers it alone.
     ahead = aliased(Job)
     count_ahead = (
         select(func.count())
