@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (each case's child process): import `bench`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Meter  # noqa: E402
 
 CASES = [
     ("clo", "attention"),
@@ -42,11 +45,7 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_model_and_tokenizer(args.model)
-    rss_after_load_mb = _current_rss_mb()
-    cuda = torch.cuda.is_available()
-    if cuda:  # on a GPU the same net figure: peak allocated minus the loaded model
-        torch.cuda.reset_peak_memory_stats()
-        cuda_after_load_mb = torch.cuda.memory_allocated() / 2**20
+    device = str(next(model.parameters()).device)
     quads = builtin_parallel("de")[: args.examples]
     cfg = TrainConfig(
         method=args.method,
@@ -62,16 +61,17 @@ def run_one(args: argparse.Namespace) -> dict:
     )
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        result = train(
-            model,
-            tok,
-            quads,
-            cfg,
-            Path(tmp) / "work",
-            progress=lambda m: times.append(m["step_seconds"]),
-        )
-        wall = time.perf_counter() - started
+        # net of the loaded model: what training itself costs, as the paper compares it
+        with Meter(device) as meter:
+            result = train(
+                model,
+                tok,
+                quads,
+                cfg,
+                Path(tmp) / "work",
+                progress=lambda m: times.append(m["step_seconds"]),
+            )
+        memory = meter.report()
         meta = dict(
             config=cfg, base_model=args.model, base_revision=None, data_hash="bench", metrics={}
         )
@@ -83,28 +83,17 @@ def run_one(args: argparse.Namespace) -> dict:
             export_adapter(result.model, tok, out, **meta)
             weights = (out / "adapter_model.safetensors").stat().st_size
     trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cuda_train = (torch.cuda.max_memory_allocated() / 2**20 - cuda_after_load_mb) if cuda else None
     return {
         "method": args.method,
         "trainable": args.trainable,
         "step_ms_median": 1000 * statistics.median(times[1:] or times),
-        "train_wall_s": wall,
+        "train_wall_s": memory["seconds"],
         "trainable_params": trainable,
-        "peak_rss_mb": peak_rss_mb,
-        # What training itself costs: the paper's memory comparisons are of this quantity.
-        "train_mb": peak_rss_mb - rss_after_load_mb,
-        "cuda_train_mb": cuda_train,
+        "peak_rss_mb": memory["peak_rss_mb"],
+        "train_mb": memory["peak_rss_mb"] - memory["rss_after_load_mb"],
+        "cuda_train_mb": memory["train_mem_mb"] if "cuda_peak_mb" in memory else None,
         "export_mb": weights / 2**20,
     }
-
-
-def _current_rss_mb() -> float:
-    """Resident set size now (Linux), to subtract the loaded model from the peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def device_line() -> str:

@@ -18,7 +18,6 @@ everything else is frozen with the same function (clo.trainable.apply_trainable)
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import subprocess
@@ -33,7 +32,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` and `clo` importabl
 
 from bench.common import (  # noqa: E402
     SHAPES,
-    PeakRss,
+    Meter,
     build_qwen2_model,
     format_table,
     load_average,
@@ -53,50 +52,6 @@ LEARNING_RATE = 5e-6
 MAX_LENGTH = 512
 MAX_PROMPT_LENGTH = 256
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class Meter:
-    """Training memory and time: CPU peak RSS by a sampler thread, CUDA peak allocated on GPU."""
-
-    def __init__(self, device: str):
-        import torch
-
-        self.cuda = device.startswith("cuda")
-        self.torch = torch
-        gc.collect()
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        self.rss = PeakRss()
-        self.base_rss = self.rss.current()
-
-    def __enter__(self) -> Meter:
-        self.rss.__enter__()
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.started
-        self.rss.__exit__(*exc)
-
-    def report(self) -> dict[str, Any]:
-        out = {
-            "seconds": self.seconds,
-            "rss_after_load_mb": self.base_rss / 2**20,
-            "peak_rss_mb": self.rss.peak / 2**20,
-            "train_mem_mb": (self.rss.peak - self.base_rss) / 2**20,
-        }
-        if self.cuda:
-            peak = self.torch.cuda.max_memory_allocated()
-            out.update(
-                cuda_after_load_mb=self.base / 2**20,
-                cuda_peak_mb=peak / 2**20,
-                train_mem_mb=(peak - self.base) / 2**20,
-            )
-        return out
 
 
 def load(model_dir: Path, device: str, dtype: str) -> tuple[Any, Any]:
