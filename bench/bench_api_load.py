@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` and the service imp
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import format_table, load_average, machine_line, save_result  # noqa: E402
-from clo.cli.demo import free_port, start_api  # noqa: E402
+from service_cli.processes import free_port, start_api  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

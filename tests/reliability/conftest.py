@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from clo.cli.demo import build_tiny_models
+from service_cli.demo import build_tiny_models
 from tests.reliability.harness import PrivatePostgres, PrivateRedis, Stack
 from tests.support.database import database_fixtures
 

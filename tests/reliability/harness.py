@@ -1,7 +1,7 @@
 """Real processes for the fault-injection tests: private Redis and Postgres servers that a test
 may kill and restart, and the service stack (API, Celery workers, reaper) on top of them.
 
-Process starting reuses clo.cli.demo (the demo's helpers); the service environment reuses
+Process starting reuses service_cli.processes (the demo's helpers); the service environment reuses
 tests/worker/conftest.py's `_service_env`, with leases short enough to expire within a test.
 """
 
@@ -29,9 +29,9 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clo.cli.demo import free_port, spawn, start_api, start_worker, wait_http
 from persistence.db import session_scope
 from persistence.models import Artifact, Job, JobEvent, JobMetric, TranslationCacheEntry
+from service_cli.processes import free_port, spawn, start_api, start_worker, wait_http
 from tests.support.specs import train_spec as train_spec  # re-exported for the scenarios
 from tests.support.tenants import new_tenant
 from tests.worker.conftest import _service_env

@@ -6,8 +6,8 @@ import uuid
 
 from typer.testing import CliRunner
 
-from clo.cli import app as cli
 from persistence.settings import get_settings
+from service_cli.main import app as cli
 
 
 def test_admin_key_lifecycle(pg_url, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from clo.checksum import sha256_file
-from clo.cli.demo import build_tiny_models, free_port, start_api, start_worker, stop, wait_http
-from clo.cli.jobs import JobsClient, download_artifact, extract_bundle
+from service_cli.demo import build_tiny_models
+from service_cli.jobs_client import JobsClient, download_artifact, extract_bundle
+from service_cli.processes import free_port, start_api, start_worker, stop, wait_http
 from tests.support.specs import train_spec
 from tests.support.tenants import new_tenant
 
@@ -169,7 +170,7 @@ def test_cancel_mid_training_then_worker_takes_next_job(service: Service):
 def test_jobs_cli_submit_watch_list_download(service: Service, tmp_path: Path):
     from typer.testing import CliRunner
 
-    from clo.cli import app
+    from service_cli.main import app
 
     auth = [
         "jobs",

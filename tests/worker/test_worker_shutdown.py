@@ -10,10 +10,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from clo.cli.demo import build_tiny_models, free_port, start_api, start_worker, stop, wait_http
-from clo.cli.jobs import JobsClient
 from persistence.db import session_scope
 from persistence.models import JobEvent, JobMetric
+from service_cli.demo import build_tiny_models
+from service_cli.jobs_client import JobsClient
+from service_cli.processes import free_port, start_api, start_worker, stop, wait_http
 
 pytestmark = pytest.mark.slow
 

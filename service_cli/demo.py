@@ -9,149 +9,30 @@ Why `quality_check: off`: the tiny translator has random weights, so its output 
 text that no language identifier accepts; with "drop" every example would be discarded.
 Real translators use the default "drop".
 
-This module only starts processes and talks HTTP: no database or queue code runs here.
+This module only starts processes and talks HTTP: no database or queue code runs here (the
+`clo admin` steps run in child processes that read the demo's environment).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from clo.cli.app import app
+from service_cli.jobs_client import JobsClient, download_artifact, extract_bundle, watch_job
+from service_cli.processes import clo_cli, free_port, start_api, start_worker, stop, wait_http
 
 TINY_LM = "tiny-qwen2"
 TINY_MT = "tiny-m2m100"
 
 
-# ---- processes (also used by the integration tests) ------------------------------------
-
-
-def repo_root() -> Path:
-    """The checkout holding api/ and worker/ (the processes are started from there)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start `cmd` in its own process group, output appended to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    root = repo_root()
-    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            cmd,
-            cwd=root,
-            env={**os.environ, **env, "PYTHONPATH": path},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def start_api(
-    env: dict[str, str], port: int, log: Path, workers: int = 1, access_log: bool = True
-) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    return spawn(cmd if access_log else [*cmd, "--no-access-log"], env, log)
-
-
-def start_worker(
-    env: dict[str, str], queue: str, name: str, log: Path, pool: str = "prefork"
-) -> subprocess.Popen[bytes]:
-    return spawn(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--queues",
-            queue,
-            "--concurrency",
-            "1",
-            "--pool",
-            pool,
-            "--hostname",
-            name,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-        log,
-    )
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before {url} answered")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM the process group we started (a worker's pool children too), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
-    except ProcessLookupError:
-        pass
-
-
-def clo_cli(args: list[str], env: dict[str, str]) -> str:
-    """Run a `clo` sub-command in a child process (keeps this one free of service imports)."""
-    cmd = [sys.executable, "-c", "from clo.cli import app; app()", *args]
-    root = repo_root()
-    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    done = subprocess.run(
-        cmd,
-        cwd=root,
-        env={**os.environ, **env, "PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"clo {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
 def build_tiny_models(models_dir: Path) -> list[str]:
     """Build the tiny causal LM and translator into models_dir (once); names them."""
+    # Imported here: they load torch, which every other `clo` command would then pay for.
     from clo.tiny import build_tiny_causal_lm
     from clo.tiny_m2m100 import build_tiny_m2m100
 
@@ -188,7 +69,6 @@ def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
     }
 
 
-@app.command("demo")
 def demo(
     data_dir: Annotated[Path, typer.Option(help="State folder (db, broker, artifacts).")] = Path(
         "var"
@@ -207,8 +87,6 @@ def demo(
     ),
 ) -> None:
     """Run one whole job on the embedded default (SQLite, filesystem broker), offline."""
-    from clo.cli.jobs import JobsClient, download_artifact, extract_bundle, watch_job
-
     started = time.monotonic()
     data_dir = data_dir.resolve()
     out = out.resolve()
