@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from clo.checksum import sha256_file
-
 logger = logging.getLogger(__name__)
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -161,5 +159,4 @@ __all__ = [
     "TooLargeError",
     "UnsafeKeyError",
     "make_key",
-    "sha256_file",
 ]
