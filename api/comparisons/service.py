@@ -30,6 +30,8 @@ from api.errors import InvalidRequest, TooManyRequests
 from api.jobs import service as jobs_service
 from api.pagination import decode_cursor, encode_cursor
 from clo.errors import CloError
+from clo.evaluate.compare import compare_reports
+from clo.evaluate.report import EvaluationReport
 from clo.spec import JobSpec
 from persistence.models import ACTIVE_STATUSES, Comparison, Job, Tenant
 from persistence.repositories import comparisons as comparisons_repo
@@ -267,8 +269,6 @@ def _report(
     pairs: list[tuple[dict[str, Any], Job | None]],
 ) -> tuple[dict[str, Any] | None, str | None]:
     """compare_reports over the runs' stored evaluations, once every job succeeded."""
-    from clo.evaluate import EvaluationReport, compare_reports
-
     unfinished = [r["label"] for r, j in pairs if j is None or j.status != "succeeded"]
     if unfinished:
         return None, f"waiting for run(s) {', '.join(unfinished)} to succeed"
