@@ -36,7 +36,7 @@ class JobEnqueuer:
             logger.warning("job not enqueued; the reaper will re-send it", extra={"job_id": job_id})
             return
         with session_scope(self.session_factory) as session:
-            jobs_repo.mark_enqueued(session, uuid.UUID(job_id))
+            jobs_repo.mark_enqueued(session, [uuid.UUID(job_id)])
         logger.info("job enqueued", extra={"job_id": job_id})
 
 

@@ -1,7 +1,7 @@
 """The Celery app: hour-long GPU tasks, one at a time, acknowledged only when finished.
 
 The message is only a wake-up carrying a job id; Postgres decides who runs the job (see
-persistence.job_runs), so a redelivered or duplicated message is harmless.
+persistence.repositories.leases), so a redelivered or duplicated message is harmless.
 """
 
 from pathlib import Path

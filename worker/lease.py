@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence import job_runs
 from persistence.db import session_scope
-from persistence.job_runs import Lease
+from persistence.repositories import leases
+from persistence.repositories.leases import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class HeldLease:
     def beat(self) -> None:
         """Renew once; record a cancel request or a lost lease."""
         with session_scope(self._factory) as session:
-            state = job_runs.renew_lease(session, self.lease, self._lease_seconds)
+            state = leases.renew_lease(session, self.lease, self._lease_seconds)
         if state is None:
             self._mark_lost("heartbeat")
         elif state.cancel_requested and not self.cancel_requested.is_set():

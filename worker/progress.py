@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from persistence import job_runs
+from persistence.repositories import leases
 from worker.lease import HeldLease
 
 logger = logging.getLogger(__name__)
@@ -50,14 +50,14 @@ class ProgressRecorder:
             self.stage = stage
             self._stage_started = time.monotonic()
             self._stage_first_step = None
-            self.held.write(job_runs.set_stage, stage)
+            self.held.write(leases.set_stage, stage)
             self._last_write = None  # show a new stage's first step at once
         kind = event.get("event")
         if kind == "checkpoint" and event.get("path") is not None:
-            self.held.write(job_runs.record_checkpoint, str(event["path"]), int(event["step"]))
+            self.held.write(leases.record_checkpoint, str(event["path"]), int(event["step"]))
         if kind and kind != "stage_started":
             data = {k: v for k, v in event.items() if k not in ("event", "message")}
-            self.held.write(job_runs.add_event, str(kind), str(event.get("message", "")), data)
+            self.held.write(leases.add_event, str(kind), str(event.get("message", "")), data)
         step, total = event.get("step"), event.get("total_steps")
         if isinstance(step, int):
             if self.stage == "training":
@@ -92,8 +92,8 @@ class ProgressRecorder:
         """Write what is pending now (stage change, job end)."""
         if self._pending_metrics:
             rows, self._pending_metrics = self._pending_metrics, []
-            self.held.write(job_runs.record_metrics, rows)
+            self.held.write(leases.record_metrics, rows)
         if self._pending_progress is not None:
             fields, self._pending_progress = self._pending_progress, None
-            self.held.write(job_runs.record_progress, **fields)
+            self.held.write(leases.record_progress, **fields)
         self._last_write = time.monotonic()

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence import job_runs
 from persistence.db import session_scope
+from persistence.repositories import jobs as jobs_repo
+from persistence.repositories import leases
 from persistence.settings import get_settings
 from worker.config import get_worker_settings
 
@@ -38,18 +39,18 @@ def reap_once(
     """One pass: settle expired leases, then (re)send wake-ups of queued jobs without one."""
     from worker.enqueue import enqueue_job
 
-    reaped: list[job_runs.ReapedJob] = []
+    reaped: list[leases.ReapedJob] = []
     if reap_leases:
         with session_scope(factory) as session:
-            reaped = job_runs.reap_expired(session)
+            reaped = leases.reap_expired(session)
     # Requeued jobs need a message now: their old one was consumed by the lost worker.
     to_send = [r.job_id for r in reaped if r.outcome == "requeued"]
     with session_scope(factory) as session:
-        to_send += job_runs.queued_without_message(session, requeue_after_seconds)
+        to_send += jobs_repo.queued_without_message(session, requeue_after_seconds)
     sent = [job_id for job_id in dict.fromkeys(to_send) if enqueue_job(job_id)]
     if sent:
         with session_scope(factory) as session:
-            job_runs.mark_enqueued(session, sent)
+            jobs_repo.mark_enqueued(session, sent)
     outcomes = [r.outcome for r in reaped]
     report = ReapReport(
         outcomes.count("requeued"), outcomes.count("failed"), outcomes.count("cancelled"), len(sent)

@@ -15,7 +15,10 @@ from persistence.models import ARTIFACT_KINDS, Artifact, utcnow
 def add_artifact(
     session: Session, job_id: uuid.UUID, name: str, kind: str, stored: StoredObject
 ) -> Artifact:
-    """Record a stored file; re-packaging after a resume replaces the row of the same name."""
+    """Record a stored file; re-packaging after a resume replaces the row of the same name.
+
+    The one writer of artifact rows: the worker's fenced write and the tests' builders use it.
+    """
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"artifact kind must be one of {ARTIFACT_KINDS}, not {kind!r}")
     row = get_artifact(session, job_id, name)

@@ -18,7 +18,7 @@ def append_event(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> JobEvent:
-    """Add an event with the job's next seq.
+    """Add an event with the job's next seq (the one writer of event rows: API, worker, tests).
 
     Bumping the counter locks the job row until commit, so events of one job commit in seq
     order and a reader polling `seq > last` never skips one that commits late.

@@ -1,18 +1,21 @@
-"""Job rows as the API sees them: create, read, list, cancel. Lease SQL lives with the worker."""
+"""Job rows: create, read, list, cancel, wake-up bookkeeping. The worker's lease SQL is in
+leases.py."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Connection,
+    FromClause,
     Row,
+    ScalarSelect,
     Text,
     and_,
     bindparam,
@@ -25,7 +28,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm import Session, defer
 
 from persistence.keys import hash_key
 from persistence.models import ACTIVE_STATUSES, ApiKey, Artifact, Job, Tenant, utcnow
@@ -44,6 +47,7 @@ def create_job(
     tenant_id: uuid.UUID,
     spec: dict[str, Any],
     max_attempts: int,
+    resolved: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> Job:
@@ -51,6 +55,7 @@ def create_job(
         tenant_id=tenant_id,
         status="queued",
         spec=spec,
+        resolved=resolved,
         base_model=spec["base_model"],
         target_language=spec["target_language"],
         method=spec.get("method", "clo"),
@@ -138,17 +143,25 @@ def queue_positions(session: Session, jobs: Sequence[Job]) -> dict[uuid.UUID, in
 @lru_cache(maxsize=1)
 def _queue_positions_query() -> Any:
     # Built once: composing the aliased correlated count costs more CPU than running it.
+    jobs = Job.__table__
+    return select(jobs.c.id, _queued_ahead(jobs)).where(
+        jobs.c.id.in_(bindparam("ids", expanding=True))
+    )
+
+
+def _queued_ahead(jobs: FromClause) -> ScalarSelect[int]:
+    """Count of queued jobs created before the row of `jobs` (ties broken by id)."""
     # A row comparison, so the (created_at, id) index of queued jobs answers it alone.
-    ahead = aliased(Job)
-    count_ahead = (
+    ahead = jobs.alias("ahead")
+    return (
         select(func.count())
+        .select_from(ahead)
         .where(
-            ahead.status == "queued",
-            tuple_(ahead.created_at, ahead.id) < tuple_(Job.created_at, Job.id),
+            ahead.c.status == "queued",
+            tuple_(ahead.c.created_at, ahead.c.id) < tuple_(jobs.c.created_at, jobs.c.id),
         )
         .scalar_subquery()
     )
-    return select(Job.id, count_ahead).where(Job.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -168,16 +181,6 @@ class KeyedJobRead:
 def _read_for_key_query() -> Any:
     """Key -> tenant, the tenant's job, its queue position and artifacts: one statement."""
     jobs, artifacts = Job.__table__, Artifact.__table__
-    ahead = jobs.alias("ahead")
-    queued_ahead = (
-        select(func.count())
-        .select_from(ahead)
-        .where(
-            ahead.c.status == "queued",
-            tuple_(ahead.c.created_at, ahead.c.id) < tuple_(jobs.c.created_at, jobs.c.id),
-        )
-        .scalar_subquery()
-    )
     evaluation_ready = has_evaluation(jobs.c.evaluation)
     job_columns = [c for c in jobs.c if c.name not in _NOT_SHOWN]
     return (
@@ -185,7 +188,7 @@ def _read_for_key_query() -> Any:
             ApiKey.tenant_id,
             Tenant.name.label("tenant_name"),
             *job_columns,
-            case((jobs.c.status == "queued", queued_ahead + 1)).label("queue_position"),
+            case((jobs.c.status == "queued", _queued_ahead(jobs) + 1)).label("queue_position"),
             evaluation_ready.label("evaluation_ready"),
             *[c.label(f"artifact_{c.name}") for c in artifacts.c if c.name in _ARTIFACT_SHOWN],
         )
@@ -253,8 +256,9 @@ def request_cancel(session: Session, job: Job) -> Job:
         update(Job)
         .where(Job.id == job.id, Job.status == "queued")
         .values(status="cancelled", cancel_requested_at=now, finished_at=now, updated_at=now)
-    )
-    if not done.rowcount:  # type: ignore[attr-defined]
+        .returning(Job.id)
+    ).first()
+    if done is None:
         session.execute(
             update(Job)
             .where(Job.id == job.id, Job.status == "running")
@@ -265,5 +269,31 @@ def request_cancel(session: Session, job: Job) -> Job:
     return job
 
 
-def mark_enqueued(session: Session, job_id: uuid.UUID) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
+def queued_without_message(
+    session: Session, older_than_seconds: float, limit: int = 100
+) -> list[uuid.UUID]:
+    """Queued jobs never enqueued, or enqueued long ago: their wake-up may be lost."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = session.execute(
+        select(Job.id)
+        .where(
+            Job.status == "queued",
+            or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
+            Job.created_at < cutoff,
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
+def mark_enqueued(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
+    """Record that a wake-up message was just sent for these jobs (the API after a commit, the
+    reaper after a re-send); a job no longer queued keeps its row as it is."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == "queued")
+            .values(enqueued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from persistence.models import JobMetric
 
 
-def record_metrics(session: Session, job_id: uuid.UUID, step: int, values: dict[str, Any]) -> None:
-    """Store the values logged at `step`; a step redone after a resume overwrites the old row."""
-    clean = {k: v for k, v in values.items() if _is_number(v)}
-    row = session.scalars(
-        select(JobMetric).where(JobMetric.job_id == job_id, JobMetric.step == step)
-    ).one_or_none()
-    if row is None:
-        session.add(JobMetric(job_id=job_id, step=step, values=clean))
-    else:
-        row.values = clean
+def record_metrics(
+    session: Session, job_id: uuid.UUID, rows: Sequence[tuple[int, Mapping[str, Any]]]
+) -> None:
+    """Store the values logged at each step; a step redone after a resume replaces its old row.
+
+    The one writer of metric rows: the worker's fenced write and the tests' builders use it.
+    """
+    latest = {step: _numbers(values) for step, values in rows}  # a repeated step: the last wins
+    if not latest:
+        return
+    session.execute(
+        delete(JobMetric).where(JobMetric.job_id == job_id, JobMetric.step.in_(list(latest)))
+    )
+    session.add_all(
+        JobMetric(job_id=job_id, step=step, values=values) for step, values in latest.items()
+    )
     session.flush()
 
 
@@ -35,6 +42,11 @@ def metric_curves(session: Session, job_id: uuid.UUID) -> dict[str, list[dict[st
         for name, value in row.values.items():
             curves.setdefault(name, []).append({"step": row.step, "value": value})
     return curves
+
+
+def _numbers(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values JSON can hold as numbers."""
+    return {name: value for name, value in values.items() if _is_number(value)}
 
 
 def _is_number(value: Any) -> bool:

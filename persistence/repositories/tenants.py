@@ -47,12 +47,13 @@ def tenant_for_key(session: Session, secret: str) -> Tenant | None:
 
 def revoke_key(session: Session, prefix: str) -> bool:
     """Revoke the key with this display prefix; False when none is active."""
-    result = session.execute(
+    revoked = session.execute(
         update(ApiKey)
         .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(ApiKey.id)
+    ).first()
+    return revoked is not None
 
 
 def list_keys(session: Session, tenant: Tenant) -> list[ApiKey]:

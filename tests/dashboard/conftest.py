@@ -1,5 +1,5 @@
 """Dashboard browser tests: the real API (uvicorn on an ephemeral port) over a fresh Postgres
-database, jobs created over HTTP, worker writes through persistence.job_runs, and Debian's
+database, jobs created over HTTP, worker writes through repositories.leases, and Debian's
 chromium driven by Playwright."""
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from clo.pipeline import headline_metrics
-from persistence import job_runs
 from persistence.artifact_store import ArtifactStore, make_key
 from persistence.db import session_scope
+from persistence.repositories import leases
 from persistence.settings import Settings
 from tests.support.api import api_settings, job_body
 from tests.support.database import database_fixtures, load_job  # noqa: F401
 from tests.support.tenants import TenantKey, new_tenant
+from worker.summaries import headline_metrics
 
 CHROMIUM = os.environ.get("CLO_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -120,7 +120,7 @@ class WorkerSim:
         self.store = store
         self.job_id = uuid.UUID(job_id)
         with session_scope(factory) as session:
-            lease = job_runs.claim_job(session, self.job_id, "dashboard-test-worker", 600)
+            lease = leases.claim_job(session, self.job_id, "dashboard-test-worker", 600)
         assert lease is not None, "job was not claimable"
         self.lease = lease
 
@@ -129,37 +129,30 @@ class WorkerSim:
             assert fn(session, self.lease, *args, **kwargs), f"{fn.__name__} lost the lease"
 
     def stage(self, stage: str) -> None:
-        self._write(job_runs.set_stage, stage)
+        self._write(leases.set_stage, stage)
 
     def progress(self, step: int, total: int, eta: float | None = None) -> None:
         percent = round(100.0 * step / total, 2)
         self._write(
-            job_runs.record_progress, step=step, total_steps=total, percent=percent, eta_seconds=eta
+            leases.record_progress, step=step, total_steps=total, percent=percent, eta_seconds=eta
         )
 
     def event(self, type_: str, message: str, data: dict[str, Any] | None = None) -> None:
-        self._write(job_runs.add_event, type_, message, data)
+        self._write(leases.add_event, type_, message, data)
 
     def metrics(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
-        self._write(job_runs.record_metrics, rows)
+        self._write(leases.record_metrics, rows)
 
     def results(self, summary: dict[str, Any], evaluation: dict[str, Any] | None) -> None:
-        self._write(job_runs.record_results, metrics_summary=summary, evaluation=evaluation)
+        self._write(leases.record_results, metrics_summary=summary, evaluation=evaluation)
 
     def artifact(self, name: str, kind: str, data: bytes) -> str:
         stored = self.store.write_bytes(make_key("jobs", str(self.job_id), name), data)
-        self._write(
-            job_runs.record_artifact,
-            name=name,
-            kind=kind,
-            key=stored.key,
-            size=stored.size,
-            sha256=stored.sha256,
-        )
+        self._write(leases.record_artifact, name, kind, stored)
         return stored.sha256
 
     def finish(self, status: str = "succeeded") -> None:
-        self._write(job_runs.finish_job, status, message=f"job {status}")
+        self._write(leases.finish_job, status, message=f"job {status}")
 
 
 @pytest.fixture
@@ -235,7 +228,7 @@ def _finish(
     sim.metrics(rows)
     sim.progress(steps, steps)
     sim.stage("evaluating")
-    # as clo.pipeline builds it: last training step, the evaluation's headline figures
+    # as worker.summaries builds it: last training step, the evaluation's headline figures
     summary = {
         **rows[-1][1],
         **headline_metrics(evaluation),

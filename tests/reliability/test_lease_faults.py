@@ -8,17 +8,17 @@ import uuid
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from persistence import job_runs
 from persistence.db import session_scope
 from persistence.models import Job
-from tests.worker.conftest import _insert_job
+from persistence.repositories import leases
+from tests.support.database import insert_job
 from worker.lease import HeldLease
 
 
-def _claimed(factory, max_attempts: int) -> job_runs.Lease:  # noqa: ANN001
-    job_id = _insert_job(factory, max_attempts=max_attempts)
+def _claimed(factory, max_attempts: int) -> leases.Lease:  # noqa: ANN001
+    job_id = insert_job(factory, max_attempts=max_attempts)
     with session_scope(factory) as session:
-        lease = job_runs.claim_job(session, job_id, "w:1", 60)
+        lease = leases.claim_job(session, job_id, "w:1", 60)
     assert lease is not None
     return lease
 
@@ -32,7 +32,7 @@ def test_write_retries_while_the_database_is_unreachable(factory):
         calls.append(1)
         if len(calls) < 3:
             raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
-        return job_runs.set_stage(session, lease, stage)
+        return leases.set_stage(session, lease, stage)
 
     assert held.write(flaky, "training") is True
     assert len(calls) == 3 and not held.lost.is_set()
@@ -67,9 +67,9 @@ def test_write_does_not_retry_other_errors(factory):
 def test_abandoned_lease_is_reaped_at_once(factory, max_attempts, outcome):
     lease = _claimed(factory, max_attempts)
     with session_scope(factory) as session:
-        assert job_runs.abandon_lease(session, lease, "worker process terminated")
+        assert leases.abandon_lease(session, lease, "worker process terminated")
     with session_scope(factory) as session:
-        reaped = [r for r in job_runs.reap_expired(session) if r.job_id == lease.job_id]
+        reaped = [r for r in leases.reap_expired(session) if r.job_id == lease.job_id]
     assert [r.outcome for r in reaped] == [outcome]
     with session_scope(factory) as session:
         job = session.get(Job, lease.job_id)
@@ -82,6 +82,6 @@ def test_abandoned_lease_is_reaped_at_once(factory, max_attempts, outcome):
 
 def test_stale_holder_cannot_abandon_a_taken_lease(factory):
     lease = _claimed(factory, 3)
-    stale = job_runs.Lease(lease.job_id, uuid.uuid4(), lease.attempt, "old:1")
+    stale = leases.Lease(lease.job_id, uuid.uuid4(), lease.attempt, "old:1")
     with session_scope(factory) as session:
-        assert not job_runs.abandon_lease(session, stale, "late")
+        assert not leases.abandon_lease(session, stale, "late")

@@ -125,9 +125,10 @@ def test_events_after_cursor(client, tenant, insert_job, factory) -> None:  # ty
 def test_metrics_curves(client, tenant, insert_job, factory) -> None:  # type: ignore[no-untyped-def]
     job_id = insert_job(tenant, status="running", metrics_summary={"final_loss": 0.4})
     with session_scope(factory) as session:
-        for step, loss in [(2, 0.9), (1, 1.0), (3, 0.7)]:
-            metrics_repo.record_metrics(session, job_id, step, {"loss": loss, "lr": step * 1e-6})
-        metrics_repo.record_metrics(session, job_id, 3, {"loss": 0.6})  # redone after a resume
+        losses = [(2, 0.9), (1, 1.0), (3, 0.7)]
+        rows = [(step, {"loss": loss, "lr": step * 1e-6}) for step, loss in losses]
+        metrics_repo.record_metrics(session, job_id, rows)
+        metrics_repo.record_metrics(session, job_id, [(3, {"loss": 0.6})])  # redone after a resume
     body = client.get(f"/v1/jobs/{job_id}/metrics", headers=tenant.headers).json()
     assert body["curves"]["loss"] == [
         {"step": 1, "value": 1.0},

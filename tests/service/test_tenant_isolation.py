@@ -28,7 +28,7 @@ def a_and_b(make_tenant, insert_job, factory, app):  # type: ignore[no-untyped-d
     stored = app.state.store.write_bytes(make_key("jobs", str(job_id), "adapter.tar"), b"secret")
     with session_scope(factory) as session:
         events_repo.append_event(session, job_id, "progress", "step 1")
-        metrics_repo.record_metrics(session, job_id, 1, {"loss": 1.0})
+        metrics_repo.record_metrics(session, job_id, [(1, {"loss": 1.0})])
         artifacts_repo.add_artifact(session, job_id, "adapter.tar", "adapter", stored)
     return a, b, job_id
 

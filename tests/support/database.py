@@ -1,5 +1,5 @@
 """A throwaway Postgres database per test session (Alembic-migrated, dropped after), the
-engine and session factory over it, and a job-row loader."""
+engine and session factory over it, and job-row builder and loader fixtures."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.db import make_engine, make_session_factory
+from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.models import Job
+from persistence.repositories import jobs as jobs_repo
+from persistence.repositories import tenants as tenants_repo
 
 ADMIN_DSN = os.environ.get("CLO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_HOST = os.environ.get("CLO_TEST_PG_HOST", "postgres@127.0.0.1:5432")
@@ -77,3 +79,32 @@ def load_job(factory: sessionmaker[Session]) -> Callable[[uuid.UUID | str], Job]
             return job
 
     return load
+
+
+def insert_job(factory: sessionmaker[Session], **overrides: Any) -> uuid.UUID:
+    """A queued job row, of a new tenant of its own unless `tenant_id` is given; other
+    overrides set columns afterwards, as a worker or time would have left them."""
+    spec = overrides.pop("spec", {"base_model": "tiny", "target_language": "de", "data_size": 8})
+    with session_scope(factory) as session:
+        tenant_id = overrides.pop("tenant_id", None)
+        if tenant_id is None:
+            tenant_id = tenants_repo.create_tenant(session, f"t-{uuid.uuid4().hex[:10]}").id
+        job = jobs_repo.create_job(
+            session,
+            tenant_id=tenant_id,
+            spec=spec,
+            max_attempts=overrides.pop("max_attempts", 3),
+        )
+        for name, value in overrides.items():
+            setattr(job, name, value)
+        return job.id
+
+
+@pytest.fixture
+def make_job(factory: sessionmaker[Session]) -> Callable[..., uuid.UUID]:
+    """Insert a queued job row (with its own tenant unless given one) and return its id."""
+
+    def make(**overrides: Any) -> uuid.UUID:
+        return insert_job(factory, **overrides)
+
+    return make

@@ -11,48 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.db import session_scope
-from persistence.models import Job, Tenant
 from persistence.settings import Settings
-from tests.support.database import database_fixtures
+from tests.support.database import database_fixtures, make_job  # noqa: F401
 from tests.support.tenants import new_tenant
 
 pg_url, engine, factory = database_fixtures("clo_w")
-
-
-def _insert_job(factory: sessionmaker[Session], **overrides: object) -> uuid.UUID:
-    """A queued job row, of a new tenant of its own unless `tenant_id` is given."""
-    spec = {"base_model": "tiny", "target_language": "de", "data_size": 8}
-    with session_scope(factory) as session:
-        if "tenant_id" not in overrides:
-            tenant = Tenant(name=f"t-{uuid.uuid4().hex[:10]}")
-            session.add(tenant)
-            session.flush()
-            overrides = {"tenant_id": tenant.id, **overrides}
-        values: dict[str, object] = dict(
-            status="queued",
-            spec=spec,
-            base_model="tiny",
-            target_language="de",
-            method="clo",
-            data_size=8,
-            max_attempts=3,
-        )
-        values.update(overrides)
-        job = Job(**values)
-        session.add(job)
-        session.flush()
-        return job.id
-
-
-@pytest.fixture
-def make_job(factory: sessionmaker[Session]) -> Callable[..., uuid.UUID]:
-    """Insert a queued job row (with its own tenant unless given one) and return its id."""
-
-    def make(**overrides: object) -> uuid.UUID:
-        return _insert_job(factory, **overrides)
-
-    return make
 
 
 def in_process_settings(pg_url: str, data_dir: Path, **overrides: Any) -> Settings:

@@ -14,9 +14,9 @@ from pathlib import Path
 import redis
 from sqlalchemy import select, update
 
-from persistence import job_runs
 from persistence.db import session_scope
 from persistence.models import Job, JobEvent, utcnow
+from persistence.repositories import leases
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def _queued_job_ids(client: redis.Redis, queue: str) -> list[str]:
 def test_reaper_requeues_expired_and_resends_lost_wakeups(factory, make_job, pg_url, tmp_path):
     expired = make_job()
     with session_scope(factory) as s:
-        assert job_runs.claim_job(s, expired, "dead-worker", 60) is not None
+        assert leases.claim_job(s, expired, "dead-worker", 60) is not None
         s.execute(
             update(Job)
             .where(Job.id == expired)

@@ -1,4 +1,4 @@
-"""Lease claim, fencing and reaper queries against the real Postgres."""
+"""The lease repository against the real Postgres: claim, fencing, release, the reaper."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from persistence import job_runs
+from persistence.artifact_store import StoredObject
 from persistence.db import session_scope
 from persistence.models import Artifact, Job, JobEvent, JobMetric, utcnow
+from persistence.repositories import jobs as jobs_repo
+from persistence.repositories import leases
 
 
 def _job(factory, job_id):
     with session_scope(factory) as s:
-        job = s.get(Job, job_id)
+        job = jobs_repo.get_job(s, job_id)
         s.expunge(job)
         return job
 
@@ -32,7 +34,7 @@ def _events(factory, job_id):
 
 def _claim(factory, job_id, worker="w1", lease_seconds=60):
     with session_scope(factory) as s:
-        return job_runs.claim_job(s, job_id, worker, lease_seconds)
+        return leases.claim_job(s, job_id, worker, lease_seconds)
 
 
 def _set(factory, job_id, **values):
@@ -45,8 +47,9 @@ def _expire(factory, job_id):
 
 
 def _request_cancel(factory, job_id):
-    """A cancel requested while the job runs, as the API records it."""
-    _set(factory, job_id, status="cancelling", cancel_requested_at=utcnow())
+    """A cancel requested while the job runs, through the API's own repository function."""
+    with session_scope(factory) as s:
+        assert jobs_repo.request_cancel(s, jobs_repo.get_job(s, job_id)).status == "cancelling"
 
 
 def test_claim_sets_running_and_second_claim_fails(factory, make_job):
@@ -89,23 +92,16 @@ def test_stale_token_writes_change_nothing(factory, make_job):
     new = _claim(factory, job_id, "w2")
     assert new is not None and new.token != old.token and new.attempt == 2
     with session_scope(factory) as s:
-        assert not job_runs.record_progress(
+        assert not leases.record_progress(
             s, old, step=5, total_steps=10, percent=50.0, eta_seconds=1.0
         )
-        assert not job_runs.record_metrics(s, old, [(1, {"loss": 0.5})])
-        assert not job_runs.add_event(s, old, "stale", "from the old worker")
-        assert not job_runs.set_stage(s, old, "training")
-        assert not job_runs.record_artifact(
-            s,
-            old,
-            name="adapter.tar",
-            kind="adapter",
-            key="jobs/x/adapter.tar",
-            size=1,
-            sha256="0" * 64,
-        )
-        assert not job_runs.finish_job(s, old, "succeeded")
-        assert job_runs.renew_lease(s, old, 60) is None
+        assert not leases.record_metrics(s, old, [(1, {"loss": 0.5})])
+        assert not leases.add_event(s, old, "stale", "from the old worker")
+        assert not leases.set_stage(s, old, "training")
+        stored = StoredObject(key="jobs/x/adapter.tar", size=1, sha256="0" * 64)
+        assert not leases.record_artifact(s, old, "adapter.tar", "adapter", stored)
+        assert not leases.finish_job(s, old, "succeeded")
+        assert leases.renew_lease(s, old, 60) is None
     job = _job(factory, job_id)
     assert job.status == "running" and job.step is None and job.stage is None
     assert job.lease_token == new.token
@@ -115,9 +111,7 @@ def test_stale_token_writes_change_nothing(factory, make_job):
     assert [t for _, t in _events(factory, job_id)] == ["started", "started"]
     # The current holder's writes go through.
     with session_scope(factory) as s:
-        assert job_runs.record_progress(
-            s, new, step=5, total_steps=10, percent=50.0, eta_seconds=1.0
-        )
+        assert leases.record_progress(s, new, step=5, total_steps=10, percent=50.0, eta_seconds=1.0)
     assert _job(factory, job_id).step == 5
 
 
@@ -125,9 +119,9 @@ def test_metrics_replace_redone_steps_and_finish_releases_lease(factory, make_jo
     job_id = make_job()
     lease = _claim(factory, job_id)
     with session_scope(factory) as s:
-        assert job_runs.record_metrics(s, lease, [(1, {"loss": 0.9}), (2, {"loss": 0.8})])
+        assert leases.record_metrics(s, lease, [(1, {"loss": 0.9}), (2, {"loss": 0.8})])
     with session_scope(factory) as s:
-        assert job_runs.record_metrics(s, lease, [(2, {"loss": 0.7}), (3, {"loss": 0.6})])
+        assert leases.record_metrics(s, lease, [(2, {"loss": 0.7}), (3, {"loss": 0.6})])
     with session_scope(factory) as s:
         rows = s.execute(
             select(JobMetric.step, JobMetric.values)
@@ -135,7 +129,7 @@ def test_metrics_replace_redone_steps_and_finish_releases_lease(factory, make_jo
             .order_by(JobMetric.step)
         ).all()
         assert [(st, v["loss"]) for st, v in rows] == [(1, 0.9), (2, 0.7), (3, 0.6)]
-        assert job_runs.finish_job(s, lease, "succeeded")
+        assert leases.finish_job(s, lease, "succeeded")
     job = _job(factory, job_id)
     assert job.status == "succeeded" and job.lease_token is None and job.percent == 100.0
     assert _claim(factory, job_id, "w2") is None  # a finished job is never run again
@@ -145,13 +139,13 @@ def test_heartbeat_sees_cancel_request(factory, make_job):
     job_id = make_job()
     lease = _claim(factory, job_id)
     with session_scope(factory) as s:
-        state = job_runs.renew_lease(s, lease, 60)
+        state = leases.renew_lease(s, lease, 60)
     assert state is not None and not state.cancel_requested
     _request_cancel(factory, job_id)
     with session_scope(factory) as s:
-        state = job_runs.renew_lease(s, lease, 60)
+        state = leases.renew_lease(s, lease, 60)
         assert state is not None and state.cancel_requested
-        assert job_runs.finish_job(s, lease, "cancelled")
+        assert leases.finish_job(s, lease, "cancelled")
     assert _job(factory, job_id).status == "cancelled"
 
 
@@ -162,7 +156,7 @@ def test_reaper_requeues_then_fails_at_attempt_cap(factory, make_job):
         assert lease is not None and lease.attempt == attempt
         _expire(factory, job_id)
         with session_scope(factory) as s:
-            reaped = {r.job_id: r for r in job_runs.reap_expired(s)}
+            reaped = {r.job_id: r for r in leases.reap_expired(s)}
         assert reaped[job_id].outcome == ("requeued" if attempt == 1 else "failed")
     job = _job(factory, job_id)
     assert job.status == "failed" and job.attempt == 2 and job.lease_token is None
@@ -180,22 +174,10 @@ def test_reaper_leaves_live_leases_and_cancels_orphaned_cancelling(factory, make
     _request_cancel(factory, cancelling)
     _expire(factory, cancelling)
     with session_scope(factory) as s:
-        reaped = {r.job_id: r.outcome for r in job_runs.reap_expired(s)}
+        reaped = {r.job_id: r.outcome for r in leases.reap_expired(s)}
     assert live not in reaped and reaped[cancelling] == "cancelled"
     assert _job(factory, live).status == "running"
     assert _job(factory, cancelling).status == "cancelled"
-
-
-def test_queued_without_message_finds_old_unsent_jobs(factory, make_job):
-    old = make_job(created_at=utcnow() - timedelta(minutes=10), enqueued_at=None)
-    fresh = make_job()
-    recently_sent = make_job(created_at=utcnow() - timedelta(minutes=10), enqueued_at=utcnow())
-    with session_scope(factory) as s:
-        found = set(job_runs.queued_without_message(s, older_than_seconds=60, limit=1000))
-        assert old in found and fresh not in found and recently_sent not in found
-        job_runs.mark_enqueued(s, [old])
-    with session_scope(factory) as s:
-        assert old not in set(job_runs.queued_without_message(s, 60, limit=1000))
 
 
 def test_unknown_job_is_not_claimable(factory):
@@ -206,7 +188,7 @@ def test_release_refunds_the_attempt_but_never_undoes_a_cancel(factory, make_job
     job_id = make_job()
     lease = _claim(factory, job_id)
     with session_scope(factory) as s:
-        assert job_runs.release_job(s, lease, "shutting down")
+        assert leases.release_job(s, lease, "shutting down")
     job = _job(factory, job_id)
     assert job.status == "queued" and job.attempt == 0 and job.lease_token is None
     assert [t for _, t in _events(factory, job_id)] == ["started", "released"]
@@ -214,5 +196,5 @@ def test_release_refunds_the_attempt_but_never_undoes_a_cancel(factory, make_job
     lease = _claim(factory, job_id)
     _request_cancel(factory, job_id)
     with session_scope(factory) as s:
-        assert not job_runs.release_job(s, lease, "shutting down")
+        assert not leases.release_job(s, lease, "shutting down")
     assert _job(factory, job_id).status == "cancelling"

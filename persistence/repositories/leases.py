@@ -1,10 +1,12 @@
-"""Worker-side job repository: lease claim, heartbeat, fenced writes, reaper queries.
+"""Lease SQL: a worker's claim, heartbeat, fenced writes and end of a job; the reaper's pass.
 
 Postgres is the authority over who runs a job. A worker claims a job with a conditional
 UPDATE that hands out a fresh lease token; every later write is fenced by that token
 (`UPDATE jobs ... WHERE id = :id AND lease_token = :token`), so a worker whose lease was
 taken over can change nothing. The fencing UPDATE runs first in each transaction: on
 Postgres it row-locks the job, so the token cannot change until the transaction ends.
+Past the fence, rows of other tables are written by their own repositories (events,
+metrics, artifacts), the same functions the API and the tests use.
 
 Functions take a Session and never commit; the caller owns the transaction.
 """
@@ -13,14 +15,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Result, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Result, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from persistence.models import Artifact, Job, JobEvent, JobMetric, utcnow
+from persistence.artifact_store import StoredObject
+from persistence.models import Job, utcnow
+from persistence.repositories import artifacts as artifacts_repo
+from persistence.repositories import events as events_repo
+from persistence.repositories import metrics as metrics_repo
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ class LeaseState:
 
 @dataclass(frozen=True)
 class ReapedJob:
+    """One job the reaper settled, and how."""
+
     job_id: uuid.UUID
     outcome: str  # "requeued" | "failed" | "cancelled"
     attempt: int
@@ -81,9 +90,10 @@ def claim_job(
     if row is None:
         return None
     lease = Lease(job_id=job_id, token=token, attempt=row[0], worker_id=worker_id)
-    add_event(
+    # The claim's UPDATE holds the row lock: the event needs no second fence.
+    events_repo.append_event(
         session,
-        lease,
+        job_id,
         "started",
         f"attempt {lease.attempt} on {worker_id}",
         {"attempt": lease.attempt, "worker_id": worker_id},
@@ -92,7 +102,7 @@ def claim_job(
 
 
 def _update_job(
-    session: Session, where: tuple[Any, ...], returning: Any, **values: Any
+    session: Session, where: Sequence[ColumnElement[bool]], returning: Any, **values: Any
 ) -> Result[Any]:
     """One conditional UPDATE of job rows, RETURNING one column of each row it changed."""
     return session.execute(
@@ -104,7 +114,7 @@ def _update_job(
     )
 
 
-def _held(lease: Lease) -> tuple[Any, ...]:
+def _held(lease: Lease) -> tuple[ColumnElement[bool], ...]:
     """The fence: the job still runs under this lease's token."""
     return (
         Job.id == lease.job_id,
@@ -113,23 +123,25 @@ def _held(lease: Lease) -> tuple[Any, ...]:
     )
 
 
-def _insert_event(
-    session: Session,
-    job_id: uuid.UUID,
-    seq: int,
-    type_: str,
-    message: str,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """The event row for a seq just taken from the job row's counter."""
-    session.add(JobEvent(job_id=job_id, seq=seq, type=type_, message=message, data=data))
-    session.flush()
-
-
 def _fence(session: Session, lease: Lease, **values: Any) -> bool:
     """Touch the job under the lease (locking its row); False when the lease is gone."""
     values.setdefault("updated_at", utcnow())
     return _update_job(session, _held(lease), Job.id, **values).first() is not None
+
+
+def _fenced_event(
+    session: Session,
+    lease: Lease,
+    type_: str,
+    message: str,
+    data: dict[str, Any] | None,
+    **values: Any,
+) -> bool:
+    """Set `values` on the job under the lease, then append an event; False if the lease is gone."""
+    if not _fence(session, lease, **values):
+        return False
+    events_repo.append_event(session, lease.job_id, type_, message, data)
+    return True
 
 
 def renew_lease(session: Session, lease: Lease, lease_seconds: int) -> LeaseState | None:
@@ -150,31 +162,24 @@ def add_event(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> bool:
-    """Append a job event under the lease; seq comes from the job row's counter."""
-    row = _update_job(session, _held(lease), Job.event_seq, event_seq=Job.event_seq + 1).first()
-    if row is None:
-        return False
-    _insert_event(session, lease.job_id, row[0], type_, message, data)
-    return True
-
-
-def _add_event_unfenced(
-    session: Session, job_id: uuid.UUID, type_: str, message: str, data: dict[str, Any] | None
-) -> None:
-    """Event written by the reaper, which holds no lease but owns the row it just updated."""
-    seq = _update_job(
-        session, (Job.id == job_id,), Job.event_seq, event_seq=Job.event_seq + 1
-    ).scalar_one()
-    _insert_event(session, job_id, seq, type_, message, data)
+    """Append a job event under the lease."""
+    return _fenced_event(session, lease, type_, message, data)
 
 
 def set_stage(session: Session, lease: Lease, stage: str) -> bool:
     """Enter a stage: progress resets, an event records it."""
-    if not _fence(
-        session, lease, stage=stage, step=None, total_steps=None, percent=None, eta_seconds=None
-    ):
-        return False
-    return add_event(session, lease, "stage", f"stage {stage} started", {"stage": stage})
+    return _fenced_event(
+        session,
+        lease,
+        "stage",
+        f"stage {stage} started",
+        {"stage": stage},
+        stage=stage,
+        step=None,
+        total_steps=None,
+        percent=None,
+        eta_seconds=None,
+    )
 
 
 def record_progress(
@@ -192,21 +197,15 @@ def record_progress(
     )
 
 
-def record_metrics(session: Session, lease: Lease, rows: list[tuple[int, dict[str, Any]]]) -> bool:
-    """Store training metrics by step; a step redone after a resume replaces its old row."""
+def record_metrics(
+    session: Session, lease: Lease, rows: Sequence[tuple[int, dict[str, Any]]]
+) -> bool:
+    """Store training metrics by step under the lease (see metrics.record_metrics)."""
     if not rows:
         return True
     if not _fence(session, lease):
         return False
-    steps = [step for step, _ in rows]
-    session.execute(
-        delete(JobMetric).where(JobMetric.job_id == lease.job_id, JobMetric.step.in_(steps))
-    )
-    latest: dict[int, dict[str, Any]] = dict(rows)
-    session.add_all(
-        JobMetric(job_id=lease.job_id, step=step, values=values) for step, values in latest.items()
-    )
-    session.flush()
+    metrics_repo.record_metrics(session, lease.job_id, rows)
     return True
 
 
@@ -216,16 +215,12 @@ def record_checkpoint(session: Session, lease: Lease, path: str, step: int) -> b
 
 
 def record_artifact(
-    session: Session, lease: Lease, *, name: str, kind: str, key: str, size: int, sha256: str
+    session: Session, lease: Lease, name: str, kind: str, stored: StoredObject
 ) -> bool:
-    """Register a finished, checksummed artifact (replacing one of the same name)."""
+    """Register a finished, checksummed artifact under the lease (see artifacts.add_artifact)."""
     if not _fence(session, lease):
         return False
-    session.execute(delete(Artifact).where(Artifact.job_id == lease.job_id, Artifact.name == name))
-    session.add(
-        Artifact(job_id=lease.job_id, name=name, kind=kind, key=key, size=size, sha256=sha256)
-    )
-    session.flush()
+    artifacts_repo.add_artifact(session, lease.job_id, name, kind, stored)
     return True
 
 
@@ -236,6 +231,7 @@ def record_results(
     metrics_summary: dict[str, Any] | None = None,
     evaluation: dict[str, Any] | None = None,
 ) -> bool:
+    """Store the run's metric summary and evaluation report (either may be left as is)."""
     values: dict[str, Any] = {}
     if metrics_summary is not None:
         values["metrics_summary"] = metrics_summary
@@ -255,8 +251,6 @@ def finish_job(
     """End the job (succeeded | failed | cancelled) and give up the lease."""
     if status not in ("succeeded", "failed", "cancelled"):
         raise ValueError(f"not a terminal status: {status}")
-    if not add_event(session, lease, status, message, {"error": error} if error else None):
-        return False
     values: dict[str, Any] = dict(
         status=status,
         error=error,
@@ -267,7 +261,9 @@ def finish_job(
     )
     if status == "succeeded":
         values["percent"] = 100.0
-    return _fence(session, lease, **values)
+    return _fenced_event(
+        session, lease, status, message, {"error": error} if error else None, **values
+    )
 
 
 def release_job(session: Session, lease: Lease, reason: str) -> bool:
@@ -284,7 +280,7 @@ def release_job(session: Session, lease: Lease, reason: str) -> bool:
             Job.status == "running",
             Job.cancel_requested_at.is_(None),
         ),
-        Job.event_seq,
+        Job.id,
         status="queued",
         lease_token=None,
         lease_expires_at=None,
@@ -292,21 +288,25 @@ def release_job(session: Session, lease: Lease, reason: str) -> bool:
         attempt=Job.attempt - 1,
         enqueued_at=None,
         eta_seconds=None,
-        event_seq=Job.event_seq + 1,
         updated_at=utcnow(),
     ).first()
     if row is None:
         return False
-    _insert_event(session, lease.job_id, row[0], "released", reason)
+    events_repo.append_event(session, lease.job_id, "released", reason)
     return True
 
 
 def abandon_lease(session: Session, lease: Lease, reason: str) -> bool:
     """Give the lease up now (the holder is going away mid-job): the job counts as lost, and
     the reaper's next pass requeues it to resume, or fails it `worker_lost` at the cap."""
-    if not add_event(session, lease, "abandoned", reason, {"attempt": lease.attempt}):
-        return False
-    return _fence(session, lease, lease_expires_at=utcnow() - timedelta(seconds=1))
+    return _fenced_event(
+        session,
+        lease,
+        "abandoned",
+        reason,
+        {"attempt": lease.attempt},
+        lease_expires_at=utcnow() - timedelta(seconds=1),
+    )
 
 
 def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJob]:
@@ -352,42 +352,10 @@ def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJo
             data = {"attempt": attempt}
         if _update_job(session, (stale,), Job.id, **values).first() is None:
             continue
-        _add_event_unfenced(
+        # The reaper holds no lease, but the UPDATE above locked the row it now owns.
+        events_repo.append_event(
             session, job_id, "lease_expired" if outcome == "requeued" else outcome, msg, data
         )
         logger.warning("reaper: job %s %s (attempt %d)", job_id, outcome, attempt)
         reaped.append(ReapedJob(job_id=job_id, outcome=outcome, attempt=attempt))
     return reaped
-
-
-def queued_without_message(
-    session: Session, older_than_seconds: float, limit: int = 100
-) -> list[uuid.UUID]:
-    """Queued jobs never enqueued, or enqueued long ago: their wake-up may be lost."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    rows = session.execute(
-        select(Job.id)
-        .where(
-            Job.status == "queued",
-            or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
-            Job.created_at < cutoff,
-        )
-        .order_by(Job.created_at)
-        .limit(limit)
-    ).scalars()
-    return list(rows)
-
-
-def mark_enqueued(session: Session, job_ids: list[uuid.UUID]) -> None:
-    """Record that a wake-up message was just sent for these queued jobs."""
-    if job_ids:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == "queued")
-            .values(enqueued_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-
-
-def load_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    return session.get(Job, job_id)
