@@ -6,20 +6,22 @@ import logging
 import uuid
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
 
+from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.db import session_scope
 from persistence.repositories import jobs as jobs_repo
 from persistence.settings import Settings
+from persistence.wakeup import DEFAULT_QUEUE, TASK_NAME, broker_options, send_wakeup
 
 logger = logging.getLogger(__name__)
 
-RUN_JOB_TASK = "clo.run_job"
-GPU_QUEUE = "gpu"
+RUN_JOB_TASK = TASK_NAME
+GPU_QUEUE = DEFAULT_QUEUE
 
-# Returns None or True when sent; False means "not sent" (worker.enqueue's convention).
+# Returns None or True when sent; False means "not sent" (persistence.wakeup's convention).
 SendFn = Callable[[str], object]
 
 
@@ -41,29 +43,28 @@ class JobEnqueuer:
 
 
 def default_send(settings: Settings) -> SendFn:
-    """The worker package's enqueue when installed (it knows the broker options), else Celery."""
-
-    def send(job_id: str) -> object:
-        try:
-            from worker.enqueue import enqueue_job  # imported late: the API runs without it
-        except ImportError:
-            return celery_send(settings.broker_url or "")(job_id)
-        return enqueue_job(job_id)
-
-    return send
+    """Send on the configured broker and queue, with the transport options the worker uses."""
+    return celery_send(settings.broker_url or "", settings.queue, settings.data_dir)
 
 
-def celery_send(broker_url: str) -> SendFn:
-    """Send `clo.run_job(job_id)` to the gpu queue through a bare Celery client."""
+def celery_send(
+    broker_url: str, queue: str = DEFAULT_QUEUE, data_dir: Path = Path("var")
+) -> SendFn:
+    """Send `clo.run_job(job_id)` to `queue` through the API's own send-only Celery client."""
 
-    def send(job_id: str) -> None:
-        _celery_client(broker_url).send_task(RUN_JOB_TASK, args=[job_id], queue=GPU_QUEUE)
+    def send(job_id: str) -> bool:
+        return send_wakeup(_celery_client(broker_url, data_dir), job_id, queue)
 
     return send
 
 
 @lru_cache(maxsize=8)
-def _celery_client(broker_url: str) -> Any:
-    from celery import Celery
-
-    return Celery("clo-api", broker=broker_url, set_as_current=False)
+def _celery_client(broker_url: str, data_dir: Path) -> Celery:
+    client = Celery("clo-api", broker=broker_url, set_as_current=False)
+    # The worker's app is not imported here (api/ never imports worker/): the options that
+    # must match, like the filesystem broker's shared folder, come from persistence.wakeup.
+    client.conf.update(
+        broker_transport_options=broker_options(broker_url, data_dir, None),
+        broker_connection_timeout=5,
+    )
+    return client

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from persistence.wakeup import DEFAULT_QUEUE
+
 logger = logging.getLogger(__name__)
 
 ModelKind = Literal["causal_lm", "translator"]
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Root of the embedded default's state.")
     database_url: str | None = Field(None, description="Default: sqlite:///<data_dir>/clo.db")
     broker_url: str | None = Field(None, description="Default: filesystem:// under data_dir")
+    queue: str = Field(DEFAULT_QUEUE, description="Celery queue job wake-ups go to (GPU workers).")
     artifact_dir: Path | None = Field(None, description="Default: <data_dir>/artifacts")
     admin_secret: str = Field("", description="Reserved for admin endpoints; required in prod.")
     download_link_seconds: int = Field(

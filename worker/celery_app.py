@@ -4,36 +4,11 @@ The message is only a wake-up carrying a job id; Postgres decides who runs the j
 persistence.repositories.leases), so a redelivered or duplicated message is harmless.
 """
 
-from pathlib import Path
-from typing import Any
-
 from celery import Celery
 
 from persistence.settings import get_settings
+from persistence.wakeup import TASK_NAME, broker_options
 from worker.config import get_worker_settings
-
-TASK_NAME = "clo.run_job"
-
-
-def broker_options(broker_url: str, data_dir: Path, visibility_timeout: int) -> dict[str, Any]:
-    """Transport options: folders for the embedded filesystem broker, else a visibility timeout."""
-    if broker_url.startswith("filesystem"):
-        # Producer and consumer must share one folder: data_folder_in == data_folder_out.
-        queue_dir = (data_dir / "broker" / "queue").resolve()
-        processed = (data_dir / "broker" / "processed").resolve()
-        # Kombu's default control folder is ./control, which litters whatever directory the
-        # worker was started from with exchange tables.
-        control = (data_dir / "broker" / "control").resolve()
-        for folder in (queue_dir, processed, control):
-            folder.mkdir(parents=True, exist_ok=True)
-        return {
-            "data_folder_in": str(queue_dir),
-            "data_folder_out": str(queue_dir),
-            "processed_folder": str(processed),
-            "store_processed": False,
-            "control_folder": str(control),
-        }
-    return {"visibility_timeout": visibility_timeout}
 
 
 def make_celery() -> Celery:
@@ -42,8 +17,8 @@ def make_celery() -> Celery:
     assert settings.broker_url is not None
     app = Celery("clo", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
-        task_default_queue=wsettings.queue,
-        task_routes={TASK_NAME: {"queue": wsettings.queue}},
+        task_default_queue=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue}},
         # Ack after the task ends, and requeue if the worker process dies mid-task.
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -10,11 +10,10 @@ from persistence.settings import get_settings
 
 
 class WorkerSettings(BaseSettings):
-    """Queue, timing and scratch-space knobs of the worker and the reaper."""
+    """Timing and scratch-space knobs of the worker and the reaper (the queue: Settings.queue)."""
 
     model_config = SettingsConfigDict(env_prefix="CLO_", extra="ignore")
 
-    queue: str = Field("gpu", description="Celery queue the GPU worker consumes.")
     work_dir: Path | None = Field(
         None, description="Per-job scratch folders; default <data_dir>/work"
     )
