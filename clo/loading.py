@@ -6,6 +6,7 @@ unpickle weights on the worker.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,29 @@ def load_model_and_tokenizer(
     model.to(dev)  # type: ignore[arg-type]  # transformers types .to() oddly
     logger.info("loaded %s (%s, %s) on %s", source, type(model).__name__, torch_dtype, dev)
     return model, tokenizer
+
+
+def device_option(device: str) -> str | None:
+    """A job's device setting as load_model_and_tokenizer takes it ("auto": None)."""
+    return None if device == "auto" else device
+
+
+def load_exported(
+    exported: Path, base_source: str, base_revision: str | None, device: str | None
+) -> Any:
+    """A trained model from its export, as a user loads it: base + adapter through stock
+    PEFT, or the full model; in eval mode."""
+    from peft import PeftModel
+
+    if (exported / "adapter_config.json").is_file():
+        base, _ = load_model_and_tokenizer(base_source, revision=base_revision, device=device)
+        return PeftModel.from_pretrained(base, str(exported)).eval()
+    model, _ = load_model_and_tokenizer(exported, device=device)
+    return model.eval()
+
+
+def free_memory() -> None:
+    """Return freed tensors' memory (CUDA caches too) before the next model loads."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from clo.errors import CloError
@@ -105,3 +108,18 @@ def split_heldout(
     heldout = [item for i, item in enumerate(items) if i in heldout_idx]
     logger.debug("split %d examples into %d train / %d heldout", n, len(train), len(heldout))
     return train, heldout
+
+
+def write_quadruples(path: Path, quads: Sequence[Quadruple]) -> None:
+    """JSONL, one quadruple a line, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for q in quads:
+            out.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_quadruples(path: Path) -> list[Quadruple]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Quadruple.from_dict(json.loads(line)) for line in lines if line.strip()]

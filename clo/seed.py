@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -294,6 +295,12 @@ def builtin_seed() -> list[SeedExample]:
     """The shipped English seed set (hand-written, for demos and tests)."""
     with _data_file(_BUILTIN_SEED).open("rb") as fh:
         return parse_jsonl_lines(fh.readlines(), source=_BUILTIN_SEED)
+
+
+@lru_cache(maxsize=1)
+def builtin_seed_size() -> int:
+    """Examples in the shipped English seed set (read once per process)."""
+    return len(builtin_seed())
 
 
 def builtin_parallel_languages() -> list[str]:

@@ -420,7 +420,16 @@ def train(
         if progress is not None:
             progress(metrics)
         if run.step % config.checkpoint_every == 0 and run.step < run.plan.total_steps:
-            run.checkpoint()
+            path = run.checkpoint()
+            if progress is not None:
+                progress(
+                    {
+                        "event": "checkpoint",
+                        "step": run.step,
+                        "path": str(path.parent),
+                        "message": f"checkpoint at step {run.step}",
+                    }
+                )
     run.model.eval()
     final = {
         k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, int | float)

@@ -102,6 +102,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     stage: Mapped[str | None] = mapped_column(String(16), default=None)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # clo.resolve.ResolvedJob as stored at submission; NULL for rows from before it existed.
+    resolved: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     base_model: Mapped[str] = mapped_column(String(200))
     target_language: Mapped[str] = mapped_column(String(16))
     method: Mapped[str] = mapped_column(String(16))

@@ -73,7 +73,7 @@ def create_comparison(
     comparison_id = uuid.uuid4()
     specs = [_run_spec(body.base, run, i, comparison_id) for i, run in enumerate(runs)]
     for i, spec in enumerate(specs):
-        _validated(lambda s=spec: jobs_service.validate_spec(session, tenant, s, settings), i, runs)
+        _validated(lambda s=spec: jobs_service.resolve_spec(session, tenant, s, settings), i, runs)
     tenants_repo.lock_tenant(session, tenant.id)
     active = jobs_repo.count_active_jobs(session, tenant.id)
     limit = settings.max_concurrent_jobs_per_tenant

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,17 +33,16 @@ from api.jobs.schemas import (
 )
 from api.pagination import decode_cursor, encode_cursor
 from clo.errors import CloError
-from clo.languages import UnknownLanguageError, get_language, recommended_trainable
-from clo.seed import builtin_parallel, builtin_seed
-from clo.spec import MIN_DATA_SIZE, JobSpec
+from clo.resolve import ResolvedJob, resolve_job
+from clo.spec import JobSpec
 from persistence.models import Job, JobEvent, Tenant
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
-from persistence.repositories import files as files_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import metrics as metrics_repo
 from persistence.repositories import tenants as tenants_repo
-from persistence.settings import ModelKind, Settings
+from persistence.settings import Settings
+from service.catalog import ServiceCatalog, as_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def create_job(
         existing = jobs_repo.get_job_by_idempotency_key(session, tenant.id, idempotency_key)
         if existing is not None:
             return idempotency.same_request(existing, request_hash, "job"), False
-    stored_spec = validate_spec(session, tenant, spec, settings)
+    resolved = resolve_spec(session, tenant, spec, settings)
     tenants_repo.lock_tenant(session, tenant.id)  # serialise the concurrency check per tenant
     active = jobs_repo.count_active_jobs(session, tenant.id)
     if active >= settings.max_concurrent_jobs_per_tenant:
@@ -79,7 +78,8 @@ def create_job(
         jobs_repo.create_job,
         session,
         tenant_id=tenant.id,
-        spec=stored_spec,
+        spec=resolved.spec.model_dump(mode="json"),
+        resolved=resolved.model_dump(mode="json"),
         max_attempts=settings.max_attempts,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -108,136 +108,14 @@ def create_job(
     return job, True
 
 
-@lru_cache(maxsize=1)
-def _builtin_seed_size() -> int:
-    return len(builtin_seed())
-
-
-def validate_spec(session: Session, tenant: Tenant, spec: JobSpec, settings: Settings) -> dict:
-    """Everything JobSpec cannot check alone; returns the spec to store (language normalised)."""
-    try:
-        language = get_language(spec.target_language)
-    except UnknownLanguageError as exc:
-        raise InvalidRequest(str(exc), code="unknown_language", param="target_language") from None
-    _require_allowed(settings, spec.base_model, "causal_lm", "base_model")
-    source = spec.seed_data.source
-    if source != "parallel":
-        _require_allowed(settings, spec.translator.model, "translator", "translator.model")
-    available = _seed_size(session, tenant, spec, language.code)
-    if available is not None and spec.data_size > available:
-        raise InvalidRequest(
-            f"data_size {spec.data_size} is larger than the {available} examples in the "
-            f"{source} seed set; ask for at most {available}",
-            code="data_size_too_large",
-            param="data_size",
-        )
-    if spec.evaluation.enabled and spec.data_size - spec.evaluation.heldout_size < MIN_DATA_SIZE:
-        raise InvalidRequest(
-            f"evaluation.heldout_size {spec.evaluation.heldout_size} leaves fewer than "
-            f"{MIN_DATA_SIZE} of the {spec.data_size} examples for training",
-            code="heldout_too_large",
-            param="evaluation.heldout_size",
-        )
-    _validate_evaluation(session, tenant, spec, settings)
-    stored = spec.model_dump(mode="json")
-    stored["target_language"] = language.code
-    if stored["trainable"] is None:
-        stored["trainable"] = recommended_trainable(language.code)
-    return stored
-
-
-def _require_allowed(settings: Settings, name: str, kind: ModelKind, param: str) -> None:
-    """422 listing the allowed models of `kind`, unless `name` is one of them."""
-    if settings.resolve_model(name, kind) is None:
-        allowed = settings.allowed_models().items()
-        names = sorted(n for n, e in allowed if e.kind == kind)
-        raise InvalidRequest(
-            f"{param} {name!r} is not on the allow-list; allowed: "
-            f"{', '.join(names) or 'none configured'} (GET /v1/models)",
-            code="model_not_allowed",
-            param=param,
-        )
-
-
-def _validate_evaluation(
+def resolve_spec(
     session: Session, tenant: Tenant, spec: JobSpec, settings: Settings
-) -> None:
-    """The judge must be configured here; a baseline must be this tenant's succeeded job."""
-    judge = spec.evaluation.judge
-    if judge != "none" and spec.evaluation.enabled:
-        missing = not settings.judge_model or (judge == "openai" and not settings.judge_url)
-        if judge == "local" and not missing:
-            missing = settings.resolve_model(settings.judge_model or "", "causal_lm") is None
-        if missing:
-            raise InvalidRequest(
-                f"evaluation.judge {judge!r} is not configured on this service; ask the "
-                "operator to set CLO_JUDGE_MODEL"
-                + (" and CLO_JUDGE_URL" if judge == "openai" else " to an allow-listed model")
-                + ", or use judge 'none'",
-                code="judge_not_configured",
-                param="evaluation.judge",
-            )
-    baseline_id = spec.evaluation.baseline_job_id
-    if baseline_id is None:
-        return
-    baseline = _tenant_job(session, tenant, baseline_id)
-    if baseline is None:
-        raise InvalidRequest(
-            f"baseline job {baseline_id!r} not found",
-            code="baseline_job_not_found",
-            param="evaluation.baseline_job_id",
-        )
-    if baseline.status != "succeeded":
-        raise InvalidRequest(
-            f"baseline job {baseline_id} is {baseline.status}; only a succeeded job has a "
-            "model to compare against",
-            code="baseline_job_not_succeeded",
-            param="evaluation.baseline_job_id",
-        )
-    if baseline.base_model != spec.base_model:
-        raise InvalidRequest(
-            f"baseline job {baseline_id} was trained on {baseline.base_model!r}, not "
-            f"{spec.base_model!r}; its adapter only fits its own base model",
-            code="baseline_job_other_model",
-            param="evaluation.baseline_job_id",
-        )
-
-
-def _seed_size(session: Session, tenant: Tenant, spec: JobSpec, lang: str) -> int | None:
-    """Examples available from the chosen seed source; None when it cannot be known up front."""
-    source = spec.seed_data.source
-    if source == "builtin":
-        return _builtin_seed_size()
-    if source == "parallel":
-        try:
-            return len(builtin_parallel(lang))
-        except CloError as exc:
-            raise InvalidRequest(
-                str(exc), code="no_parallel_data", param="seed_data.source"
-            ) from None
-    if source == "file":
-        file_id = _as_uuid(spec.seed_data.file_id or "")
-        row = files_repo.get_file_for_tenant(session, tenant.id, file_id) if file_id else None
-        if row is None:
-            raise InvalidRequest(
-                f"file {spec.seed_data.file_id!r} not found; upload it with POST /v1/files",
-                code="file_not_found",
-                param="seed_data.file_id",
-            )
-        return row.n_examples
-    return None  # oasst1: selected by the worker; a short selection fails the job clearly
-
-
-def _as_uuid(value: str) -> uuid.UUID | None:
+) -> ResolvedJob:
+    """The spec resolved against this deployment (clo.resolve); a refusal is a 422."""
     try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def _tenant_job(session: Session, tenant: Tenant, job_id: str) -> Job | None:
-    parsed = _as_uuid(job_id)
-    return jobs_repo.get_job_for_tenant(session, tenant.id, parsed) if parsed else None
+        return resolve_job(spec, ServiceCatalog(session, settings, tenant.id))
+    except CloError as exc:
+        raise InvalidRequest(str(exc), code=exc.code, param=exc.param) from None
 
 
 def to_read(session: Session, job: Job, *, new: bool = False) -> JobRead:
@@ -252,7 +130,7 @@ def read_job_for_key(conn: Connection, secret: str, job_id: str) -> tuple[str, J
 
     401 for an unknown or revoked key, 404 for a job the key's tenant does not own.
     """
-    found = jobs_repo.read_job_for_key(conn, secret, _as_uuid(job_id) or _NO_SUCH_ID)
+    found = jobs_repo.read_job_for_key(conn, secret, as_uuid(job_id) or _NO_SUCH_ID)
     if found is None:
         raise invalid_key()
     row = found.job

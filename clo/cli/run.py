@@ -67,12 +67,15 @@ def run(
 ) -> None:
     """Run a whole CLO job locally and print where the adapter bundle is."""
     from clo.errors import CloError
-    from clo.pipeline import PipelineEnv, PipelineHooks, run_pipeline
+    from clo.pipeline import PipelineHooks, RunInputs, run_pipeline
+    from clo.resolve import LocalCatalog, resolve_job
     from clo.spec import JobSpec
 
     raw: dict[str, Any] = json.loads(spec_file.read_text()) if spec_file else {}
     raw.update(base_model=base_model, target_language=target_language, data_size=data_size)
     raw.setdefault("seed_data", {})["source"] = seed_source
+    if seed_file is not None and seed_source == "file":
+        raw["seed_data"]["file_id"] = str(seed_file)
     raw.setdefault("translator", {}).update(model=translator, quality_check=quality_check)
     hp = {"max_steps": max_steps, "batch_size": batch_size}
     raw.setdefault("hyperparameters", {}).update({k: v for k, v in hp.items() if v is not None})
@@ -88,9 +91,12 @@ def run(
         raise typer.BadParameter(
             "give --seed-file with --seed-source file", param_hint="--seed-file"
         )
-    env = PipelineEnv(
-        base_model=base_model, translator_model=translator, seed_file=seed_file, device=device
-    )
+    try:
+        resolved = resolve_job(spec, LocalCatalog())
+    except CloError as exc:
+        console.print(f"[red]error:[/red] {exc.param + ': ' if exc.param else ''}{exc}")
+        raise typer.Exit(1) from exc
+    inputs = RunInputs(seed_file=seed_file, device=device)
     started = time.monotonic()
     columns = (
         TextColumn("{task.description:>12}"),
@@ -101,7 +107,8 @@ def run(
     )
     try:
         with Progress(*columns, console=console) as progress:
-            result = run_pipeline(spec, workdir, PipelineHooks(progress=ProgressBar(progress)), env)
+            hooks = PipelineHooks(progress=ProgressBar(progress))
+            result = run_pipeline(resolved, workdir, hooks, inputs)
     except CloError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -178,44 +178,58 @@ def _assert_reference_is_the_base_model(
         assert refs[0] == pytest.approx(refs[1], rel=1e-4, abs=1e-3), (d, refs)
 
 
-def test_judge_settings_resolve_to_the_judge_the_stage_builds(tiny_qwen2: Path) -> None:
+def test_judge_settings_resolve_to_the_judge_the_stage_builds(tiny_qwen2: Path, factory) -> None:  # type: ignore[no-untyped-def]
+    from clo.errors import CloError
     from clo.evaluate import LocalJudge, OpenAIJudge
-    from clo.pipeline import PipelineEnv, PipelineError, _make_judge
+    from clo.evaluate.job import make_judge
+    from clo.resolve import ResolvedJob, resolve_job
     from clo.spec import JobSpec
-    from worker.evaluation_env import EvaluationSetupError, judge_env
+    from service.catalog import ServiceCatalog
+    from worker.evaluation_env import judge_api_key
 
-    def spec(judge: str, enabled: bool = True) -> JobSpec:
-        return JobSpec.model_validate(
-            {**_spec("lora"), "evaluation": {"judge": judge, "enabled": enabled}}
-        )
+    models = {
+        "tiny": {"source": str(tiny_qwen2), "kind": "causal_lm"},
+        "tiny-judge": {"source": str(tiny_qwen2), "kind": "causal_lm"},
+    }
 
-    models = {"tiny-judge": {"source": str(tiny_qwen2), "kind": "causal_lm"}}
+    def resolve(judge: str, settings: Settings, enabled: bool = True) -> ResolvedJob:
+        base = _spec("lora")
+        evaluation = {**base["evaluation"], "judge": judge, "enabled": enabled}
+        spec = JobSpec.model_validate({**base, "evaluation": evaluation})
+        with session_scope(factory) as session:
+            return resolve_job(spec, ServiceCatalog(session, settings, uuid.uuid4()))
+
     bare = Settings(broker_url="memory://", models=models)
-    assert judge_env(spec("none"), bare) is None
-    assert judge_env(spec("openai", enabled=False), bare) is None  # no evaluation, no judge
-    with pytest.raises(EvaluationSetupError) as missing:
-        judge_env(spec("openai"), bare)
+    assert resolve("none", bare).judge is None
+    assert resolve("openai", bare, enabled=False).judge is None  # no evaluation, no judge
+    with pytest.raises(CloError) as missing:
+        resolve("openai", bare)
     assert missing.value.param == "evaluation.judge" and "CLO_JUDGE_URL" in str(missing.value)
+    assert missing.value.code == "judge_not_configured"
 
     remote = Settings(
         broker_url="memory://",
+        models=models,
         judge_url="http://127.0.0.1:9/v1",
         judge_model="m",
         judge_api_key=JUDGE_KEY,
     )
-    env = judge_env(spec("openai"), remote)
-    assert (env.kind, env.url, env.api_key) == ("openai", "http://127.0.0.1:9/v1", JUDGE_KEY)
-    assert JUDGE_KEY not in repr(env)  # safe to log
-    judge = _make_judge(PipelineEnv(base_model="x", judge=env))
+    resolved = resolve("openai", remote)
+    assert resolved.judge is not None
+    assert (resolved.judge.kind, resolved.judge.url) == ("openai", "http://127.0.0.1:9/v1")
+    assert JUDGE_KEY not in resolved.model_dump_json()  # stored with the job: no secret
+    assert judge_api_key(resolved, remote) == JUDGE_KEY  # the worker adds it at run time
+    judge = make_judge(resolved.judge, judge_api_key(resolved, remote), None)
     assert isinstance(judge, OpenAIJudge) and judge.describe()["model"] == "m"
 
     local = Settings(broker_url="memory://", models=models, judge_model="tiny-judge")
-    env = judge_env(spec("local"), local)
-    assert (env.kind, env.model) == ("local", str(tiny_qwen2))  # the allow-listed folder
-    judge = _make_judge(PipelineEnv(base_model="x", judge=env, device="cpu"))
+    resolved = resolve("local", local)
+    assert resolved.judge is not None
+    assert (resolved.judge.kind, resolved.judge.model) == ("local", str(tiny_qwen2))
+    assert judge_api_key(resolved, local) is None
+    judge = make_judge(resolved.judge, None, "cpu")
     assert isinstance(judge, LocalJudge) and isinstance(judge.complete("Which is better?"), str)
-    with pytest.raises(EvaluationSetupError):
-        judge_env(spec("local"), Settings(broker_url="memory://", judge_model="not-listed"))
-    with pytest.raises(PipelineError) as unset:
-        _make_judge(PipelineEnv(base_model="x"))
-    assert unset.value.param == "evaluation.judge"
+    unlisted = Settings(broker_url="memory://", models=models, judge_model="not-listed")
+    with pytest.raises(CloError) as not_listed:
+        resolve("local", unlisted)
+    assert not_listed.value.param == "evaluation.judge"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clo.errors import Stopped
-from clo.pipeline import PipelineEnv, PipelineError, PipelineHooks, run_pipeline, stage_translate
+from clo.errors import CloError, Stopped
+from clo.pipeline import PipelineHooks, RunInputs, run_pipeline, stage_translate
+from clo.resolve import LocalCatalog, ResolvedJob, resolve_job
 from clo.spec import JobSpec
 
 
@@ -34,8 +35,12 @@ def _spec(**hp: object) -> JobSpec:
     )
 
 
+def _resolved(spec: JobSpec, model: Path | str = "x") -> ResolvedJob:
+    return resolve_job(spec.model_copy(update={"base_model": str(model)}), LocalCatalog())
+
+
 def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
-    env = PipelineEnv(base_model=str(tiny_qwen2))
+    resolved = _resolved(_spec(), tiny_qwen2)
     steps: list[int] = []
 
     def progress(event: dict) -> None:
@@ -43,14 +48,14 @@ def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
             steps.append(event["step"])
 
     with pytest.raises(Stopped):
-        run_pipeline(_spec(), tmp_path, PipelineHooks(progress, lambda: len(steps) >= 3), env)
+        run_pipeline(resolved, tmp_path, PipelineHooks(progress, lambda: len(steps) >= 3))
     assert steps == [1, 2, 3]
     assert (tmp_path / "train" / "checkpoints").is_dir()
     assert not (tmp_path / "package").exists()
 
     events: list[dict] = []
     steps.clear()
-    result = run_pipeline(_spec(), tmp_path, PipelineHooks(events.append), env)
+    result = run_pipeline(resolved, tmp_path, PipelineHooks(events.append))
     resumed = [e for e in events if e.get("event") == "stage_started"]
     # Translation output reused; training restarted from the step-3 checkpoint, not step 0.
     assert [(e["stage"], e["resumed"]) for e in resumed] == [
@@ -67,19 +72,25 @@ def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
         p.name for p in bundle.iterdir() if p.name != "SHA256SUMS"
     }
     job = json.loads((bundle / "clo_job.json").read_text())
-    assert job["spec"]["data_size"] == 12 and result.metrics_summary["train_steps"] == 4
+    assert job["spec"]["data_size"] == 12 and result.train_summary["train_steps"] == 4
 
     # Everything done: a third run redoes nothing and returns the same bundle.
     events.clear()
-    again = run_pipeline(_spec(), tmp_path, PipelineHooks(events.append), env)
+    again = run_pipeline(resolved, tmp_path, PipelineHooks(events.append))
     assert again.bundle_dir == bundle
     assert all(e["resumed"] for e in events if e.get("event") == "stage_started")
 
 
 def test_data_size_beyond_parallel_data_names_the_field(tmp_path: Path):
     spec = _spec().model_copy(update={"data_size": 100_000})
-    with pytest.raises(PipelineError) as err:
-        stage_translate(spec, tmp_path, PipelineHooks(), PipelineEnv(base_model="x"))
+    with pytest.raises(CloError) as refused:
+        _resolved(spec)
+    assert refused.value.param == "data_size" and "100000" in str(refused.value)
+    assert refused.value.code == "data_size_too_large"
+    # A job resolved when more data shipped fails the same way when it runs.
+    job = _resolved(_spec()).model_copy(update={"spec": spec})
+    with pytest.raises(CloError) as err:
+        stage_translate(job, tmp_path, PipelineHooks(), RunInputs())
     assert err.value.param == "data_size" and "100000" in str(err.value)
 
 
@@ -137,11 +148,9 @@ def test_clo_run_cli_rejects_bad_spec_naming_the_field(tmp_path: Path):
 def test_baseline_methods_run_the_whole_pipeline(tiny_qwen2: Path, tmp_path: Path, method: str):
     # SFT steps log no preference terms (they forward only the trained responses), so an SFT
     # job's preference figures must come from the held-out evaluation.
-    spec = _spec().model_copy(update={"method": method})
+    job = _resolved(JobSpec.model_validate({**_spec().model_dump(), "method": method}), tiny_qwen2)
     events: list[dict] = []
-    result = run_pipeline(
-        spec, tmp_path, PipelineHooks(events.append), PipelineEnv(str(tiny_qwen2))
-    )
+    result = run_pipeline(job, tmp_path, PipelineHooks(events.append))
     steps = [e for e in events if e.get("stage") == "training" and "loss" in e]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     sft_steps = [e for e in steps if e["phase"] == "sft"]
