@@ -4,9 +4,8 @@ The API image installs `pip install .` (core dependencies only, no `ml` extra). 
 interpreter puts an import hook in front of every finder that refuses the modules only the `ml`
 extra brings (those distributions and everything they pull in that core does not), then imports
 every module of api/, persistence/ and service/ (and the `clo` command), builds the app and
-serves a few requests, including the paths that import late (the Celery send through
-worker.enqueue, the comparison report). A new `import torch` anywhere on the API path fails
-here, not in the image.
+serves a few requests, including the paths that import late (the Celery wake-up, the
+comparison report). A new `import torch` anywhere on the API path fails here, not in the image.
 """
 
 from __future__ import annotations
@@ -143,11 +142,7 @@ CHILD = textwrap.dedent(
 
     asyncio.run(serve())
     _report([])  # compare_reports, reached once runs succeed
-    # The production wake-up: worker.enqueue (in the API image too) over the real broker.
-    # Imported first on purpose: default_send falls back to a bare Celery on ImportError.
-    os.environ["CLO_DATA_DIR"] = str(data)
-    os.environ["CLO_BROKER_URL"] = "filesystem://"
-    importlib.import_module("worker.enqueue")
+    # The production wake-up (the app above was given a list): Celery over the real broker.
     assert default_send(settings)(str(uuid.uuid4())) is not False
 
     try:
