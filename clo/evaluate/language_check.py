@@ -92,7 +92,8 @@ class ResponseVerdict:
         return bool(langs) and all(lang == code for lang in langs)
 
 
-def _is_unspaced(char: str) -> bool:
+def is_unspaced_char(char: str) -> bool:
+    """True for a character of a script written without spaces between words (Han, kana, ...)."""
     try:
         name = unicodedata.name(char)
     except ValueError:
@@ -106,8 +107,8 @@ def count_words(line: str) -> int:
     for token in line.split():
         if not any(ch.isalpha() for ch in token):
             continue
-        unspaced = sum(1 for ch in token if ch.isalpha() and _is_unspaced(ch))
-        spaced_letters = any(ch.isalpha() and not _is_unspaced(ch) for ch in token)
+        unspaced = sum(1 for ch in token if ch.isalpha() and is_unspaced_char(ch))
+        spaced_letters = any(ch.isalpha() and not is_unspaced_char(ch) for ch in token)
         words += math.ceil(unspaced / 2) + (1 if spaced_letters else 0)
     return words
 
