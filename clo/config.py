@@ -1,6 +1,6 @@
 """Typed training configuration, stored verbatim on every job (like TRL's DPOConfig)."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -9,6 +9,12 @@ SftVariant = Literal["target", "english", "both"]
 Trainable = Literal["attention", "lora", "full"]
 PreferenceLoss = Literal["sigmoid", "ipo", "hinge"]
 Schedule = Literal["cosine", "linear", "constant"]
+ExportDtype = Literal["model", "bfloat16", "float16", "float32"]
+
+# Fields a stored config may still carry but that mean nothing now; dropped on load.
+# sft_steps_fraction: sft+dpo split one pass over the data between its phases; each phase
+# now runs over all of it (METHOD.md, Baselines).
+RETIRED_FIELDS = ("sft_steps_fraction",)
 
 
 class TrainConfig(BaseModel):
@@ -16,9 +22,15 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = Field("clo", description="clo (paper), sft, sft+dpo (SFT then DPO), dpo.")
+    method: Method = Field(
+        "clo",
+        description="clo (paper), sft, sft+dpo (SFT over all the data, then DPO over all the "
+        "pairs against the SFT model, with a fresh optimizer), dpo.",
+    )
     sft_variant: SftVariant = Field(
-        "target", description="For sft: train on target-language, English, or both responses."
+        "both",
+        description="For sft and the SFT phase of sft+dpo: train on target-language, English, "
+        "or both responses (both: the paper's main SFT baseline).",
     )
     trainable: Trainable = Field(
         "attention", description="attention: q/k/v/o only (paper); lora: PEFT LoRA on them; full."
@@ -36,8 +48,14 @@ class TrainConfig(BaseModel):
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (β1, β2).")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps warming up.")
     schedule: Schedule = Field("cosine", description="Decay after warmup.")
-    epochs: float = Field(1.0, gt=0.0, le=100.0, description="Passes over the training pairs.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    epochs: float = Field(
+        1.0, gt=0.0, le=100.0, description="Passes over the training pairs (per phase of sft+dpo)."
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many optimizer steps (sft+dpo: in all, half per phase).",
+    )
     batch_size: int = Field(4, ge=1, le=1024, description="Examples (quadruples) per micro-batch.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping; None: off.")
@@ -50,19 +68,35 @@ class TrainConfig(BaseModel):
     max_prompt_length: int = Field(
         256, ge=8, le=32768, description="Prompt tokens kept when truncating (from the left)."
     )
-    sft_steps_fraction: float = Field(
-        0.5, gt=0.0, lt=1.0, description="For sft+dpo: share of steps spent on the SFT phase."
-    )
     lora_r: int = Field(16, ge=1, le=1024, description="For lora: adapter rank.")
     lora_alpha: int = Field(32, ge=1, le=4096, description="For lora: scaling α (α/r).")
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="For lora: dropout.")
+    lora_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="For lora: dropout (off in preference training too)."
+    )
+    disable_dropout: bool = Field(
+        True,
+        description="(ours, TRL's default) Dropout off in the policy during preference "
+        "training (clo, dpo, the DPO phase of sft+dpo), so policy and reference agree at step 0.",
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations (saves memory).")
     # 256 tokens x 151,936 vocab x 4 B = 156 MB of fp32 logits per chunk (see clo.logprobs)
     logprob_chunk_tokens: int = Field(
         256, ge=16, description="Response tokens per chunk through the LM head."
     )
     checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between checkpoints.")
+    export_dtype: ExportDtype = Field(
+        "model",
+        description="dtype of exported weights; model: the dtype the base model ships in "
+        "(its config.json), whatever dtype training ran in.",
+    )
     seed: int = Field(0, ge=0, description="Seeds data order, init and dropout.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in RETIRED_FIELDS):
+            return {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
+        return data
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> "TrainConfig":

@@ -3,7 +3,8 @@
 Each micro-batch holds the four sequences of every example in it (x_en+y_en, x_en+y_tgt,
 x_tgt+y_tgt, x_tgt+y_en), padded into one batch; one forward gives all policy log-probs,
 and the NLL term comes from the same forward (clo.loss). Methods: clo, dpo (no NLL), sft
-(target | english | both) and sft+dpo (an SFT phase, then DPO against the SFT model).
+(target | english | both) and sft+dpo (SFT over all the data, then DPO over all the pairs
+with a fresh optimizer and LR schedule, against the SFT model; phases in clo.plan).
 SFT steps forward only the responses they train on and need no reference pass, so SFT costs
 what plain SFT costs rather than what CLO costs.
 """
@@ -14,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +40,7 @@ from clo.errors import CloError, Stopped
 from clo.logprobs import sequence_logprobs
 from clo.loss import PAIRS, SFT_COLUMNS, LossFn, LossOutput, clo_loss, sft_loss
 from clo.pairs import Quadruple
+from clo.plan import make_plan
 from clo.reference import autocast_context, compute_logps, reference_logps
 from clo.schedule import lr_at
 from clo.trainable import apply_trainable, count_parameters, trainable_parameters
@@ -60,89 +61,6 @@ class TrainResult:
     metrics: dict[str, float]
     truncation: dict[str, int]
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Step count, data order and phases of a run; a pure function of config and data size."""
-
-    total_steps: int
-    examples_per_step: int
-    micro_batch: int
-    order: tuple[int, ...]
-    sft_steps: int  # sft+dpo: steps of the SFT phase; 0 otherwise
-
-    def micro_batches(self, step: int) -> list[list[int]]:
-        start = step * self.examples_per_step
-        ids = self.order[start : start + self.examples_per_step]
-        return [list(ids[i : i + self.micro_batch]) for i in range(0, len(ids), self.micro_batch)]
-
-    def phase(self, step: int, method: str) -> str:
-        if method == "sft+dpo":
-            return "sft" if step < self.sft_steps else "dpo"
-        return method
-
-    def phase_bounds(self, step: int, method: str) -> tuple[int, int]:
-        """(first step, number of steps) of the phase `step` is in; each phase has its own LR."""
-        if method == "sft+dpo":
-            if step < self.sft_steps:
-                return 0, self.sft_steps
-            return self.sft_steps, self.total_steps - self.sft_steps
-        return 0, self.total_steps
-
-
-# Examples sorted together when grouping by length; HF's LengthGroupedSampler uses 50 too.
-LENGTH_GROUP_BATCHES = 50
-
-
-def make_plan(n_examples: int, config: TrainConfig, lengths: Sequence[int] | None = None) -> Plan:
-    """Seeded data order: a fresh permutation per epoch, grouped by `lengths` when asked."""
-    micro = min(config.batch_size, n_examples)
-    per_step = micro * config.grad_accum
-    total = config.max_steps or max(1, math.ceil(config.epochs * n_examples / per_step))
-    needed = total * per_step
-    gen = torch.Generator().manual_seed(config.seed)
-    grouped = config.group_by_length and lengths is not None and micro > 1
-    order: list[int] = []
-    while len(order) < needed:  # a fresh permutation per epoch
-        epoch = torch.randperm(n_examples, generator=gen).tolist()
-        if grouped:
-            assert lengths is not None
-            # the first `fill` examples complete the previous epoch's last micro-batch
-            fill = -len(order) % micro
-            epoch = epoch[:fill] + group_by_length(epoch[fill:], lengths, micro, gen)
-        order.extend(epoch)
-    sft_steps = 0
-    if config.method == "sft+dpo":
-        sft_steps = min(total - 1, max(1, round(total * config.sft_steps_fraction)))
-        if total < 2:
-            raise CloError("method sft+dpo needs at least 2 steps (raise max_steps or epochs)")
-    return Plan(total, per_step, micro, tuple(order[:needed]), sft_steps)
-
-
-def group_by_length(
-    examples: list[int], lengths: Sequence[int], micro: int, gen: torch.Generator
-) -> list[int]:
-    """Reorder one epoch so each micro-batch holds examples of similar length.
-
-    A batch pads to its longest sequence. Windows of LENGTH_GROUP_BATCHES micro-batches of the
-    random order are sorted by length and cut into micro-batches, which are then shuffled
-    within the epoch: padding falls while batches still come in random order. The longest
-    batch goes first, so a run that cannot fit it in memory fails at its first step, not
-    hours in; a short last batch stays last so every other batch keeps its place.
-    """
-    window = LENGTH_GROUP_BATCHES * micro
-    batches: list[list[int]] = []
-    for start in range(0, len(examples), window):
-        chunk = sorted(examples[start : start + window], key=lambda i: -lengths[i])
-        batches.extend(chunk[i : i + micro] for i in range(0, len(chunk), micro))
-    tail = [batches.pop()] if len(batches[-1]) < micro else []
-    if batches:
-        longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
-        first = batches.pop(longest)
-        shuffled = [batches[b] for b in torch.randperm(len(batches), generator=gen).tolist()]
-        batches = [first, *shuffled]
-    return [i for batch in [*batches, *tail] for i in batch]
 
 
 def loss_function(config: TrainConfig, phase: str) -> LossFn:
@@ -198,20 +116,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Settings that do not change the maths may differ on resume (e.g. a retry saving memory).
+# group_by_length only orders the data, and a resumed run keeps the order its checkpoint
+# recorded; leaving it out also lets checkpoints written before it existed resume.
+UNFINGERPRINTED = {
+    "checkpoint_every",
+    "gradient_checkpointing",
+    "logprob_chunk_tokens",
+    "group_by_length",
+    "export_dtype",
+}
+# Fields added after checkpoints existed count only when set away from their default.
+ADDED_FIELDS = ("disable_dropout",)
+
+
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
     """Identifies a run so a checkpoint is only resumed by the same config and data."""
-    # Settings that do not change the maths may differ on resume (e.g. a retry saving memory).
-    # group_by_length only orders the data, and a resumed run keeps the order its checkpoint
-    # recorded; leaving it out also lets checkpoints written before it existed resume.
-    cfg = config.model_dump(
-        mode="json",
-        exclude={
-            "checkpoint_every",
-            "gradient_checkpointing",
-            "logprob_chunk_tokens",
-            "group_by_length",
-        },
-    )
+    cfg = config.model_dump(mode="json", exclude=UNFINGERPRINTED)
+    for name in ADDED_FIELDS:
+        if cfg[name] == TrainConfig.model_fields[name].default:
+            del cfg[name]
+    if config.method != "sft+dpo":
+        # what every config carried before sft+dpo ran each phase over all the data, so
+        # older checkpoints of the other methods resume; sft+dpo's own plan changed with it
+        cfg["sft_steps_fraction"] = 0.5
+        if config.method != "sft":
+            cfg["sft_variant"] = "target"  # unused here; its default back then
     blob = json.dumps(cfg, sort_keys=True) + encoding_fingerprint(encoded)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -266,22 +196,28 @@ class _Run:
         self.named_params = trainable_parameters(self.model)
         if not self.named_params:
             raise CloError("no trainable parameters: check the trainable option")
-        self.optimizer = torch.optim.AdamW(
-            [p for _, p in self.named_params],
-            lr=config.learning_rate,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
-        )
+        self.optimizer = self._new_optimizer()
         # an example's micro-batch cost follows its longest sequence (all four are padded)
         lengths = [max(len(seq.input_ids) for seq in ex) for ex in self.encoded]
         self.plan = make_plan(len(self.encoded), config, lengths)
         self.fingerprint = run_fingerprint(config, self.encoded)
         self.step = 0
+        # the phase the optimizer state belongs to; a new phase starts a fresh optimizer
+        self.optimizer_phase = self.plan.phase(0, config.method)
         logger.info(
             "training %s: %s params, %d steps",
             config.trainable,
             count_parameters(self.model),
             self.plan.total_steps,
+        )
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        return torch.optim.AdamW(
+            [p for _, p in self.named_params],
+            lr=cfg.learning_rate,
+            betas=cfg.adam_betas,
+            weight_decay=cfg.weight_decay,
         )
 
     def resume(self) -> None:
@@ -305,6 +241,10 @@ class _Run:
         self.optimizer.load_state_dict(ckpt.optimizer)
         restore_rng(ckpt.state["rng"])
         self.step = ckpt.step
+        # checkpoints from before phases were recorded come from single-phase runs
+        self.optimizer_phase = ckpt.state.get("phase") or self.config.method
+        if self.optimizer_phase == "dpo" and self.phase_ref is None:
+            raise CloError(f"checkpoint {path} is in the DPO phase but lacks its reference")
         logger.info("resumed from %s at step %d", path, self.step)
 
     def checkpoint(self) -> Path:
@@ -316,15 +256,20 @@ class _Run:
             self.step,
             tensors,
             self.optimizer.state_dict(),
-            {"fingerprint": self.fingerprint, "data_order": list(self.plan.order)},
+            {
+                "fingerprint": self.fingerprint,
+                "data_order": list(self.plan.order),
+                "phase": self.optimizer_phase,
+            },
         )
 
-    def _reference_for(self, phase: str) -> torch.Tensor | None:
-        if phase == "sft":
-            return None
-        if self.config.method != "sft+dpo":
-            return self.ref
-        if self.phase_ref is None:  # DPO after SFT uses the SFT model as its reference
+    def _start_phase(self, phase: str) -> None:
+        """sft+dpo's switch to DPO: a fresh optimizer, and the SFT model as reference."""
+        logger.info("step %d: %s phase starts with a fresh optimizer", self.step, phase)
+        self.optimizer = self._new_optimizer()
+        self.optimizer_phase = phase
+        if phase == "dpo":
+            # scored once, by the SFT model as it stands before any DPO update
             self.phase_ref, _ = compute_logps(
                 self.model,
                 self.encoded,
@@ -332,11 +277,17 @@ class _Run:
                 self.config.batch_size,
                 self.config.logprob_chunk_tokens,
             )
-        return self.phase_ref
+
+    def _reference_for(self, phase: str) -> torch.Tensor | None:
+        if phase == "sft":
+            return None
+        return self.phase_ref if self.config.method == "sft+dpo" else self.ref
 
     def run_step(self) -> dict[str, Any]:
         cfg, plan, step = self.config, self.plan, self.step
         phase = plan.phase(step, cfg.method)
+        if phase != self.optimizer_phase:
+            self._start_phase(phase)
         ref = self._reference_for(phase)
         first, length = plan.phase_bounds(step, cfg.method)
         lr = lr_at(

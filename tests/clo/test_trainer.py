@@ -1,10 +1,12 @@
 """The training loop: what trains, exact resume, stop hook, progress, methods, schedule."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clo.checkpoint import latest_checkpoint, load_checkpoint
@@ -73,7 +75,12 @@ def test_attention_only_leaves_every_other_weight_bit_identical(
 
 @pytest.mark.parametrize(
     ("method", "trainable", "stop_at"),
-    [("clo", "attention", 3), ("sft+dpo", "lora", 3)],  # sft+dpo: stopped inside the DPO phase
+    [
+        ("clo", "attention", 3),
+        ("sft+dpo", "lora", 1),  # stopped inside the SFT phase
+        ("sft+dpo", "lora", 2),  # stopped at the switch: DPO not started, no reference yet
+        ("sft+dpo", "attention", 3),  # stopped inside the DPO phase
+    ],
 )
 def test_resume_continues_exactly(
     tiny_qwen2: Path, tmp_path: Path, method: str, trainable: str, stop_at: int
@@ -102,7 +109,12 @@ def test_resume_continues_exactly(
     seen: list[int] = []
     model, tok = load(tiny_qwen2)
     resumed = train(
-        model, tok, QUADS, cfg, tmp_path / "resumed", progress=lambda m: seen.append(m["step"])
+        model,
+        tok,
+        QUADS,
+        cfg,
+        tmp_path / "resumed",
+        progress=lambda m: "loss" in m and seen.append(m["step"]),  # steps, not checkpoints
     )
     assert seen == list(range(stop_at + 1, 5))  # continued, did not start over
     want = dict(straight.model.named_parameters())
@@ -140,6 +152,44 @@ def test_resume_refuses_a_different_config(tiny_qwen2: Path, tmp_path: Path) -> 
     model, tok = load(tiny_qwen2)
     with pytest.raises(CloError, match="different config"):
         train(model, tok, QUADS, small_config(learning_rate=2e-2), tmp_path)
+
+
+def test_configs_and_checkpoints_from_before_sft_dpo_changed_still_load(
+    tiny_qwen2: Path,
+) -> None:
+    import hashlib
+
+    from clo.encoding import encoding_fingerprint
+    from clo.trainer import run_fingerprint
+
+    stored = TrainConfig.model_validate({"method": "sft+dpo", "sft_steps_fraction": 0.3})
+    assert "sft_steps_fraction" not in stored.model_dump()  # retired: accepted and dropped
+    _, tok = load(tiny_qwen2)
+    encoded, _ = encode_quads(tok, QUADS, 64, 32)
+    cfg = small_config()
+    # what the fingerprint hashed before: no new fields, the retired one, the old default
+    old = cfg.model_dump(
+        mode="json",
+        exclude={
+            "checkpoint_every",
+            "gradient_checkpointing",
+            "logprob_chunk_tokens",
+            "group_by_length",
+            "export_dtype",
+            "disable_dropout",
+        },
+    )
+    old.update(sft_steps_fraction=0.5, sft_variant="target")
+    blob = json.dumps(old, sort_keys=True) + encoding_fingerprint(encoded)
+    assert run_fingerprint(cfg, encoded) == hashlib.sha256(blob.encode()).hexdigest()
+    assert run_fingerprint(cfg.model_copy(update={"export_dtype": "bfloat16"}), encoded) == (
+        run_fingerprint(cfg, encoded)
+    )
+    # sft+dpo's plan changed: a checkpoint of the old split plan must not resume
+    dpo = cfg.model_copy(update={"method": "sft+dpo"})
+    old_dpo = {**old, "method": "sft+dpo"}
+    blob = json.dumps(old_dpo, sort_keys=True) + encoding_fingerprint(encoded)
+    assert run_fingerprint(dpo, encoded) != hashlib.sha256(blob.encode()).hexdigest()
 
 
 def test_progress_reports_every_step(tiny_llama: Path, tmp_path: Path) -> None:
@@ -209,6 +259,61 @@ def test_sft_plus_dpo_switches_phase(tiny_qwen2: Path, tmp_path: Path) -> None:
     assert [e["phase"] for e in events] == ["sft", "sft", "dpo", "dpo"]
     # DPO uses the SFT model as reference: its implicit rewards start from zero
     assert events[2]["margin_en"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_sft_plus_dpo_runs_both_phases_over_all_the_data(
+    tiny_qwen2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper's SFT+DPO: SFT over every example, then DPO over every pair, each phase
+    with a fresh optimizer and LR warmup, DPO against the SFT model."""
+    from clo import trainer
+
+    model, tok = load(tiny_qwen2)
+    cfg = small_config(method="sft+dpo", max_steps=None, epochs=1.0, batch_size=2)
+    encoded, _ = encode_quads(tok, QUADS, cfg.max_length, cfg.max_prompt_length)
+    example_of = {seq.input_ids: i for i, ex in enumerate(encoded) for seq in ex}
+    seen: dict[int, list[int]] = {}  # sequences per example forwarded -> examples, in order
+    real_step = trainer.loss_step
+
+    def counting_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width=4):  # type: ignore[no-untyped-def]
+        ids = [example_of[s.input_ids] for s in sequences[::width]]
+        assert all(example_of[s.input_ids] == ids[k // width] for k, s in enumerate(sequences))
+        seen.setdefault(width, []).extend(ids)
+        return real_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width)
+
+    monkeypatch.setattr(trainer, "loss_step", counting_step)
+    states: list[int] = []  # optimizer state entries just before each optimizer step
+    hook = register_optimizer_step_pre_hook(lambda opt, *_: states.append(len(opt.state)))
+    events: list[dict] = []
+    try:
+        train(model, tok, QUADS, cfg, tmp_path, progress=events.append)
+    finally:
+        hook.remove()
+    steps = [e for e in events if "loss" in e]
+    assert [e["phase"] for e in steps] == ["sft"] * 3 + ["dpo"] * 3  # 6 examples / 2 per step
+    # both phases see every example once: SFT forwards 2 responses (variant both), DPO 4
+    assert set(seen) == {2, 4}
+    assert sorted(seen[2]) == list(range(6)) and sorted(seen[4]) == list(range(6))
+    n_params = sum(1 for p in model.parameters() if p.requires_grad)
+    assert states == [0, n_params, n_params, 0, n_params, n_params]  # no Adam moments carried
+    assert steps[3]["lr"] == steps[0]["lr"]  # DPO warms up again from its own schedule
+    # the SFT model is the reference: every implicit reward is 0 at the first DPO step
+    # (to float noise: the reference pass batches sequences by length, so pads differently)
+    assert steps[3]["margin_en"] == pytest.approx(0.0, abs=1e-5)
+    assert steps[3]["margin_tgt"] == pytest.approx(0.0, abs=1e-5)
+    assert steps[3]["cl_loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+
+
+def test_sft_plus_dpo_splits_max_steps_between_its_phases() -> None:
+    plan = make_plan(6, TrainConfig(method="sft+dpo", max_steps=5, batch_size=2))
+    assert (plan.total_steps, plan.sft_steps) == (5, 2)
+    assert len(set(plan.order[4:10])) == 6  # the DPO phase starts a fresh epoch
+    with pytest.raises(CloError, match="at least 2 steps"):
+        make_plan(6, TrainConfig(method="sft+dpo", max_steps=1))
+    full = make_plan(6, TrainConfig(method="sft+dpo", batch_size=2, epochs=2.0))
+    assert (full.total_steps, full.sft_steps) == (12, 6)
+    for start in (0, 6, 12, 18):  # two epochs per phase, each a permutation of every example
+        assert sorted(full.order[start : start + 6]) == list(range(6))
 
 
 @pytest.mark.parametrize(("variant", "width"), [("target", 1), ("both", 2)])
