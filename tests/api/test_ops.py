@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.service.conftest import job_body, make_settings
+from tests.api.conftest import job_body, make_settings
 
 DEAD_PG = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"
 

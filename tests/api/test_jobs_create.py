@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from clo.seed import builtin_seed
 from persistence.models import Job, JobEvent
-from tests.service.conftest import job_body, make_settings
+from tests.api.conftest import job_body, make_settings
 
 
 def _jobs_of(factory, tenant) -> int:  # type: ignore[no-untyped-def]

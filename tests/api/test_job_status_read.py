@@ -12,7 +12,7 @@ from persistence.artifact_store import make_key
 from persistence.db import session_scope
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import tenants as tenants_repo
-from tests.service.conftest import make_settings
+from tests.api.conftest import make_settings
 
 
 def _listed(client, tenant, job_id):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.service.conftest import make_settings
+from tests.api.conftest import make_settings
 
 
 def _jsonl(n: int) -> bytes:

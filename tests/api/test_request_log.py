@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from api.logs import JsonFormatter
-from tests.service.conftest import job_body
+from tests.api.conftest import job_body
 
 
 class _Lines(logging.Handler):

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.enqueue import GPU_QUEUE, RUN_JOB_TASK, celery_send
-from tests.service.conftest import REDIS_URL, job_body, make_settings
+from tests.api.conftest import REDIS_URL, job_body, make_settings
 
 
 def _take_message(client: redis.Redis, job_id: str) -> dict | None:  # type: ignore[type-arg]

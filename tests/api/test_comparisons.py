@@ -15,7 +15,7 @@ from api.app import create_app
 from clo.evaluate.report import DirectionStats, EvaluationReport, NllStats, PreferenceReport
 from persistence.db import session_scope
 from persistence.models import Comparison, Job
-from tests.service.conftest import job_body, make_settings
+from tests.api.conftest import job_body, make_settings
 
 
 def _ignore(job_id: str) -> None:
