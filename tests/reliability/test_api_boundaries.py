@@ -1,4 +1,4 @@
-"""What tests/service (in-process TestClient) leaves open, checked on a real uvicorn server:
+"""What tests/api (in-process TestClient) leaves open, checked on a real uvicorn server:
 an oversized streamed upload is refused while it is still arriving (never buffered whole),
 and a job cannot name another tenant's job as its evaluation baseline."""
 
