@@ -123,7 +123,11 @@ class JobSpec(BaseModel):
     target_language: str = Field(..., min_length=2, max_length=16, description="e.g. sw, zh, de.")
     data_size: int = Field(..., ge=MIN_DATA_SIZE, le=100_000, description="English examples N.")
     method: Method = "clo"
-    sft_variant: SftVariant = "target"
+    sft_variant: SftVariant = Field(
+        "both",
+        description="Responses the SFT of sft and sft+dpo trains on: target, english or both "
+        "(the paper's main SFT baseline); not used by clo or dpo.",
+    )
     trainable: Trainable | None = Field(
         None, description="None: the recommendation for the target language."
     )
@@ -138,6 +142,12 @@ class JobSpec(BaseModel):
     def _consistent(self) -> "JobSpec":
         if self.target_language.lower() == "en":
             raise ValueError("target_language must not be English: CLO transfers *from* English")
-        if self.method != "sft" and self.sft_variant != "target":
-            raise ValueError("sft_variant only applies to method 'sft'")
+        if self.method not in ("sft", "sft+dpo"):
+            # "target", the default before "both", is what stored clo/dpo specs carry
+            if self.sft_variant not in ("both", "target"):
+                raise ValueError(
+                    "sft_variant only applies to methods 'sft' and 'sft+dpo' (its SFT phase); "
+                    f"leave it unset for method {self.method!r}"
+                )
+            self.sft_variant = "both"
         return self
