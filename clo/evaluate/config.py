@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from clo.evaluate.verdict import VerdictConfig
+
 BenchmarkName = Literal["belebele", "mmmlu"]
 BenchmarkSource = Literal["auto", "hub", "local"]
 ALL_BENCHMARKS: tuple[BenchmarkName, ...] = ("belebele", "mmmlu")
@@ -40,6 +42,10 @@ class EvalConfig(BaseModel):
     )
     sample_size: int = Field(
         default=8, ge=0, le=1000, description="Answers kept in the report per prompt language."
+    )
+    verdict: VerdictConfig = Field(
+        default_factory=VerdictConfig,
+        description="Thresholds of the usable-answer verdict (empty, wrong language, echo, loop).",
     )
     # preference accuracy + NLL
     beta: float = Field(

@@ -7,12 +7,25 @@ version; renaming or removing a field bumps the major version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+from clo.evaluate.stats import wilson_interval
+from clo.evaluate.verdict import (
+    VERDICT_VERSION,
+    AnswerVerdict,
+    Reason,
+    VerdictChecker,
+    VerdictConfig,
+    summarize,
+)
+
+# 1.1: answer verdicts (usable rate, failure reasons, per-answer records) and Wilson intervals
+SCHEMA_VERSION = "1.1"
 
 Direction = Literal["en", "tgt"]
 ReferenceKind = Literal["adapter_disabled", "model", "precomputed", "none"]
@@ -33,12 +46,44 @@ class LineResult(_Model):
     ok: bool | None
 
 
+class Interval(_Model):
+    """A confidence interval of a rate."""
+
+    low: float
+    high: float
+    confidence: float = 0.95
+    method: Literal["wilson"] = "wilson"
+
+
+class AnswerVerdictRecord(_Model):
+    """The usable-answer verdict on one answer (see clo.evaluate.verdict)."""
+
+    prompt_language: str
+    index: int = Field(description="Position of the prompt in the held-out set.")
+    usable: bool | None = Field(
+        description="A usable answer in the right language (None: lingua cannot identify it)."
+    )
+    reasons: list[Reason] = Field(description="Every failure reason, in the primary order.")
+    primary_reason: Reason | None = Field(description="The first of `reasons` (None: usable).")
+    language: str | None = Field(description="Language of most of the checked prose letters.")
+    language_share: float | None = Field(
+        description="Share of checked letters in the expected language."
+    )
+    tokens: int
+    prompt_token_share: float = Field(description="Share of answer tokens found in the prompt.")
+    copied_share: float = Field(description="Share of answer tokens in runs copied from it.")
+    top_ngram_share: float = Field(description="Tokens covered by the most repeated n-gram.")
+    distinct_ngram_ratio: float | None = Field(description="Distinct n-grams / n-grams.")
+
+
 class AnswerSample(_Model):
     prompt_language: str = Field(description="Language code the prompt (and answer) should be in.")
     prompt: str
     answer: str
     verdict: Literal["pass", "fail", "no_kept_lines"]
     lines: list[LineResult]
+    usable: bool | None = Field(default=None, description="Its answer verdict (schema 1.1).")
+    reasons: list[Reason] = Field(default_factory=list, description="Its failure reasons.")
 
 
 class LanguageRate(_Model):
@@ -50,6 +95,30 @@ class LanguageRate(_Model):
     no_kept_lines: int = Field(description="Answers with no line long enough to check.")
     pass_rate: float | None = Field(description="Line-level pass rate (LCB LPR) over judged.")
     english_rate: float | None = Field(description="Share of judged answers entirely in English.")
+    # schema 1.1 (None in reports written before answer verdicts)
+    pass_rate_interval: Interval | None = Field(
+        default=None, description="Wilson 95% interval of pass_rate."
+    )
+    usable: int | None = Field(
+        default=None, description="Answers judged a usable answer in the right language."
+    )
+    undecided: int | None = Field(
+        default=None, description="Answers whose verdict needs a language lingua lacks."
+    )
+    usable_rate: float | None = Field(
+        default=None,
+        description="usable / (total - undecided): non-empty, right language, "
+        "no echo of the prompt, no repetition loop.",
+    )
+    usable_interval: Interval | None = Field(
+        default=None, description="Wilson 95% interval of usable_rate."
+    )
+    failure_reasons: dict[str, int] | None = Field(
+        default=None, description="Answers per failure reason (an answer can have several)."
+    )
+    primary_failure_reasons: dict[str, int] | None = Field(
+        default=None, description="Failed answers per primary reason (each counted once)."
+    )
 
 
 class LanguageReport(_Model):
@@ -63,6 +132,70 @@ class LanguageReport(_Model):
         description="Share of target-language prompts answered in English (of judged answers)."
     )
     samples: list[AnswerSample]
+    verdict_version: str | None = Field(
+        default=None, description="clo.evaluate.verdict.VERDICT_VERSION of the answer verdicts."
+    )
+    answer_verdicts: list[AnswerVerdictRecord] = Field(
+        default_factory=list,
+        description="One record per answer: target-language prompts, then English prompts.",
+    )
+
+
+def _wilson(successes: int, n: int) -> Interval | None:
+    if not n:
+        return None
+    low, high = wilson_interval(successes, n)
+    return Interval(low=low, high=high)
+
+
+def _record(lang: str, index: int, v: AnswerVerdict) -> AnswerVerdictRecord:
+    return AnswerVerdictRecord(
+        prompt_language=lang, index=index, primary_reason=v.primary_reason, **asdict(v)
+    )
+
+
+def add_answer_verdicts(
+    section: LanguageReport,
+    config: VerdictConfig,
+    target_prompts: Sequence[str],
+    target_answers: Sequence[str],
+    english_prompts: Sequence[str],
+    english_answers: Sequence[str],
+) -> None:
+    """Fill the schema 1.1 fields of a language section from answer verdicts, in place.
+
+    The verdicts use the section's own detector languages and minimum line length, so they
+    and the line-level pass rate are measured with the same lingua set-up.
+    """
+    checker = VerdictChecker(
+        section.target_prompts.expected_language,
+        config,
+        section.detector_languages,
+        section.min_words_per_line,
+    )
+    section.verdict_version = VERDICT_VERSION
+    section.answer_verdicts = []
+    for rate, prompts, answers in (
+        (section.target_prompts, target_prompts, target_answers),
+        (section.english_prompts, english_prompts, english_answers),
+    ):
+        lang = rate.expected_language
+        pairs = list(zip(prompts, answers, strict=True))
+        verdicts = [checker.verdict(p, a, lang) for p, a in pairs]
+        summary = summarize(verdicts)
+        rate.pass_rate_interval = _wilson(rate.passed, rate.judged)
+        rate.usable = summary.usable
+        rate.undecided = summary.undecided
+        rate.usable_rate = summary.usable_rate
+        rate.usable_interval = _wilson(summary.usable, summary.decided)
+        rate.failure_reasons = {str(r): n for r, n in summary.reasons.items()}
+        rate.primary_failure_reasons = {str(r): n for r, n in summary.primary_reasons.items()}
+        section.answer_verdicts += [_record(lang, i, v) for i, v in enumerate(verdicts)]
+        # the samples are the first answers of each prompt set, in order
+        samples = [s for s in section.samples if s.prompt_language == lang]
+        for sample, (prompt, answer), verdict in zip(samples, pairs, verdicts, strict=False):
+            if (sample.prompt, sample.answer) == (prompt, answer):
+                sample.usable, sample.reasons = verdict.usable, list(verdict.reasons)
 
 
 # ---- preference accuracy + NLL ------------------------------------------------------------
@@ -152,7 +285,8 @@ class JudgeReport(_Model):
 
 
 class EvaluationReport(_Model):
-    schema_version: Literal["1.0"] = "1.0"  # = SCHEMA_VERSION
+    # older reports (1.0) still load: every field added since has a default
+    schema_version: Literal["1.0", "1.1"] = "1.1"  # = SCHEMA_VERSION
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model: str = Field(description="Name or path of the evaluated model (+ adapter).")
     target_language: str

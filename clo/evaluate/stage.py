@@ -36,6 +36,7 @@ from clo.evaluate.report import (
     LanguageRate,
     LanguageReport,
     LineResult,
+    add_answer_verdicts,
 )
 from clo.languages import get_language
 from clo.pairs import Quadruple
@@ -224,6 +225,9 @@ def evaluate(
                 english_bias=tgt_rate.english_rate,
                 samples=_samples(target.code, tgt_prompts, tgt_answers, tgt_v, config.sample_size)
                 + _samples("en", en_prompts, en_answers, en_v, config.sample_size),
+            )
+            add_answer_verdicts(
+                report.language, config.verdict, tgt_prompts, tgt_answers, en_prompts, en_answers
             )
 
     with run.section("preference"):

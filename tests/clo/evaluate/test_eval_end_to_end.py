@@ -76,7 +76,7 @@ def test_report_has_every_metric(peft_model, heldout, stub_judge):
     report = evaluate(model, tokenizer, heldout, "de", CONFIG, judge=judge, progress=events.append)
 
     data = report.model_dump(mode="json")
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "1.1"
     assert EvaluationReport.model_validate(json.loads(json.dumps(data))) == report
     assert report.skipped == {}
     assert (report.target_language, report.heldout_size) == ("de", 4)
@@ -214,7 +214,7 @@ def test_cli_writes_the_report(tiny_qwen2, adapter_dir, heldout, stub_judge, tmp
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["schema_version"] == "1.0" and report["heldout_size"] == 2
+    assert report["schema_version"] == "1.1" and report["heldout_size"] == 2
     assert report["judge"]["results"]["tgt"]["n"] == 2
     assert [b["language"] for b in report["benchmarks"]] == ["de", "en"]
     assert "right-language rate, target prompts" in result.output
