@@ -6,7 +6,7 @@ import os
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from rich.console import Console
@@ -18,6 +18,7 @@ console = Console(stderr=True)
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 CHUNK = 1024 * 1024
+Json = dict[str, Any]  # one decoded JSON object of the API
 
 
 class ApiError(Exception):
@@ -65,23 +66,25 @@ class JobsClient:
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         """Create a job (retries with one idempotency key return the same job)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.request("POST", "/v1/jobs", json=spec, headers=headers)
+        return cast(Json, self.request("POST", "/v1/jobs", json=spec, headers=headers))
 
     def get(self, job_id: str) -> dict[str, Any]:
         """The job's current state."""
-        return self.request("GET", f"/v1/jobs/{job_id}")
+        return cast(Json, self.request("GET", f"/v1/jobs/{job_id}"))
 
     def list_jobs(self, **params: Any) -> dict[str, Any]:
         """One page of jobs, newest first; falsy filters are left out."""
-        return self.request("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
+        return cast(
+            Json, self.request("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
+        )
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask the job to stop."""
-        return self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        return cast(Json, self.request("POST", f"/v1/jobs/{job_id}/cancel"))
 
     def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         """The job's artifacts (name, size, sha256, download_url)."""
-        return self.request("GET", f"/v1/jobs/{job_id}/artifacts")
+        return cast(list[Json], self.request("GET", f"/v1/jobs/{job_id}/artifacts"))
 
 
 def describe_progress(job: dict[str, Any]) -> str:
