@@ -68,9 +68,33 @@ def dpo_loss(
     )
 
 
-def token_mean_nll(logps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """NLL averaged over all response tokens of the given sequences (summed log-probs in)."""
-    return -logps.sum() / tokens.sum().clamp(min=1)
+@dataclass(frozen=True)
+class StepTotals:
+    """Denominators of one optimizer step, over all its accumulated micro-batches.
+
+    With them each micro-batch's loss is its share of the step's loss: the NLL is the token
+    mean over every response token of the step (not a mean of per-micro-batch means, which
+    would weight a token by the size of its micro-batch), the preference term the mean over
+    every example; the shares' gradients add up to the gradient of the whole batch.
+    """
+
+    nll_tokens: int
+    examples: int
+
+
+def token_mean_nll(
+    logps: torch.Tensor, tokens: torch.Tensor, total_tokens: int | None = None
+) -> torch.Tensor:
+    """NLL summed over these sequences' response tokens, divided by `total_tokens` (default:
+    their own count, i.e. the token mean); summed log-probs in."""
+    if total_tokens is None:
+        return -logps.sum() / tokens.sum().clamp(min=1)
+    return -logps.sum() / max(total_tokens, 1)
+
+
+def nll_columns(english_nll: bool) -> tuple[int, ...]:
+    """The sequence columns the CLO NLL term trains on (target only, unless the ablation)."""
+    return (TGT_TGT, EN_EN) if english_nll else (TGT_TGT,)
 
 
 @dataclass
@@ -99,15 +123,22 @@ def _pairs(policy: torch.Tensor, ref: torch.Tensor, beta: float, loss_type: str)
     }
 
 
-def nll_term(policy: torch.Tensor, tokens: torch.Tensor, columns: tuple[int, ...]) -> torch.Tensor:
-    """Token-mean NLL over the chosen sequence columns."""
-    return token_mean_nll(policy[:, list(columns)], tokens[:, list(columns)])
+def nll_term(
+    policy: torch.Tensor,
+    tokens: torch.Tensor,
+    columns: tuple[int, ...],
+    total_tokens: int | None = None,
+) -> torch.Tensor:
+    """Token-mean NLL over the chosen sequence columns (over `total_tokens` when given)."""
+    cols = list(columns)
+    return token_mean_nll(policy[:, cols], tokens[:, cols], total_tokens)
 
 
 def clo_loss(
     policy: torch.Tensor,
     ref: torch.Tensor,
     tokens: torch.Tensor,
+    totals: StepTotals | None = None,
     *,
     lam: float = 0.5,
     beta: float = 0.1,
@@ -116,11 +147,14 @@ def clo_loss(
 ) -> LossOutput:
     """L = λ·NLL(y_tgt | x_tgt) + (1−λ)·mean(DPO_en, DPO_tgt); inputs are [batch, 4].
 
-    `english_nll` (ablation only) also puts y_en | x_en into the NLL term.
+    `english_nll` (ablation only) also puts y_en | x_en into the NLL term. With `totals` the
+    result is this micro-batch's share of the step's loss (see StepTotals).
     """
     pairs = _pairs(policy, ref, beta, loss_type)
-    cl = 0.5 * (pairs["en"].loss + pairs["tgt"].loss)
-    nll = nll_term(policy, tokens, (TGT_TGT, EN_EN) if english_nll else (TGT_TGT,))
+    examples = totals.examples if totals is not None else policy.shape[0]
+    cl = 0.5 * (pairs["en"].losses.sum() + pairs["tgt"].losses.sum()) / examples
+    nll_tokens = totals.nll_tokens if totals is not None else None
+    nll = nll_term(policy, tokens, nll_columns(english_nll), nll_tokens)
     return LossOutput(
         loss=lam * nll + (1.0 - lam) * cl, nll=nll.detach(), cl=cl.detach(), pairs=pairs
     )
@@ -129,15 +163,21 @@ def clo_loss(
 SFT_COLUMNS = {"target": (TGT_TGT,), "english": (EN_EN,), "both": (TGT_TGT, EN_EN)}
 
 
-def sft_loss(policy: torch.Tensor, ref: torch.Tensor | None, tokens: torch.Tensor) -> LossOutput:
-    """Plain SFT: token-mean NLL over every sequence given.
+def sft_loss(
+    policy: torch.Tensor,
+    ref: torch.Tensor | None,
+    tokens: torch.Tensor,
+    totals: StepTotals | None = None,
+) -> LossOutput:
+    """Plain SFT: token-mean NLL over every sequence given (share of the step with `totals`).
 
     The trainer forwards only the trained responses (SFT_COLUMNS of the variant), so `policy`
     and `tokens` hold just those columns and no reference is needed; preference metrics of an
     SFT model come from the held-out evaluation instead of every step.
     """
-    nll = token_mean_nll(policy, tokens)
+    nll = token_mean_nll(policy, tokens, totals.nll_tokens if totals is not None else None)
     return LossOutput(loss=nll, nll=nll.detach())
 
 
+# A loss with its hyper-parameters (and step totals) bound: (policy, ref, tokens) -> output.
 LossFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], LossOutput]

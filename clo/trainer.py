@@ -38,7 +38,16 @@ from clo.encoding import (
 )
 from clo.errors import CloError, Stopped
 from clo.logprobs import sequence_logprobs
-from clo.loss import PAIRS, SFT_COLUMNS, LossFn, LossOutput, clo_loss, sft_loss
+from clo.loss import (
+    PAIRS,
+    SFT_COLUMNS,
+    LossFn,
+    LossOutput,
+    StepTotals,
+    clo_loss,
+    nll_columns,
+    sft_loss,
+)
 from clo.pairs import Quadruple
 from clo.plan import make_plan
 from clo.reference import autocast_context, compute_logps, reference_logps
@@ -63,13 +72,14 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def loss_function(config: TrainConfig, phase: str) -> LossFn:
-    """The pure loss of one phase, with the config's hyper-parameters bound."""
+def loss_function(config: TrainConfig, phase: str, totals: StepTotals | None = None) -> LossFn:
+    """The pure loss of one phase, with the config's hyper-parameters and step totals bound."""
     if phase == "sft":
-        return sft_loss
+        return partial(sft_loss, totals=totals)
     lam = config.lambda_nll if phase == "clo" else 0.0
     return partial(
         clo_loss,
+        totals=totals,
         lam=lam,
         beta=config.beta,
         loss_type=config.preference_loss,
@@ -83,6 +93,25 @@ ALL_COLUMNS = tuple(range(len(SEQUENCE_NAMES)))
 def phase_columns(config: TrainConfig, phase: str) -> tuple[int, ...]:
     """The sequences of each quadruple a step of `phase` forwards (SFT: only the trained ones)."""
     return SFT_COLUMNS[config.sft_variant] if phase == "sft" else ALL_COLUMNS
+
+
+def step_totals(
+    config: TrainConfig,
+    phase: str,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
+    micro_batches: list[list[int]],
+) -> StepTotals:
+    """The NLL's response tokens and the examples of one step, over all its micro-batches.
+
+    A sequence's response tokens are the ones its summed log-prob counts (clo.logprobs).
+    """
+    ids = [i for batch in micro_batches for i in batch]
+    if phase == "sft":  # every forwarded response is trained on
+        columns = phase_columns(config, phase)
+    else:
+        columns = nll_columns(config.english_nll and phase == "clo")
+    tokens = sum(encoded[i][c].response_len for i in ids for c in columns)
+    return StepTotals(nll_tokens=tokens, examples=len(ids))
 
 
 def needs_base_reference(method: str) -> bool:
@@ -146,8 +175,19 @@ def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
-    return {k: sum(d[k] for d in items) / len(items) for k in items[0]}
+# Per-micro-batch metrics that are shares of the step's value (see clo.loss.StepTotals)
+ADDITIVE_METRICS = ("loss", "nll", "cl_loss")
+
+
+def _step_metrics(parts: list[tuple[dict[str, float], int]]) -> dict[str, float]:
+    """The step's metrics: shares added up, the rest averaged over the step's examples."""
+    examples = sum(n for _, n in parts)
+    return {
+        k: sum(m[k] for m, _ in parts)
+        if k in ADDITIVE_METRICS
+        else sum(m[k] * n for m, n in parts) / examples
+        for k in parts[0][0]
+    }
 
 
 class _Run:
@@ -295,9 +335,9 @@ class _Run:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss_fn = loss_function(cfg, phase)
         started, tokens, parts = time.perf_counter(), 0, []
         micro_batches = plan.micro_batches(step)
+        loss_fn = loss_function(cfg, phase, step_totals(cfg, phase, self.encoded, micro_batches))
         columns = phase_columns(cfg, phase)
         for ids in micro_batches:
             seqs = [self.encoded[i][c] for i in ids for c in columns]
@@ -310,9 +350,9 @@ class _Run:
                 cfg.logprob_chunk_tokens,
                 width=len(columns),
             )
-            (out.loss / len(micro_batches)).backward()
+            out.loss.backward()  # its share of the step's loss: the shares add up
             tokens += n_tok
-            parts.append(out.metrics())
+            parts.append((out.metrics(), len(ids)))
         params = [p for _, p in self.named_params]
         grad_norm = (
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
@@ -325,7 +365,7 @@ class _Run:
             "stage": "training",
             "step": self.step,
             "total_steps": plan.total_steps,
-            **_mean_metrics(parts),
+            **_step_metrics(parts),
             "lr": lr,
             "tokens_per_second": tokens / elapsed,
             "step_seconds": elapsed,

@@ -106,3 +106,30 @@ def test_sft_gradient_is_the_token_mean() -> None:
 
 def test_token_mean_nll() -> None:
     assert float(token_mean_nll(_t(-3.0, -5.0), torch.tensor([1, 3]))) == pytest.approx(2.0)
+
+
+def test_step_totals_make_micro_batch_shares_add_up_to_the_whole_batch() -> None:
+    from clo.loss import StepTotals
+
+    # two examples of unequal target lengths (6 and 2 tokens), one per micro-batch
+    policy = torch.cat([POLICY, _t(-10.0, -20.0, -8.0, -30.0)[None]])
+    ref = torch.cat([REF, REF])
+    tokens = torch.cat([TOKENS, torch.tensor([[4, 10, 2, 15]])])
+    whole = clo_loss(policy, ref, tokens, lam=1.0)
+    assert float(whole.nll) == pytest.approx((12 + 8) / (6 + 2))  # 2.5, the token mean
+    totals = StepTotals(nll_tokens=8, examples=2)
+    shares = [
+        clo_loss(policy[i : i + 1], ref[i : i + 1], tokens[i : i + 1], totals, lam=1.0)
+        for i in (0, 1)
+    ]
+    assert [float(s.nll) for s in shares] == pytest.approx([12 / 8, 8 / 8])
+    assert sum(float(s.loss) for s in shares) == pytest.approx(2.5)  # not (12/6 + 8/2) / 2 = 3
+    # the preference term: each example's loss over the step's 2 examples
+    mixed = [
+        clo_loss(policy[i : i + 1], ref[i : i + 1], tokens[i : i + 1], totals, lam=0.0)
+        for i in (0, 1)
+    ]
+    want = clo_loss(policy, ref, tokens, lam=0.0).loss
+    assert sum(float(s.loss) for s in mixed) == pytest.approx(float(want))
+    sft = [sft_loss(policy[i : i + 1, [2]], None, tokens[i : i + 1, [2]], totals) for i in (0, 1)]
+    assert sum(float(s.loss) for s in sft) == pytest.approx(2.5)
