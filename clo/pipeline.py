@@ -21,6 +21,7 @@ from clo.atomic_dir import link_tree, read_json, write_json_atomic
 from clo.checksum import sha256_file, write_sha256sums
 from clo.errors import CloError, Stopped
 from clo.evaluate.job import evaluate_export
+from clo.events import Event, EventHook, Stage, StageStarted, StepDone, from_callback
 from clo.export import export_adapter, export_merged
 from clo.loading import device_option, free_memory, load_model_and_tokenizer
 from clo.oasst import load_oasst1
@@ -34,10 +35,10 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 STAGES = ("translating", "training", "evaluating", "packaging")
-Progress = Callable[[dict[str, Any]], None]
+Callback = Callable[[dict[str, Any]], None]
 
 
-def _no_progress(event: dict[str, Any]) -> None:
+def _no_progress(event: Event) -> None:
     return None
 
 
@@ -47,9 +48,10 @@ def _never_stop() -> bool:
 
 @dataclass
 class PipelineHooks:
-    """progress(event) after each step/batch; should_stop() checked once per step/batch."""
+    """progress(event) with a clo.events Event after each step/batch; should_stop() checked
+    once per step/batch."""
 
-    progress: Progress = _no_progress
+    progress: EventHook = _no_progress
     should_stop: Callable[[], bool] = _never_stop
 
 
@@ -75,8 +77,8 @@ class PipelineResult:
     bundle_kind: str = "adapter"  # "merged" for trainable=full: the bundle is a whole model
 
 
-def _stage_started(hooks: PipelineHooks, stage: str, resumed: bool = False) -> None:
-    hooks.progress({"stage": stage, "event": "stage_started", "resumed": resumed})
+def _stage_started(hooks: PipelineHooks, stage: Stage, resumed: bool = False) -> None:
+    hooks.progress(StageStarted(stage=stage, resumed=resumed))
 
 
 def _check_stop(hooks: PipelineHooks) -> None:
@@ -84,11 +86,13 @@ def _check_stop(hooks: PipelineHooks) -> None:
         raise Stopped("stopped on request")
 
 
-def _within_stage(hooks: PipelineHooks, stage: str) -> Progress:
-    """A progress hook that stamps `stage` on every event of a library function."""
+def _within_stage(hooks: PipelineHooks, stage: Stage) -> Callback:
+    """A library function's per-step callback, reported as `stage`'s typed events."""
 
-    def progress(event: dict[str, Any]) -> None:
-        hooks.progress({**event, "stage": stage})
+    def progress(raw: dict[str, Any]) -> None:
+        event = from_callback(stage, raw)
+        if event is not None:
+            hooks.progress(event)
 
     return progress
 
@@ -141,7 +145,7 @@ def stage_translate(
             )
         quads = quads[: spec.data_size]
         report: dict[str, Any] = {"source": "parallel", "kept": len(quads), "model_calls": 0}
-        hooks.progress({"stage": "translating", "step": len(quads), "total_steps": len(quads)})
+        hooks.progress(StepDone(stage="translating", step=len(quads), total_steps=len(quads)))
     else:
         quads, report = _machine_translate(resolved, workdir, hooks, inputs)
     _check_stop(hooks)
@@ -343,7 +347,7 @@ def stage_package(
     write_sha256sums(tmp)  # written last: its presence marks a complete bundle
     shutil.rmtree(bundle, ignore_errors=True)
     os.replace(tmp, bundle)
-    hooks.progress({"stage": "packaging", "step": 1, "total_steps": 1})
+    hooks.progress(StepDone(stage="packaging", step=1, total_steps=1))
     return bundle, merged_dir
 
 

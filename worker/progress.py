@@ -1,30 +1,16 @@
-"""Turns the pipeline's progress callbacks into throttled, fenced Postgres writes."""
+"""Turns the pipeline's typed events (clo.events) into throttled, fenced Postgres writes."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
+from clo.events import CheckpointSaved, Event, StepDone
 from persistence.repositories import leases
 from worker.lease import HeldLease
 
 logger = logging.getLogger(__name__)
-
-# Keys of a progress event that are not metrics.
-_CONTROL_KEYS = {"stage", "step", "total_steps", "event", "message", "path", "epoch_step"}
-
-
-def _metric_values(event: dict[str, Any]) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for key, value in event.items():
-        if key in _CONTROL_KEYS or isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) and math.isfinite(value):
-            values[key] = float(value)
-    return values
-
 
 class ProgressRecorder:
     """The `progress` hook for one job: stage changes and events now, progress at most 1/s.
@@ -43,39 +29,39 @@ class ProgressRecorder:
         self._pending_metrics: list[tuple[int, dict[str, Any]]] = []
         self._pending_progress: dict[str, Any] | None = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        stage = event.get("stage")
-        if stage and stage != self.stage:
+    def __call__(self, event: Event) -> None:
+        if event.stage != self.stage:
             self.flush()
-            self.stage = stage
+            self.stage = event.stage
             self._stage_started = time.monotonic()
             self._stage_first_step = None
-            self.held.write(leases.set_stage, stage)
+            self.held.write(leases.set_stage, event.stage)
             self._last_write = None  # show a new stage's first step at once
-        kind = event.get("event")
-        if kind == "checkpoint" and event.get("path") is not None:
-            self.held.write(leases.record_checkpoint, str(event["path"]), int(event["step"]))
-        if kind and kind != "stage_started":
-            data = {k: v for k, v in event.items() if k not in ("event", "message")}
-            self.held.write(leases.add_event, str(kind), str(event.get("message", "")), data)
-        step, total = event.get("step"), event.get("total_steps")
-        if isinstance(step, int):
-            if self.stage == "training":
-                metrics = _metric_values(event)
-                if metrics:
-                    self._pending_metrics.append((step, metrics))
-            self._pending_progress = self._progress_fields(step, total)
-            finished = isinstance(total, int) and step >= total
+        if isinstance(event, CheckpointSaved):
+            self.held.write(leases.record_checkpoint, event.path, event.step)
+            # Clients see the step, not the worker's filesystem.
+            self.held.write(
+                leases.add_event,
+                "checkpoint",
+                f"checkpoint at step {event.step}",
+                {"stage": event.stage, "step": event.step},
+            )
+        elif isinstance(event, StepDone):
+            if self.stage == "training" and event.metrics:
+                self._pending_metrics.append((event.step, dict(event.metrics)))
+            self._pending_progress = self._progress_fields(event.step, event.total_steps)
+            total = event.total_steps
+            finished = total is not None and event.step >= total
             due = self._last_write is None or time.monotonic() - self._last_write >= self.interval
             if finished or due:
                 self.flush()
 
-    def _progress_fields(self, step: int, total: Any) -> dict[str, Any]:
+    def _progress_fields(self, step: int, total: int | None) -> dict[str, Any]:
         if self._stage_first_step is None:
             self._stage_first_step = step
             self._stage_started = time.monotonic()
         percent = eta = None
-        if isinstance(total, int) and total > 0:
+        if total is not None and total > 0:
             percent = round(100.0 * min(step, total) / total, 2)
             done = step - self._stage_first_step
             elapsed = time.monotonic() - self._stage_started
@@ -83,7 +69,7 @@ class ProgressRecorder:
                 eta = round(elapsed / done * max(total - step, 0), 1)
         return {
             "step": step,
-            "total_steps": total if isinstance(total, int) else None,
+            "total_steps": total,
             "percent": percent,
             "eta_seconds": eta,
         }

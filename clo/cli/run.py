@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from clo.cli.app import app
+from clo.events import Event, StageStarted, StepDone
 
 console = Console(stderr=True)
 
@@ -24,18 +25,17 @@ class ProgressBar:
         self.progress = progress
         self.tasks: dict[str, Any] = {}
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        stage = event.get("stage")
-        if not stage:
-            return
-        if stage not in self.tasks:
-            label = f"{stage} (resumed)" if event.get("resumed") else stage
-            self.tasks[stage] = self.progress.add_task(label, total=None, info="")
-        task = self.tasks[stage]
-        step, total = event.get("step"), event.get("total_steps")
-        if isinstance(step, int):
-            info = f"loss {event['loss']:.4f}" if isinstance(event.get("loss"), float) else ""
-            self.progress.update(task, completed=step, total=total or None, info=info)
+    def __call__(self, event: Event) -> None:
+        if event.stage not in self.tasks:
+            resumed = isinstance(event, StageStarted) and event.resumed
+            label = f"{event.stage} (resumed)" if resumed else event.stage
+            self.tasks[event.stage] = self.progress.add_task(label, total=None, info="")
+        if isinstance(event, StepDone):
+            loss = event.metrics.get("loss")
+            info = f"loss {loss:.4f}" if loss is not None else ""
+            self.progress.update(
+                self.tasks[event.stage], completed=event.step, total=event.total_steps, info=info
+            )
 
 
 @app.command("run")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeGuard
 
 import pytest
 from typer.testing import CliRunner
 
 from clo.errors import CloError, Stopped
+from clo.events import CheckpointSaved, Event, StageStarted, StepDone
 from clo.pipeline import PipelineHooks, RunInputs, run_pipeline, stage_translate
 from clo.resolve import LocalCatalog, ResolvedJob, resolve_job
 from clo.spec import JobSpec
@@ -35,6 +37,10 @@ def _spec(**hp: object) -> JobSpec:
     )
 
 
+def _training_step(event: Event) -> TypeGuard[StepDone]:
+    return isinstance(event, StepDone) and event.stage == "training" and "loss" in event.metrics
+
+
 def _resolved(spec: JobSpec, model: Path | str = "x") -> ResolvedJob:
     return resolve_job(spec.model_copy(update={"base_model": str(model)}), LocalCatalog())
 
@@ -43,28 +49,33 @@ def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
     resolved = _resolved(_spec(), tiny_qwen2)
     steps: list[int] = []
 
-    def progress(event: dict) -> None:
-        if event.get("stage") == "training" and "loss" in event:
-            steps.append(event["step"])
+    checkpoints: list[int] = []
+
+    def progress(event: Event) -> None:
+        if isinstance(event, CheckpointSaved):
+            checkpoints.append(event.step)
+        if _training_step(event):
+            steps.append(event.step)
 
     with pytest.raises(Stopped):
         run_pipeline(resolved, tmp_path, PipelineHooks(progress, lambda: len(steps) >= 3))
     assert steps == [1, 2, 3]
+    assert checkpoints == [2]  # reported by the trainer itself, every checkpoint_every steps
     assert (tmp_path / "train" / "checkpoints").is_dir()
     assert not (tmp_path / "package").exists()
 
-    events: list[dict] = []
+    events: list[Event] = []
     steps.clear()
     result = run_pipeline(resolved, tmp_path, PipelineHooks(events.append))
-    resumed = [e for e in events if e.get("event") == "stage_started"]
+    resumed = [e for e in events if isinstance(e, StageStarted)]
     # Translation output reused; training restarted from the step-3 checkpoint, not step 0.
-    assert [(e["stage"], e["resumed"]) for e in resumed] == [
+    assert [(e.stage, e.resumed) for e in resumed] == [
         ("translating", True),
         ("training", False),
         ("evaluating", False),
         ("packaging", False),
     ]
-    assert [e["step"] for e in events if e.get("stage") == "training" and "loss" in e] == [4]
+    assert [e.step for e in events if _training_step(e)] == [4]
     bundle = result.bundle_dir
     assert (bundle / "adapter_config.json").is_file() and (bundle / "evaluation.json").is_file()
     sums = (bundle / "SHA256SUMS").read_text().splitlines()
@@ -78,7 +89,7 @@ def test_stop_checkpoints_and_a_rerun_resumes(tiny_qwen2: Path, tmp_path: Path):
     events.clear()
     again = run_pipeline(resolved, tmp_path, PipelineHooks(events.append))
     assert again.bundle_dir == bundle
-    assert all(e["resumed"] for e in events if e.get("event") == "stage_started")
+    assert all(e.resumed for e in events if isinstance(e, StageStarted))
 
 
 def test_data_size_beyond_parallel_data_names_the_field(tmp_path: Path):
@@ -149,13 +160,13 @@ def test_baseline_methods_run_the_whole_pipeline(tiny_qwen2: Path, tmp_path: Pat
     # SFT steps log no preference terms (they forward only the trained responses), so an SFT
     # job's preference figures must come from the held-out evaluation.
     job = _resolved(JobSpec.model_validate({**_spec().model_dump(), "method": method}), tiny_qwen2)
-    events: list[dict] = []
+    events: list[Event] = []
     result = run_pipeline(job, tmp_path, PipelineHooks(events.append))
-    steps = [e for e in events if e.get("stage") == "training" and "loss" in e]
-    assert [e["step"] for e in steps] == [1, 2, 3, 4]
-    sft_steps = [e for e in steps if e["phase"] == "sft"]
-    assert sft_steps and all("cl_loss" not in e for e in sft_steps)
-    assert all("cl_loss" in e for e in steps if e["phase"] == "dpo")
+    steps = [e for e in events if _training_step(e)]
+    assert [e.step for e in steps] == [1, 2, 3, 4]
+    sft_steps = [e for e in steps if e.labels["phase"] == "sft"]
+    assert sft_steps and all("cl_loss" not in e.metrics for e in sft_steps)
+    assert all("cl_loss" in e.metrics for e in steps if e.labels["phase"] == "dpo")
     report = json.loads((result.bundle_dir / "evaluation.json").read_text())
     directions = report["preference"]["directions"]
     assert set(directions) == {"en", "tgt"} and 0.0 <= directions["tgt"]["accuracy"] <= 1.0

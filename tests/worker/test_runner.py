@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from clo.events import StageStarted, StepDone, from_callback
 from persistence.db import session_scope
 from persistence.models import Job, JobEvent, JobMetric, utcnow
 from persistence.repositories import leases
@@ -130,22 +131,18 @@ def test_progress_is_throttled_but_every_metric_step_is_kept(factory, make_job):
         lease = leases.claim_job(s, job_id, "w", 60)
     held = HeldLease(lease, factory, 60, 30)
     recorder = ProgressRecorder(held, interval_seconds=3600)  # only stage changes/ends flush
-    recorder({"stage": "training", "event": "stage_started"})
+    recorder(StageStarted(stage="training"))
     for step in range(1, 11):
-        recorder(
-            {
-                "stage": "training",
-                "step": step,
-                "total_steps": 20,
-                "loss": 1.0 / step,
-                "phase": "clo",
-            }
+        event = from_callback(
+            "training", {"step": step, "total_steps": 20, "loss": 1.0 / step, "phase": "clo"}
         )
+        assert event is not None
+        recorder(event)
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
         # Step 1 flushed (first write after the long interval); steps 2..10 are pending.
         assert job.stage == "training" and job.step == 1
-    recorder({"stage": "training", "step": 20, "total_steps": 20, "loss": 0.01})  # stage end
+    recorder(StepDone(stage="training", step=20, total_steps=20, metrics={"loss": 0.01}))  # end
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
         assert job.step == 20 and job.percent == 100.0
