@@ -260,4 +260,5 @@ def lingua_language(code: str) -> lingua.Language | None:
         return None
     import lingua
 
-    return getattr(lingua.Language, lang.lingua_name)
+    member: lingua.Language = getattr(lingua.Language, lang.lingua_name)
+    return member

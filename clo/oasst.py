@@ -180,7 +180,10 @@ def _load_from_hub(cache_dir: str | None) -> Iterable[dict[str, Any]]:
     try:
         import datasets
 
-        return datasets.load_dataset(HUB_DATASET, split="train", cache_dir=cache_dir)
+        rows: Iterable[dict[str, Any]] = datasets.load_dataset(
+            HUB_DATASET, split="train", cache_dir=cache_dir
+        )
+        return rows
     except Exception as exc:  # offline, hub down, no cache: all need the same fix
         raise CloError(
             f"could not load {HUB_DATASET} from the Hugging Face Hub "

@@ -90,7 +90,7 @@ def translate(
             device=device,
             batch_tokens=batch_tokens,
             decoding=Decoding(num_beams=beams),
-            quality_check=quality_check,  # type: ignore[arg-type]
+            quality_check=quality_check,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

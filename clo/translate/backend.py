@@ -44,7 +44,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         # bf16 halves memory and is fast on GPUs; on CPU fp32 matmuls are the fast path
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
+    resolved: torch.dtype = getattr(torch, dtype)
+    return resolved
 
 
 def detect_code_table(tokenizer: Any) -> CodeTable:
