@@ -211,6 +211,17 @@ class TranslationCacheEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BaseEvaluation(Base):
+    """A base model's evaluation results, keyed by sha256(model, revision, prompt set,
+    decoding, evaluator version): the second job on the same base generates nothing."""
+
+    __tablename__ = "base_evaluations"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Comparison(Base):
     """Jobs trained on the same data by different methods, to be compared side by side.
 

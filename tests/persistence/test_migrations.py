@@ -20,6 +20,7 @@ TABLES = {
     "files",
     "translation_cache",
     "comparisons",
+    "base_evaluations",
     "alembic_version",
 }
 
