@@ -84,6 +84,47 @@ def apply_trainable(model: Any, config: Any) -> Any:
     raise CloError(f"unknown trainable {kind!r}: use attention, lora or full")
 
 
+DROPOUT_MODULES = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
+# Attributes attention modules keep their dropout rate in as a plain float, used as
+# `dropout=0.0 if not self.training else self.<name>` (no nn.Dropout module to find).
+DROPOUT_RATE_ATTRIBUTES = (
+    "attention_dropout",
+    "dropout",
+    "dropout_p",
+    "dropout_prob",
+    "attn_dropout",
+    "attn_drop",
+)
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout of `model` to 0 (modules and float rates); returns how many.
+
+    TRL's disable_dropout_in_model does the module part for preference training, so that the
+    policy's log-probs are deterministic and equal the reference's at step 0; HF attention
+    layers also keep a float rate applied in train mode, which is zeroed here too.
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, DROPOUT_MODULES):
+            count += module.p != 0
+            module.p = 0.0
+            continue
+        for name in DROPOUT_RATE_ATTRIBUTES:
+            rate = module.__dict__.get(name)  # plain attributes only, not submodules
+            if isinstance(rate, float):
+                count += rate != 0
+                setattr(module, name, 0.0)
+    return count
+
+
 def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     """(name, parameter) of everything that will get gradients and optimizer state."""
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]

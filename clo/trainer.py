@@ -52,7 +52,12 @@ from clo.pairs import Quadruple
 from clo.plan import make_plan
 from clo.reference import autocast_context, compute_logps, reference_logps
 from clo.schedule import lr_at
-from clo.trainable import apply_trainable, count_parameters, trainable_parameters
+from clo.trainable import (
+    apply_trainable,
+    count_parameters,
+    disable_dropout,
+    trainable_parameters,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +249,7 @@ class _Run:
         self.step = 0
         # the phase the optimizer state belongs to; a new phase starts a fresh optimizer
         self.optimizer_phase = self.plan.phase(0, config.method)
+        self.dropout_disabled = False
         logger.info(
             "training %s: %s params, %d steps",
             config.trainable,
@@ -328,6 +334,11 @@ class _Run:
         phase = plan.phase(step, cfg.method)
         if phase != self.optimizer_phase:
             self._start_phase(phase)
+        if phase != "sft" and cfg.disable_dropout and not self.dropout_disabled:
+            # preference training, as TRL runs it: the policy forward is deterministic
+            n = disable_dropout(self.model)
+            logger.info("step %d: %d dropout rates set to 0 for %s", step, n, phase)
+            self.dropout_disabled = True
         ref = self._reference_for(phase)
         first, length = plan.phase_bounds(step, cfg.method)
         lr = lr_at(
