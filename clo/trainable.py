@@ -3,8 +3,11 @@
 Attention projections are found by module structure, not by model class: a module whose
 children include linear layers named q_proj, k_proj, v_proj and an output projection
 (o_proj, out_proj or dense). That covers Llama, Mistral, Qwen2, Gemma, Phi, OPT and similar.
-Fused projections (one qkv matrix, e.g. GPT-2's c_attn) are refused with a clear error:
-training part of a fused matrix cannot be expressed as "the attention projections".
+Fused projections — one linear layer computing q, k and v together (Phi-3 qkv_proj,
+GPT-NeoX and Falcon query_key_value, MPT Wqkv, Baichuan W_pack) next to the output
+projection — are the same weights stacked, so training the fused layer and the output
+projection is exactly training q/k/v/o (and LoRA targets them as PEFT's defaults do). A
+fused projection that is not a linear layer (GPT-2's Conv1D c_attn) is refused.
 """
 
 from __future__ import annotations
@@ -20,32 +23,36 @@ logger = logging.getLogger(__name__)
 
 QKV_NAMES = ("q_proj", "k_proj", "v_proj")
 OUTPUT_NAMES = ("o_proj", "out_proj", "dense")
-FUSED_NAMES = ("c_attn", "Wqkv", "qkv_proj", "query_key_value", "W_pack", "qkv")
+FUSED_NAMES = ("qkv_proj", "query_key_value", "Wqkv", "W_pack", "qkv", "c_attn")
+
+
+def _linear(children: dict[str, torch.nn.Module], names: tuple[str, ...]) -> list[str]:
+    return [n for n in names if isinstance(children.get(n), torch.nn.Linear)]
 
 
 def attention_projections(model: torch.nn.Module) -> list[str]:
-    """Full module names of every q/k/v/o projection, in model order."""
+    """Full module names of every q/k/v/o projection (fused: qkv and o), in model order."""
     found: list[str] = []
-    fused: list[str] = []
+    refused: list[str] = []
     for name, module in model.named_modules():
         children = dict(module.named_children())
-        if all(isinstance(children.get(n), torch.nn.Linear) for n in QKV_NAMES):
-            out = next(
-                (n for n in OUTPUT_NAMES if isinstance(children.get(n), torch.nn.Linear)), None
-            )
-            if out is None:
-                continue
-            prefix = f"{name}." if name else ""
-            found.extend(prefix + n for n in (*QKV_NAMES, out))
+        prefix = f"{name}." if name else ""
+        out = _linear(children, OUTPUT_NAMES)[:1]
+        separate = _linear(children, QKV_NAMES)
+        fused = _linear(children, FUSED_NAMES)[:1]
+        if len(separate) == len(QKV_NAMES) and out:
+            found.extend(prefix + n for n in (*QKV_NAMES, *out))
+        elif fused and out:
+            found.extend(prefix + n for n in (*fused, *out))
         else:
-            fused.extend(f"{name}.{n}" for n in FUSED_NAMES if n in children)
+            refused.extend(prefix + n for n in FUSED_NAMES if n in children and n not in fused)
     if found:
         return found
-    if fused:
+    if refused:
         raise CloError(
-            f"{type(model).__name__} uses fused attention projections ({fused[0]}); "
-            "attention-only and LoRA training need separate q/k/v/o linear layers — "
-            "use trainable='full' for this model"
+            f"{type(model).__name__} uses fused attention projections ({refused[0]}) that are "
+            "not linear layers; attention-only and LoRA training need linear q/k/v/o (or "
+            "fused qkv) projections — use trainable='full' for this model"
         )
     raise CloError(
         f"no attention projections (q_proj/k_proj/v_proj/o_proj linear layers) found in "
