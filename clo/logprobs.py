@@ -21,6 +21,10 @@ reference pass and step 0 of training must agree exactly, so the DPO margin star
   head GEMMs per token instead of three.
 - trainable head (full fine-tuning, LoRA on the head): each chunk is checkpointed and
   `_TargetLogProb` keeps only the logits (not a log_softmax copy) for the recomputed backward.
+
+A model whose forward changes the head's logits (Gemma-2 soft-capping, Cohere and Granite
+scaling: clo.logit_transform) gets the same transform per chunk, in every path; the frozen
+path chains its gradient through it (soft-capping costs one more [chunk, vocab] buffer).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from clo.errors import CloError
+from clo.logit_transform import IDENTITY, LogitTransform, model_transform
 
 DEFAULT_CHUNK_TOKENS = 256
 _AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
@@ -76,12 +81,17 @@ def _chunk_logits(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _logprobs_no_grad(
-    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    chunk: int,
+    transform: LogitTransform,
 ) -> torch.Tensor:
     out = torch.empty(targets.numel(), dtype=torch.float32, device=hidden.device)
     for start in range(0, targets.numel(), chunk):
         sl = slice(start, start + chunk)
-        out[sl] = _logp_in_place(_chunk_logits(head, hidden[sl]), targets[sl], softmax=False)
+        logits = transform.apply_(_chunk_logits(head, hidden[sl]))
+        out[sl] = _logp_in_place(logits, targets[sl], softmax=False)
     return out
 
 
@@ -109,6 +119,7 @@ class _FrozenHeadLogProbs(torch.autograd.Function):
         bias: torch.Tensor | None,
         targets: torch.Tensor,
         chunk: int,
+        transform: LogitTransform,
     ) -> torch.Tensor:
         n = targets.numel()
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -121,8 +132,21 @@ class _FrozenHeadLogProbs(torch.autograd.Function):
             sl = slice(start, start + chunk)
             tc = targets[sl]
             logits = F.linear(hidden[sl], weight, bias).float()  # the chunk's only [chunk, V]
+            slope = None
+            if transform.scale != 1.0:
+                logits.mul_(transform.scale)
+            if transform.softcap is not None:
+                # d(c·tanh(z/c))/dz = 1 - tanh², kept from before the softmax overwrites it
+                logits.div_(transform.softcap).tanh_()
+                slope = logits.square().neg_().add_(1.0)
+                logits.mul_(transform.softcap)
             out[sl] = _logp_in_place(logits, tc, softmax=True)
             logits.scatter_add_(1, tc[:, None], minus_one[: tc.numel()])
+            if slope is not None:
+                logits.mul_(slope)
+                del slope
+            if transform.scale != 1.0:
+                logits.mul_(transform.scale)
             # one GEMM (not W[y] - p W) keeps the subtraction in fp32, before any bf16 cast
             residual[sl] = torch.mm(logits.to(weight.dtype), weight)
             del logits
@@ -136,7 +160,7 @@ class _FrozenHeadLogProbs(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (residual,) = ctx.saved_tensors
         grad_hidden = residual.mul(-grad.float()[:, None]).to(ctx.hidden_dtype)
-        return grad_hidden, None, None, None, None
+        return grad_hidden, None, None, None, None, None
 
 
 class _TargetLogProb(torch.autograd.Function):
@@ -162,9 +186,9 @@ class _TargetLogProb(torch.autograd.Function):
 
 
 def _trainable_head_chunk(
-    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, transform: LogitTransform
 ) -> torch.Tensor:
-    return _TargetLogProb.apply(_chunk_logits(head, hidden), targets)
+    return _TargetLogProb.apply(transform.apply(_chunk_logits(head, hidden)), targets)
 
 
 def token_logprobs(
@@ -172,23 +196,28 @@ def token_logprobs(
     hidden: torch.Tensor,
     targets: torch.Tensor,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    transform: LogitTransform = IDENTITY,
 ) -> torch.Tensor:
-    """fp32 log p(target) [N] of each hidden state [N, H] through `head`, chunk by chunk."""
+    """fp32 log p(target) [N] of each hidden state [N, H] through `head` and `transform`,
+    chunk by chunk."""
     if chunk_tokens < 1:
         raise CloError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if targets.numel() == 0:
         return hidden.new_zeros(0, dtype=torch.float32)
     head_trains = any(p.requires_grad for p in head.parameters())
     if not torch.is_grad_enabled() or not (hidden.requires_grad or head_trains):
-        return _logprobs_no_grad(head, hidden, targets, chunk_tokens)
+        return _logprobs_no_grad(head, hidden, targets, chunk_tokens, transform)
     if _is_frozen_linear(head):
-        return _FrozenHeadLogProbs.apply(hidden, head.weight, head.bias, targets, chunk_tokens)
+        return _FrozenHeadLogProbs.apply(
+            hidden, head.weight, head.bias, targets, chunk_tokens, transform
+        )
     pieces = [
         checkpoint(
             _trainable_head_chunk,
             head,
             hidden[start : start + chunk_tokens],
             targets[start : start + chunk_tokens],
+            transform,
             use_reentrant=False,
         )
         for start in range(0, targets.numel(), chunk_tokens)
@@ -209,6 +238,7 @@ def sequence_logprobs(
     counts); prompt and padding positions are False.
     """
     decoder, head = _decoder_and_head(model)
+    transform = model_transform(model, decoder, head)
     hidden = decoder(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False
     ).last_hidden_state
@@ -217,7 +247,7 @@ def sequence_logprobs(
     rows = target_mask.nonzero(as_tuple=True)[0]
     h = hidden[:, :-1][target_mask]
     targets = input_ids[:, 1:][target_mask]
-    token_logps = token_logprobs(head, h, targets, chunk_tokens)
+    token_logps = token_logprobs(head, h, targets, chunk_tokens, transform)
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     sums = sums.index_add(0, rows, token_logps)
     counts = target_mask.sum(dim=1)

@@ -116,7 +116,9 @@ class LossOutput:
         return out
 
 
-def _pairs(policy: torch.Tensor, ref: torch.Tensor, beta: float, loss_type: str):
+def _pairs(
+    policy: torch.Tensor, ref: torch.Tensor, beta: float, loss_type: str
+) -> dict[str, DpoOutput]:
     return {
         name: dpo_loss(policy[:, c], policy[:, r], ref[:, c], ref[:, r], beta, loss_type)
         for name, (c, r) in PAIRS.items()

@@ -330,8 +330,9 @@ def test_sft_forwards_only_the_trained_responses(
     events: list[dict] = []
     cfg = small_config(method="sft", sft_variant=variant, max_steps=2, batch_size=len(QUADS))
     train(model, tok, QUADS, cfg, tmp_path / "w", events.append, reference_cache_dir=cache)
-    # one forward per step, `width` sequences per example, and no reference pass before them
-    assert rows == [len(QUADS) * width] * 2
+    # the one-time logit probe (one sequence, clo.logit_transform), then one forward per step
+    # of `width` sequences per example, and no reference pass before them
+    assert rows == [1] + [len(QUADS) * width] * 2
     assert not cache.exists() or not any(cache.iterdir())
     assert set(events[0]) >= {"loss", "nll"} and "cl_loss" not in events[0]
     assert events[0]["loss"] == pytest.approx(events[0]["nll"])
