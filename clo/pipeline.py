@@ -20,6 +20,8 @@ from clo import seed
 from clo.atomic_dir import link_tree, read_json, write_json_atomic
 from clo.checksum import sha256_file, write_sha256sums
 from clo.errors import CloError, Stopped
+from clo.evaluate.base_cache import BaseResultCache
+from clo.evaluate.card import write_model_card
 from clo.evaluate.job import evaluate_export
 from clo.events import Event, EventHook, Stage, StageStarted, StepDone, from_callback
 from clo.export import export_adapter, export_merged
@@ -65,6 +67,7 @@ class RunInputs:
     device: str = "auto"
     judge_api_key: str | None = field(default=None, repr=False)  # never logged
     baseline_dir: Path | None = None  # an unpacked bundle (adapter or model) the judge reads
+    base_cache: BaseResultCache | None = None  # base model's evaluation results; None: none
 
 
 @dataclass
@@ -293,6 +296,7 @@ def stage_evaluate(
         heldout,
         device=device_option(inputs.device),
         baseline_dir=inputs.baseline_dir,
+        base_cache=inputs.base_cache,
         judge_api_key=inputs.judge_api_key,
         progress=_within_stage(hooks, "evaluating"),
         should_stop=hooks.should_stop,
@@ -344,6 +348,7 @@ def stage_package(
     write_json_atomic(tmp / "translation_report.json", translation_report)
     if evaluation is not None:
         write_json_atomic(tmp / "evaluation.json", evaluation)
+    write_model_card(tmp, resolved, evaluation)  # language, base name, headline numbers
     write_sha256sums(tmp)  # written last: its presence marks a complete bundle
     shutil.rmtree(bundle, ignore_errors=True)
     os.replace(tmp, bundle)

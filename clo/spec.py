@@ -62,7 +62,21 @@ class EvaluationSpec(BaseModel):
 
     enabled: bool = True
     heldout_size: int = Field(16, ge=0, le=2000, description="Examples held out from training.")
-    max_new_tokens: int = Field(64, ge=1, le=2048, description="Generation length per answer.")
+    max_new_tokens: int = Field(
+        128,
+        ge=1,
+        le=2048,
+        description="Generation length per answer (at least 128: English drift often starts "
+        "after the first sentence).",
+    )
+    prompt_set_limit: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Shipped evaluation prompts of the target language (and their English "
+        "twins) answered besides the held-out prompts, by the trained and the base model; "
+        "0: held-out prompts only.",
+    )
     benchmarks: list[BenchmarkName] = Field(
         default_factory=lambda: list(ALL_BENCHMARKS),
         max_length=2,

@@ -42,11 +42,50 @@ def _fmt(value: float | None, pct: bool = True) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
 
 
+def _with_interval(value: float | None, interval: Any, pct: bool) -> str:
+    text = _fmt(value, pct)
+    if interval is None or value is None:
+        return text
+    return f"{text} [{_fmt(interval.low, pct)}, {_fmt(interval.high, pct)}]"
+
+
+def _delta(c: Any) -> str:
+    if c.delta is None:
+        return "-"
+    scale, fmt, unit = (100.0, "+.1f", " pts") if c.kind == "rate" else (1.0, "+.3f", "")
+    text = f"{scale * c.delta:{fmt}}{unit}"
+    if c.delta_low is None or c.delta_high is None:
+        return text
+    return f"{text} [{scale * c.delta_low:{fmt}}, {scale * c.delta_high:{fmt}}]"
+
+
+def versus_base_rows(report: Any) -> list[tuple[str, str, str, str, str]]:
+    """(metric, base, trained, delta with interval, McNemar p) per versus_base metric."""
+    vb = report.versus_base
+    if vb is None:
+        return []
+    rows = []
+    for name, c in vb.metrics.items():
+        pct = c.kind == "rate"
+        rows.append(
+            (
+                name + (" *" if c.distinguishable else ""),
+                _with_interval(c.base, c.base_interval, pct),
+                _with_interval(c.trained, c.trained_interval, pct),
+                _delta(c),
+                "-" if c.p_value is None else f"{c.p_value:.3g}",
+            )
+        )
+    return rows
+
+
 def _summary_rows(report: Any) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if report.language:
         lang = report.language
         rows += [
+            ("usable answers, target prompts", _fmt(lang.target_prompts.usable_rate)),
+            ("usable answers, English prompts", _fmt(lang.english_prompts.usable_rate)),
             ("right-language rate, target prompts", _fmt(lang.target_prompts.pass_rate)),
             ("right-language rate, English prompts", _fmt(lang.english_prompts.pass_rate)),
             ("English bias (target prompts answered in English)", _fmt(lang.english_bias)),
@@ -118,12 +157,26 @@ def evaluate_cmd(
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")
     ] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16.")] = None,
+    prompt_set_limit: Annotated[
+        int,
+        typer.Option(help="Shipped evaluation prompts of the language also answered (0: none)."),
+    ] = 100,
+    compare_base: Annotated[
+        bool, typer.Option(help="Score the base model (the adapter disabled) beside it.")
+    ] = True,
+    base_cache: Annotated[
+        Path | None,
+        typer.Option(help="Folder caching the base model's answers and benchmark scores."),
+    ] = None,
 ) -> None:
     """Right-language rate, preference accuracy, benchmarks and judged win rate."""
     from pydantic import ValidationError
 
     from clo.errors import CloError
     from clo.evaluate import Baseline, EvalConfig, OpenAIJudge, evaluate
+    from clo.evaluate.base_cache import FileBaseCache
+    from clo.evaluate.base_side import BaseModelId
+    from clo.evaluate.stage_base import BaseSide
     from clo.seed import load_parallel_jsonl
 
     names = (
@@ -141,6 +194,8 @@ def evaluate_cmd(
                 "benchmark_source": benchmark_source,
                 "benchmark_files": _parse_files(benchmark_file or []),
                 "benchmark_limit": benchmark_limit,
+                "prompt_set_limit": prompt_set_limit,
+                "compare_base": compare_base,
             }
         )
     except ValidationError as exc:
@@ -170,6 +225,10 @@ def evaluate_cmd(
             baseline=baseline,
             judge=judge,
             model_name=f"{model_dir}" + (f" + {adapter}" if adapter else ""),
+            base=BaseSide(
+                identity=BaseModelId(name=str(model_dir), source=str(model_dir)),
+                cache=FileBaseCache(base_cache) if base_cache is not None else None,
+            ),
         )
     except CloError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -193,5 +252,25 @@ def evaluate_cmd(
     table.add_column("value", justify="right")
     for metric, value in _summary_rows(report):
         table.add_row(metric, value)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    rows = versus_base_rows(report)
+    if rows and report.versus_base is not None:
+        vb = report.versus_base
+        source = "cache" if vb.base.cached else f"{vb.base.generated_answers} answers generated"
+        versus = Table(
+            title=f"Base ({vb.base.model}, {source}) | trained | Δ on the same prompts: "
+            f"{', '.join(report.prompt_sources)}",
+            caption="[brackets] 95% intervals (Wilson; Δ: paired bootstrap); p: exact McNemar; "
+            "* Δ distinguishable from zero",
+        )
+        for column in ("metric", "base", "trained", "Δ", "p"):
+            versus.add_column(column, justify="left" if column == "metric" else "right")
+        for row in rows:
+            versus.add_row(*row)
+        # five columns with intervals need more than 80 characters; a narrower terminal wraps
+        Console(width=max(console.width, 132)).print(versus)
+        usable = vb.metrics.get("usable_rate_target")
+        if usable is not None and usable.verdict:
+            typer.echo(f"usable target-language answers: {usable.verdict}")
     typer.echo(f"report written to {out}")

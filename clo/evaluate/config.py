@@ -43,6 +43,13 @@ class EvalConfig(BaseModel):
     sample_size: int = Field(
         default=8, ge=0, le=1000, description="Answers kept in the report per prompt language."
     )
+    prompt_set_limit: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Shipped evaluation prompts of the target language (and their English "
+        "twins) answered besides the held-out prompts; 0: held-out prompts only.",
+    )
     verdict: VerdictConfig = Field(
         default_factory=VerdictConfig,
         description="Thresholds of the usable-answer verdict (empty, wrong language, echo, loop).",
@@ -79,6 +86,18 @@ class EvalConfig(BaseModel):
     )
     benchmark_english: bool = Field(
         default=True, description="Also score English (catch forgetting)."
+    )
+    # the base model beside the trained one
+    compare_base: bool = Field(
+        default=True,
+        description="Also score the base model (an adapter's, with the adapter disabled) on "
+        "the same prompts and report base | trained | delta.",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Paired bootstrap resamples of each base -> trained difference.",
     )
     # judged win rate
     judge_english: bool = Field(

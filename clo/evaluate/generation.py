@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -15,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def generate_answers(
-    model,  # noqa: ANN001 - a causal LM (plain or PEFT)
-    tokenizer,  # noqa: ANN001
+    model: Any,  # a causal LM (plain or PEFT)
+    tokenizer: Any,
     prompts: Sequence[str],
     max_new_tokens: int = 128,
     batch_size: int = 8,

@@ -1,9 +1,11 @@
-"""Evaluate a job's export as a user would load it: the reference, baseline and judge it needs.
+"""Evaluate a job's export as a user would load it: the reference, base, baseline and judge.
 
-Rewards need the base model as reference: an adapter bundle (lora, attention-only) gets it
-by disabling the adapter; a full model gets reference log-probs scored by the base model
-first, so only one model is in memory at a time. Baseline answers for the judge (another
-job's bundle, or the base model of a full model) are generated the same way.
+Rewards need the base model as reference, and every metric is reported beside the base
+model's: an adapter bundle (lora, attention-only) gets the base by disabling the adapter; a
+full model gets reference log-probs, base answers and base benchmark scores from the base
+model loaded first, so only one model is in memory at a time. Base answers and benchmark
+scores are looked up in the BaseResultCache first. Baseline answers for the judge (another
+job's bundle; else the base model's answers) are generated the same way.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from clo.errors import CloError, Stopped
+from clo.evaluate.base_cache import BaseResultCache
+from clo.evaluate.base_side import BaseModelId, BaseOutputs, collect_answers, collect_benchmark
 from clo.evaluate.config import EvalConfig
 from clo.evaluate.generation import generate_answers
 from clo.evaluate.judge import Judge, LocalJudge, OpenAIJudge
+from clo.evaluate.multiple_choice import BenchmarkDataError
+from clo.evaluate.prompt_sources import evaluation_sources
 from clo.evaluate.scoring import score_texts
 from clo.evaluate.stage import Baseline, evaluate
+from clo.evaluate.stage_base import BaseSide
+from clo.languages import get_language
 from clo.loading import free_memory, load_exported, load_model_and_tokenizer
 from clo.pairs import Quadruple, preference_pairs
 from clo.resolve import JudgeRef, ModelRef, ResolvedJob
@@ -38,6 +46,7 @@ def eval_config(resolved: ResolvedJob) -> EvalConfig:
         benchmarks=list(ev.benchmarks),
         benchmark_source=ev.benchmark_source,
         benchmark_limit=ev.benchmark_limit,
+        prompt_set_limit=ev.prompt_set_limit,
     )
 
 
@@ -51,21 +60,27 @@ def evaluate_export(
     judge_api_key: str | None = None,
     progress: Progress,
     should_stop: Callable[[], bool],
+    base_cache: BaseResultCache | None = None,
 ) -> dict[str, Any]:
-    """The evaluation report (as stored JSON) of the exported model on `heldout`."""
+    """The evaluation report (as stored JSON) of the exported model, beside its base model.
+
+    `base_cache`: where base answers and benchmark scores are looked up and stored (keyed
+    by base model, revision, prompts, decoding and evaluator version); None: no caching.
+    """
     spec, base = resolved.spec, resolved.base_model
     config = eval_config(resolved)
     tokenizer = AutoTokenizer.from_pretrained(str(exported), trust_remote_code=False)
     wants_judge = resolved.judge is not None
     reference: dict[tuple[str, str], float] | None = None
     baseline: Baseline | None = None
+    side = BaseSide(
+        identity=BaseModelId(name=base.name, source=base.source, revision=base.revision),
+        cache=base_cache,
+    )
     if not (exported / "adapter_config.json").is_file():
-        own_baseline = wants_judge and baseline_dir is None
-        reference, base_answers = _score_with_base(
-            base, device, tokenizer, heldout, config, answers=own_baseline
+        reference, side.outputs = _score_with_base(
+            side, device, tokenizer, heldout, config, get_language(spec.target_language).code
         )
-        if base_answers is not None:
-            baseline = Baseline(name=f"base model {spec.base_model}", answers=base_answers)
     if wants_judge and baseline_dir is not None:
         _check_stop(should_stop)
         label = resolved.baseline.label if resolved.baseline else f"bundle {baseline_dir.name}"
@@ -88,6 +103,7 @@ def evaluate_export(
             progress=progress,
             should_stop=should_stop,
             model_name=spec.base_model,
+            base=side,
         )
     finally:
         close = getattr(judge, "close", None)
@@ -119,25 +135,30 @@ def _check_stop(should_stop: Callable[[], bool]) -> None:
 
 
 def _score_with_base(
-    base_ref: ModelRef,
+    side: BaseSide,
     device: str | None,
     tokenizer: Any,
     heldout: list[Quadruple],
     config: EvalConfig,
-    answers: bool,
-) -> tuple[dict[tuple[str, str], float], dict[str, str] | None]:
-    """The base model's log-prob of every held-out (prompt, response), and its answers.
+    target_code: str,
+) -> tuple[dict[tuple[str, str], float], BaseOutputs]:
+    """The base model's log-prob of every held-out (prompt, response), its answers to every
+    prompt source and its benchmark scores (answers and scores from the cache when there).
 
     Scored with the exported tokenizer and the evaluation's own lengths, so these are the
     exact reference terms of the rewards the evaluation computes for the trained model.
     """
+    ident = side.identity
+    if ident is None or ident.source is None:
+        raise CloError("a full model's evaluation needs the base model's source")
     seqs: dict[tuple[str, str], None] = {}
     for q in heldout:
         for pair in preference_pairs(q):
             seqs.setdefault((pair.prompt, pair.chosen), None)
             seqs.setdefault((pair.prompt, pair.rejected), None)
     keys = list(seqs)
-    base, _ = load_model_and_tokenizer(base_ref.source, revision=base_ref.revision, device=device)
+    outputs = BaseOutputs()
+    base, _ = load_model_and_tokenizer(ident.source, revision=ident.revision, device=device)
     try:
         scores = score_texts(
             base,
@@ -149,12 +170,22 @@ def _score_with_base(
             max_prompt_length=config.max_prompt_tokens,
         )
         logps = {k: s.logprob for k, s in zip(keys, scores, strict=True)}
-        base_answers = _answers(base, tokenizer, heldout, config) if answers else None
+        if config.compare_base:
+            kw: dict[str, Any] = {"identity": ident, "cache": side.cache, "disable_adapter": False}
+            sources = evaluation_sources(target_code, heldout, config.prompt_set_limit)
+            collect_answers(outputs, base, tokenizer, sources, config, **kw)
+            langs = [target_code] + (["en"] if config.benchmark_english else [])
+            for bench in config.benchmarks:
+                for lang in langs:
+                    try:
+                        collect_benchmark(outputs, base, tokenizer, bench, lang, config, **kw)
+                    except BenchmarkDataError:
+                        pass  # the trained model's run records why it was skipped
     finally:
         del base
         free_memory()
     logger.info("reference log-probs of %d held-out sequences scored by the base model", len(keys))
-    return logps, base_answers
+    return logps, outputs
 
 
 def _answers(

@@ -284,7 +284,7 @@ def benchmark_result(
     if n == 0:
         raise BenchmarkDataError(f"{benchmark} ({lang}) from {source} has no items")
     return BenchmarkResult(
-        benchmark=benchmark,  # type: ignore[arg-type]
+        benchmark=benchmark,
         language=lang,
         source=source,
         n=n,
@@ -304,6 +304,22 @@ def run_benchmark(
     batch_size: int = 8,
 ) -> BenchmarkResult:
     """Load, score and summarise one benchmark in one language."""
+    return run_benchmark_scored(
+        model, tokenizer, benchmark, lang, source, files, limit, batch_size
+    )[0]
+
+
+def run_benchmark_scored(
+    model: Any,
+    tokenizer: Any,
+    benchmark: str,
+    lang: str,
+    source: str = "auto",
+    files: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+) -> tuple[BenchmarkResult, list[ItemScore]]:
+    """run_benchmark, with every item's scores (to pair two models item by item)."""
     items, where = load_items(benchmark, lang, source, files)
     if limit is not None and limit < len(items):
         # hub splits are sorted by subject: a seeded sample, not the first rows, keeps the mix
@@ -311,4 +327,4 @@ def run_benchmark(
         items = [items[i] for i in keep]
         where += f" (sample of {limit}, seed 0)"
     scores = score_items(model, tokenizer, items, batch_size=batch_size)
-    return benchmark_result(benchmark, get_language(lang).code, where, scores)
+    return benchmark_result(benchmark, get_language(lang).code, where, scores), scores

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from clo.evaluate.report import DirectionStats, NllStats, PreferenceReport, ReferenceKind
@@ -127,6 +128,15 @@ def _nll(scores: Sequence[SequenceScore]) -> NllStats:
     )
 
 
+@dataclass(frozen=True)
+class PreferenceScores:
+    """The policy's and the reference's scores of every held-out sequence."""
+
+    kind: ReferenceKind
+    policy: dict[tuple[str, str], SequenceScore]
+    reference: dict[tuple[str, str], float] | None  # summed log-probs; None: no reference
+
+
 def preference_report(
     model: Any,
     tokenizer: Any,
@@ -143,10 +153,25 @@ def preference_report(
     gets policy-only numbers), a separately loaded reference model sharing the tokenizer,
     or precomputed reference log-probs keyed by (prompt, response).
     """
+    scores = score_preference(
+        model, tokenizer, heldout, reference, batch_size, max_length, max_prompt_length
+    )
+    return report_from_scores(heldout, scores, beta)
+
+
+def score_preference(
+    model: Any,
+    tokenizer: Any,
+    heldout: Sequence[Quadruple],
+    reference: Any = None,
+    batch_size: int = 8,
+    max_length: int = 1024,
+    max_prompt_length: int = 512,
+) -> PreferenceScores:
+    """Score every held-out sequence with the policy and its reference (see preference_report)."""
     if not heldout:
         raise ValueError("preference_report needs at least one held-out quadruple")
-    pairs = _pairs(heldout)
-    seqs = _sequences(pairs)
+    seqs = _sequences(_pairs(heldout))
     policy = _score(model, tokenizer, seqs, batch_size, max_length, max_prompt_length)
     kind = reference_kind(model, reference)
     ref_logps: dict[tuple[str, str], float] | None
@@ -168,6 +193,15 @@ def preference_report(
     else:
         ref_logps = None
         logger.info("no reference model: reporting policy log-prob accuracy only")
+    return PreferenceScores(kind=kind, policy=policy, reference=ref_logps)
+
+
+def report_from_scores(
+    heldout: Sequence[Quadruple], scores: PreferenceScores, beta: float = 0.1
+) -> PreferenceReport:
+    """The preference section from already computed scores."""
+    pairs = _pairs(heldout)
+    policy, ref_logps, kind = scores.policy, scores.reference, scores.kind
     directions = {
         d: _direction_stats(d, [p for p in pairs if p.direction == d], policy, ref_logps, beta)
         for d in ("en", "tgt")

@@ -25,7 +25,8 @@ from clo.evaluate.verdict import (
 )
 
 # 1.1: answer verdicts (usable rate, failure reasons, per-answer records) and Wilson intervals
-SCHEMA_VERSION = "1.1"
+# 1.2: prompt sources (shipped set + held-out), the base model beside the trained one
+SCHEMA_VERSION = "1.2"
 
 Direction = Literal["en", "tgt"]
 ReferenceKind = Literal["adapter_disabled", "model", "precomputed", "none"]
@@ -59,7 +60,10 @@ class AnswerVerdictRecord(_Model):
     """The usable-answer verdict on one answer (see clo.evaluate.verdict)."""
 
     prompt_language: str
-    index: int = Field(description="Position of the prompt in the held-out set.")
+    index: int = Field(
+        description="Position of the prompt in the evaluated prompts (report.prompt_sources in "
+        "order; before 1.2: the held-out set)."
+    )
     usable: bool | None = Field(
         description="A usable answer in the right language (None: lingua cannot identify it)."
     )
@@ -74,6 +78,7 @@ class AnswerVerdictRecord(_Model):
     copied_share: float = Field(description="Share of answer tokens in runs copied from it.")
     top_ngram_share: float = Field(description="Tokens covered by the most repeated n-gram.")
     distinct_ngram_ratio: float | None = Field(description="Distinct n-grams / n-grams.")
+    source: str | None = Field(default=None, description="Its prompt source (schema 1.2).")
 
 
 class AnswerSample(_Model):
@@ -84,6 +89,7 @@ class AnswerSample(_Model):
     lines: list[LineResult]
     usable: bool | None = Field(default=None, description="Its answer verdict (schema 1.1).")
     reasons: list[Reason] = Field(default_factory=list, description="Its failure reasons.")
+    source: str | None = Field(default=None, description="Its prompt source (schema 1.2).")
 
 
 class LanguageRate(_Model):
@@ -161,11 +167,14 @@ def add_answer_verdicts(
     target_answers: Sequence[str],
     english_prompts: Sequence[str],
     english_answers: Sequence[str],
-) -> None:
+    source_names: Sequence[str] | None = None,
+) -> list[list[AnswerVerdict]]:
     """Fill the schema 1.1 fields of a language section from answer verdicts, in place.
 
     The verdicts use the section's own detector languages and minimum line length, so they
-    and the line-level pass rate are measured with the same lingua set-up.
+    and the line-level pass rate are measured with the same lingua set-up. `source_names`:
+    the prompt source of each prompt (the same layout for both languages). Returns the
+    verdicts, target-language answers first.
     """
     checker = VerdictChecker(
         section.target_prompts.expected_language,
@@ -175,6 +184,7 @@ def add_answer_verdicts(
     )
     section.verdict_version = VERDICT_VERSION
     section.answer_verdicts = []
+    out: list[list[AnswerVerdict]] = []
     for rate, prompts, answers in (
         (section.target_prompts, target_prompts, target_answers),
         (section.english_prompts, english_prompts, english_answers),
@@ -190,12 +200,21 @@ def add_answer_verdicts(
         rate.usable_interval = _wilson(summary.usable, summary.decided)
         rate.failure_reasons = {str(r): n for r, n in summary.reasons.items()}
         rate.primary_failure_reasons = {str(r): n for r, n in summary.primary_reasons.items()}
-        section.answer_verdicts += [_record(lang, i, v) for i, v in enumerate(verdicts)]
+        names = list(source_names) if source_names is not None else [None] * len(pairs)
+        section.answer_verdicts += [
+            _record(lang, i, v).model_copy(update={"source": names[i]})
+            for i, v in enumerate(verdicts)
+        ]
         # the samples are the first answers of each prompt set, in order
         samples = [s for s in section.samples if s.prompt_language == lang]
-        for sample, (prompt, answer), verdict in zip(samples, pairs, verdicts, strict=False):
+        for i, (sample, (prompt, answer), verdict) in enumerate(
+            zip(samples, pairs, verdicts, strict=False)
+        ):
             if (sample.prompt, sample.answer) == (prompt, answer):
                 sample.usable, sample.reasons = verdict.usable, list(verdict.reasons)
+                sample.source = names[i]
+        out.append(verdicts)
+    return out
 
 
 # ---- preference accuracy + NLL ------------------------------------------------------------
@@ -281,22 +300,103 @@ class JudgeReport(_Model):
     samples: list[JudgedPair]
 
 
+# ---- the base model beside the trained one (schema 1.2) -----------------------------------
+
+
+class Comparison(_Model):
+    """One metric of the trained model beside the base model on the same prompts or items."""
+
+    kind: Literal["rate", "mean"] = Field(
+        description="rate: share of prompts/items with an outcome (Wilson intervals, McNemar); "
+        "mean: a per-token mean (nll) or its exponential (perplexity)."
+    )
+    higher_is_better: bool
+    base: float | None
+    trained: float | None
+    base_count: int | None = Field(default=None, description="Rate: base successes.")
+    base_total: int | None = Field(default=None, description="Rate: base denominator.")
+    trained_count: int | None = Field(default=None, description="Rate: trained successes.")
+    trained_total: int | None = Field(default=None, description="Rate: trained denominator.")
+    base_interval: Interval | None = None
+    trained_interval: Interval | None = None
+    n: int = Field(description="Paired prompts, items or sequences the difference is over.")
+    delta: float | None = Field(
+        default=None,
+        description="trained - base over the n pairs (equals trained - base when both rates "
+        "have all n prompts in their denominators).",
+    )
+    delta_low: float | None = None
+    delta_high: float | None = None
+    delta_method: str | None = Field(
+        default=None, description="How the delta interval was computed."
+    )
+    p_value: float | None = Field(
+        default=None, description="Exact McNemar p-value of the paired pass/fail outcomes."
+    )
+    distinguishable: bool | None = Field(
+        default=None, description="The delta interval excludes zero (None: no interval)."
+    )
+    verdict: str | None = Field(default=None, description="The difference in one sentence.")
+
+
+class BaseRun(_Model):
+    """Which base model was scored and how much of it came from the cache."""
+
+    model: str = Field(description="The base model's name (hub id or catalog name).")
+    source: str | None = Field(description="Where it was loaded from.")
+    revision: str | None
+    how: Literal["adapter_disabled", "separate_model"] = Field(
+        description="adapter_disabled: the trained PEFT model with its adapter off; "
+        "separate_model: the base model loaded on its own (full fine-tunes)."
+    )
+    cached: bool = Field(description="Every base answer and benchmark came from the cache.")
+    cache_hits: int
+    cache_misses: int
+    generated_answers: int = Field(description="Base answers generated in this evaluation.")
+    scored_benchmarks: int = Field(description="Base benchmark runs scored in this evaluation.")
+
+
+class VersusBaseReport(_Model):
+    """base | trained | delta for every metric that has a base value, with uncertainty."""
+
+    base: BaseRun
+    confidence: float = 0.95
+    bootstrap_resamples: int
+    bootstrap_seed: int = 0
+    metrics: dict[str, Comparison] = Field(
+        description="usable_rate_*, pass_rate_*, english_bias, failure_*_<reason>, nll_*, "
+        "perplexity_*, logp_accuracy_*, <benchmark>_* (target / english)."
+    )
+    by_source: dict[str, dict[str, Comparison]] = Field(
+        default_factory=dict, description="The rate metrics per prompt source."
+    )
+    language: LanguageReport | None = Field(
+        default=None, description="The base model's language section, as for the trained one."
+    )
+
+
 # ---- the report ---------------------------------------------------------------------------
 
 
 class EvaluationReport(_Model):
-    # older reports (1.0) still load: every field added since has a default
-    schema_version: Literal["1.0", "1.1"] = "1.1"  # = SCHEMA_VERSION
+    # older reports (1.0, 1.1) still load: every field added since has a default
+    schema_version: Literal["1.0", "1.1", "1.2"] = "1.2"  # = SCHEMA_VERSION
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model: str = Field(description="Name or path of the evaluated model (+ adapter).")
     target_language: str
     target_language_name: str
     heldout_size: int
     config: dict[str, Any] = Field(description="The EvalConfig the numbers were computed with.")
+    prompt_sources: list[str] = Field(
+        default_factory=list,
+        description='Where the generation prompts came from, in order: "shipped:<lang>@<hash>" '
+        '(the shipped set), "heldout:<n>" (schema 1.2; before: the held-out set only).',
+    )
     language: LanguageReport | None = None
     preference: PreferenceReport | None = None
     benchmarks: list[BenchmarkResult] = Field(default_factory=list)
     judge: JudgeReport | None = None
+    versus_base: VersusBaseReport | None = None
     skipped: dict[str, str] = Field(
         default_factory=dict, description="Section or item -> why it was not computed."
     )

@@ -48,7 +48,8 @@ def encode_prompts(
 
 
 def model_device(model: Any) -> torch.device:
-    return next(model.parameters()).device
+    device: torch.device = next(model.parameters()).device
+    return device
 
 
 @torch.no_grad()

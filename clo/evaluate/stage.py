@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clo.errors import CloError, Stopped
+from clo.evaluate.base_side import BaseOutputs, collect_answers, collect_benchmark
 from clo.evaluate.config import EvalConfig
 from clo.evaluate.generation import generate_answers
 from clo.evaluate.judge import (
@@ -21,23 +22,17 @@ from clo.evaluate.judge import (
     judged_samples,
     win_rate,
 )
-from clo.evaluate.language_check import (
-    LanguageCheckUnavailable,
-    LineLanguageChecker,
-    ResponseVerdict,
-    pass_rate,
+from clo.evaluate.language_check import LanguageCheckUnavailable, LineLanguageChecker
+from clo.evaluate.language_section import LanguageResult, language_section
+from clo.evaluate.multiple_choice import BenchmarkDataError, run_benchmark_scored
+from clo.evaluate.preference import (
+    _is_peft,
+    report_from_scores,
+    score_preference,
 )
-from clo.evaluate.multiple_choice import BenchmarkDataError, run_benchmark
-from clo.evaluate.preference import _is_peft, preference_report
-from clo.evaluate.report import (
-    AnswerSample,
-    EvaluationReport,
-    JudgeReport,
-    LanguageRate,
-    LanguageReport,
-    LineResult,
-    add_answer_verdicts,
-)
+from clo.evaluate.prompt_sources import evaluation_sources
+from clo.evaluate.report import EvaluationReport, JudgeReport
+from clo.evaluate.stage_base import BaseSide, concat_answers, resolve_base, versus_base_report
 from clo.languages import get_language
 from clo.pairs import Quadruple
 
@@ -76,44 +71,6 @@ def _model_name(model: Any) -> str:
         return f"{cfg.base_model_name_or_path} + adapter"
     cfg = getattr(model, "config", None)
     return str(getattr(cfg, "_name_or_path", "") or type(model).__name__)
-
-
-def _rate(expected: str, verdicts: Sequence[ResponseVerdict]) -> LanguageRate:
-    agg = pass_rate(verdicts)
-    return LanguageRate(
-        expected_language=expected,
-        total=agg.total,
-        judged=agg.judged,
-        passed=agg.passed,
-        failed=agg.failed,
-        no_kept_lines=agg.no_kept_lines,
-        pass_rate=agg.pass_rate,
-        english_rate=agg.english_rate,
-    )
-
-
-def _samples(
-    lang: str,
-    prompts: Sequence[str],
-    answers: Sequence[str],
-    verdicts: Sequence[ResponseVerdict],
-    k: int,
-) -> list[AnswerSample]:
-    return [
-        AnswerSample(
-            prompt_language=lang,
-            prompt=p,
-            answer=a,
-            verdict=v.verdict,
-            lines=[
-                LineResult(
-                    text=ln.text, words=ln.words, kept=ln.kept, language=ln.language, ok=ln.ok
-                )
-                for ln in v.lines
-            ],
-        )
-        for p, a, v in list(zip(prompts, answers, verdicts, strict=True))[:k]
-    ]
 
 
 class _Run:
@@ -162,12 +119,17 @@ def evaluate(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     model_name: str | None = None,
+    base: BaseSide | None = None,
 ) -> EvaluationReport:
-    """Right-language rate, preference accuracy + NLL, benchmarks and judged win rate.
+    """Right-language rate, preference accuracy + NLL, benchmarks, judged win rate, and the
+    base model beside the trained one.
 
-    `reference_model`: None (PEFT models use their adapter-disabled base), a loaded base
-    model, or precomputed reference log-probs {(prompt, response): logp}. `baseline`: what
-    the judge compares against; a PEFT model without one is judged against its own base.
+    Answers are generated for the shipped prompt set of the target language (the first
+    `config.prompt_set_limit`) and the held-out prompts, in both languages; preference,
+    NLL and the judge use the held-out examples. `reference_model`: None (PEFT models use
+    their adapter-disabled base), a loaded base model, or precomputed reference log-probs
+    {(prompt, response): logp}. `base`: see BaseSide (default for PEFT: adapter disabled,
+    no cache). `baseline`: what the judge compares against (default: the base's answers).
     A section that cannot run (no lingua support, no benchmark data, judge unreachable) is
     recorded in `report.skipped` with the reason instead of failing the whole evaluation.
     """
@@ -178,28 +140,49 @@ def evaluate(
     heldout = list(heldout)
     if not heldout or not all(isinstance(q, Quadruple) for q in heldout):
         raise CloError("heldout must be a non-empty list of Quadruple (x_en, y_en, x_tgt, y_tgt)")
+    side, no_base = resolve_base(model, base, config)
     bench_langs = [target.code] + (["en"] if config.benchmark_english else [])
-    total = 3 + len(config.benchmarks) * len(bench_langs) + 1
+    total = 3 + len(config.benchmarks) * len(bench_langs) + 1 + (2 if side else 0)
     run = _Run(total, progress, should_stop)
+    sources = evaluation_sources(target.code, heldout, config.prompt_set_limit)
     report = EvaluationReport(
         model=model_name or _model_name(model),
         target_language=target.code,
         target_language_name=target.name,
         heldout_size=len(heldout),
         config=config.model_dump(mode="json"),
+        prompt_sources=[s.name for s in sources],
     )
     gen: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.generation_batch_size,
         "max_prompt_tokens": config.max_prompt_tokens,
     }
-    tgt_prompts = [q.x_tgt for q in heldout]
-    en_prompts = [q.x_en for q in heldout]
+    tgt_prompts = [p for s in sources for p in s.target]
+    en_prompts = [p for s in sources for p in s.english]
+    names = [s.name for s in sources for _ in s.target]
+    held = slice(len(tgt_prompts) - len(heldout), None)  # the held-out source comes last
+    peft_base = side is not None and side.outputs is None
+    outputs = side.outputs if side and side.outputs else BaseOutputs()
+    base_kw: dict[str, Any] = {
+        "identity": side.identity if side else None,
+        "cache": side.cache if side else None,
+        "disable_adapter": True,
+    }
 
     with run.section("generation"):
         tgt_answers = generate_answers(model, tokenizer, tgt_prompts, **gen)
         en_answers = generate_answers(model, tokenizer, en_prompts, **gen)
 
+    base_tgt: list[str] = []
+    base_en: list[str] = []
+    if side is not None:
+        with run.section("base_generation"):
+            if peft_base:
+                collect_answers(outputs, model, tokenizer, sources, config, **base_kw)
+            base_tgt, base_en = concat_answers(sources, outputs)
+
+    languages: dict[str, LanguageResult] = {}
     with run.section("language"):
         try:
             checker = LineLanguageChecker(
@@ -208,59 +191,61 @@ def evaluate(
         except LanguageCheckUnavailable as exc:
             run.skipped["language"] = str(exc)
         else:
-            tgt_v = [checker.check(a, target.code) for a in tgt_answers]
-            en_v = [checker.check(a, "en") for a in en_answers]
-            from importlib.metadata import version
-
-            import lingua  # noqa: F401  (only for the version string below)
-
-            tgt_rate = _rate(target.code, tgt_v)
-            report.language = LanguageReport(
-                detector=f"lingua-language-detector {version('lingua-language-detector')}",
-                detector_languages=list(checker.codes),
-                min_words_per_line=config.min_words_per_line,
-                max_new_tokens=config.max_new_tokens,
-                target_prompts=tgt_rate,
-                english_prompts=_rate("en", en_v),
-                english_bias=tgt_rate.english_rate,
-                samples=_samples(target.code, tgt_prompts, tgt_answers, tgt_v, config.sample_size)
-                + _samples("en", en_prompts, en_answers, en_v, config.sample_size),
-            )
-            add_answer_verdicts(
-                report.language, config.verdict, tgt_prompts, tgt_answers, en_prompts, en_answers
-            )
+            answers = {"trained": (tgt_answers, en_answers), "base": (base_tgt, base_en)}
+            for who, (tgt, en) in answers.items():
+                if tgt:
+                    languages[who] = language_section(
+                        checker, target.code, config, tgt_prompts, tgt, en_prompts, en, names
+                    )
+            report.language = languages["trained"].section
 
     with run.section("preference"):
-        report.preference = preference_report(
+        scores = score_preference(
             model,
             tokenizer,
             heldout,
-            beta=config.beta,
-            reference=reference_model,
+            reference_model,
             batch_size=config.scoring_batch_size,
             max_length=config.max_length,
             max_prompt_length=config.max_prompt_tokens,
         )
+        report.preference = report_from_scores(heldout, scores, config.beta)
 
+    bench_pairs: dict[str, tuple[list[bool], list[bool], bool]] = {}
     for bench in config.benchmarks:
         for lang in bench_langs:
             with run.section(f"{bench}:{lang}"):
                 try:
-                    report.benchmarks.append(
-                        run_benchmark(
-                            model,
-                            tokenizer,
-                            bench,
-                            lang,
-                            source=config.benchmark_source,
-                            files=config.benchmark_files,
-                            limit=config.benchmark_limit,
-                            batch_size=config.scoring_batch_size,
-                        )
+                    result, items = run_benchmark_scored(
+                        model,
+                        tokenizer,
+                        bench,
+                        lang,
+                        source=config.benchmark_source,
+                        files=config.benchmark_files,
+                        limit=config.benchmark_limit,
+                        batch_size=config.scoring_batch_size,
                     )
+                    report.benchmarks.append(result)
+                    if peft_base:
+                        collect_benchmark(outputs, model, tokenizer, bench, lang, config, **base_kw)
                 except BenchmarkDataError as exc:
                     run.skipped[f"{bench}:{lang}"] = str(exc)
+                    continue
+                if f"{bench}:{lang}" in outputs.benchmarks:
+                    base_result, base_ok = outputs.benchmarks[f"{bench}:{lang}"]
+                    paired = (base_result.source, base_result.n) == (result.source, result.n)
+                    key = f"{bench}_{'english' if lang == 'en' else 'target'}"
+                    bench_pairs[key] = ([s.predicted == s.answer for s in items], base_ok, paired)
 
+    if baseline is None and side is not None:
+        who = side.identity.name if side.identity else "(loaded separately)"
+        base_name = "base model (adapter disabled)" if peft_base else f"base model {who}"
+        held_prompts = tgt_prompts[held] + en_prompts[held]
+        baseline = Baseline(
+            name=base_name,
+            answers=dict(zip(held_prompts, base_tgt[held] + base_en[held], strict=True)),
+        )
     with run.section("judge"):
         if judge is None:
             run.skipped["judge"] = "no judge configured"
@@ -281,16 +266,23 @@ def evaluate(
                         target.code,
                         target.name,
                         config,
-                        tgt_prompts,
-                        tgt_answers,
-                        en_prompts,
-                        en_answers,
+                        tgt_prompts[held],
+                        tgt_answers[held],
+                        en_prompts[held],
+                        en_answers[held],
                         gen,
                     )
                 except JudgeError as exc:
                     logger.warning("judging skipped: %s", exc)
                     run.skipped["judge"] = str(exc)
 
+    if side is None:
+        run.skipped["versus_base"] = no_base
+    else:
+        with run.section("versus_base"):
+            report.versus_base = versus_base_report(
+                side, peft_base, outputs, languages, sources, heldout, scores, bench_pairs, config
+            )
     report.skipped = run.skipped
     report.timings_s = run.timings
     return report

@@ -62,6 +62,8 @@ def peft_model(tiny_qwen2, adapter_dir):
 
 CONFIG = EvalConfig(
     max_new_tokens=8,
+    prompt_set_limit=0,  # held-out prompts only: the shipped set is tested in test_versus_base
+    bootstrap_resamples=200,
     benchmark_source="local",
     benchmark_limit=3,
     sample_size=2,
@@ -76,8 +78,9 @@ def test_report_has_every_metric(peft_model, heldout, stub_judge):
     report = evaluate(model, tokenizer, heldout, "de", CONFIG, judge=judge, progress=events.append)
 
     data = report.model_dump(mode="json")
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     assert EvaluationReport.model_validate(json.loads(json.dumps(data))) == report
+    assert report.prompt_sources == ["heldout:4"]
     assert report.skipped == {}
     assert (report.target_language, report.heldout_size) == ("de", 4)
 
@@ -124,6 +127,22 @@ def test_report_has_every_metric(peft_model, heldout, stub_judge):
     assert [e["step"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["total_steps"] == len(events) and events[-1]["stage"] == "evaluating"
     assert set(report.timings_s) >= {"generation", "language", "preference", "judge"}
+    assert {"base_generation", "versus_base"} <= set(report.timings_s)
+
+    # the base (adapter disabled) beside the trained model, on the same prompts and items
+    vb = report.versus_base
+    assert vb.base.how == "adapter_disabled" and vb.base.generated_answers == 8
+    assert vb.base.cached is False and vb.language.target_prompts.total == 4
+    assert {"usable_rate_target", "pass_rate_english", "nll_target", "belebele_target"} <= set(
+        vb.metrics
+    )
+    for name in ("mmmlu_english", "belebele_target"):
+        assert vb.metrics[name].n == 3
+    usable = vb.metrics["usable_rate_target"]
+    assert usable.trained == lang.target_prompts.usable_rate
+    assert usable.base == vb.language.target_prompts.usable_rate
+    assert usable.verdict and "trained - base" in usable.verdict
+    assert vb.metrics["nll_target"].trained == pytest.approx(pref.nll["target"].nll)
 
 
 def test_baseline_answers_and_side_by_side(peft_model, heldout, stub_judge):
@@ -210,11 +229,18 @@ def test_cli_writes_the_report(tiny_qwen2, adapter_dir, heldout, stub_judge, tmp
             "stub-judge",
             "--device",
             "cpu",
+            "--prompt-set-limit",
+            "4",
         ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["schema_version"] == "1.1" and report["heldout_size"] == 2
+    assert report["schema_version"] == "1.2" and report["heldout_size"] == 2
+    assert report["prompt_sources"][0].startswith("shipped:de@")
+    assert report["prompt_sources"][1] == "heldout:2"
+    assert report["language"]["target_prompts"]["total"] == 4 + 2
+    assert report["versus_base"]["base"]["model"] == str(tiny_qwen2)
+    assert "Δ" in result.output and "usable_rate_target" in result.output
     assert report["judge"]["results"]["tgt"]["n"] == 2
     assert [b["language"] for b in report["benchmarks"]] == ["de", "en"]
     assert "right-language rate, target prompts" in result.output

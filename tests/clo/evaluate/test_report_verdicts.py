@@ -123,7 +123,7 @@ def test_report_round_trips_and_reports_of_schema_1_0_still_load():
         language=section,
     )
     data = json.loads(json.dumps(report.model_dump(mode="json")))
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert data["config"]["verdict"] == VerdictConfig().model_dump(mode="json")
     assert EvaluationReport.model_validate(data) == report
 
