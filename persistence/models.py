@@ -217,7 +217,7 @@ class BaseEvaluation(Base):
 
     __tablename__ = "base_evaluations"
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "<kind>-<sha256>"
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -29,6 +29,7 @@ from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
 from service.catalog import ServiceCatalog
 from worker import evaluation_env
+from worker.base_cache import DbBaseCache
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease, is_transient_db_error
 from worker.progress import ProgressRecorder
@@ -182,6 +183,7 @@ def _prepare(
     inputs = RunInputs(
         seed_file=seed_file,
         translation_cache=DbTranslationCache(factory),
+        base_cache=DbBaseCache(factory),
         judge_api_key=evaluation_env.judge_api_key(resolved, settings),
         baseline_dir=evaluation_env.baseline_bundle(resolved, workdir, settings),
     )

@@ -10,7 +10,7 @@ from worker.base_cache import DbBaseCache
 
 
 def test_first_result_for_a_key_is_kept_and_read_back(factory) -> None:  # type: ignore[no-untyped-def]
-    key = uuid.uuid4().hex + uuid.uuid4().hex  # 64 hex characters, like a sha256
+    key = "answers-" + uuid.uuid4().hex + uuid.uuid4().hex  # as clo.evaluate.base_side keys
     cache = DbBaseCache(factory)
     assert cache.get(key) is None
     first = {"answers": {"Wie geht's?": "Gut."}, "usable_rate": 0.5, "nested": [1, 2.5]}

@@ -215,3 +215,34 @@ def test_jobs_cli_submit_watch_list_download(service: Service, tmp_path: Path):
         app, [*auth, "submit", "--base-model", "nope", "--lang", "de", "--data-size", "10"]
     )
     assert bad.exit_code == 1 and "base_model" in bad.output
+
+
+def test_evaluation_reports_base_beside_trained_and_reuses_cached_base_results(
+    service: Service,
+):
+    def evaluated_job() -> dict[str, Any]:
+        spec = train_spec(
+            1,
+            1,
+            evaluation={"heldout_size": 2, "max_new_tokens": 8, "prompt_set_limit": 4},
+        )
+        job = service.client.submit(spec)
+        final = _poll(service, job["id"], {"succeeded", "failed"})[-1]
+        assert final["status"] == "succeeded", f"{final['error']}\n{_logs_tail(service.logs)}"
+        return service.client.request("GET", f"/v1/jobs/{job['id']}/evaluation")["report"]
+
+    first, second = evaluated_job(), evaluated_job()
+    for report in (first, second):
+        usable = report["versus_base"]["metrics"]["usable_rate_target"]
+        assert usable["base"] is not None and usable["trained"] is not None
+        for side in ("base_interval", "trained_interval"):
+            assert 0.0 <= usable[side]["low"] <= usable[side]["high"] <= 1.0
+        assert usable["delta_low"] <= usable["delta"] <= usable["delta_high"]
+        assert usable["verdict"]
+        assert any(s.startswith("shipped:de") for s in report["prompt_sources"])
+    # The second job on the same base, prompts and decoding generated no base answer.
+    assert second["versus_base"]["base"]["cached"] is True
+    assert second["versus_base"]["base"]["generated_answers"] == 0
+    assert second["versus_base"]["metrics"]["usable_rate_target"]["base"] == (
+        first["versus_base"]["metrics"]["usable_rate_target"]["base"]
+    )
