@@ -44,6 +44,14 @@ def _pref(direction: str) -> _Getter:
 METRICS: dict[str, tuple[_Getter, bool]] = {
     "win_rate_target": (_win("tgt"), True),
     "win_rate_english": (_win("en"), True),
+    "usable_rate_target": (
+        lambda r: r.language.target_prompts.usable_rate if r.language else None,
+        True,
+    ),
+    "usable_rate_english": (
+        lambda r: r.language.english_prompts.usable_rate if r.language else None,
+        True,
+    ),
     "language_pass_rate_target": (
         lambda r: r.language.target_prompts.pass_rate if r.language else None,
         True,

@@ -72,6 +72,10 @@ def heldout_source(heldout: Sequence[Quadruple]) -> PromptSource:
 def evaluation_sources(
     target_code: str, heldout: Sequence[Quadruple], limit: int
 ) -> list[PromptSource]:
-    """The shipped set (when one ships and `limit` > 0), then the held-out examples."""
+    """The held-out examples, then the shipped set (when one ships and `limit` > 0).
+
+    Held-out first: their answers keep the positions (`index`) and samples they had before
+    schema 1.2, and the judge's prompts are the first ones.
+    """
     shipped = shipped_source(target_code, limit)
-    return ([shipped] if shipped else []) + [heldout_source(heldout)]
+    return [heldout_source(heldout)] + ([shipped] if shipped else [])

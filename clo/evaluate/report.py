@@ -389,8 +389,9 @@ class EvaluationReport(_Model):
     config: dict[str, Any] = Field(description="The EvalConfig the numbers were computed with.")
     prompt_sources: list[str] = Field(
         default_factory=list,
-        description='Where the generation prompts came from, in order: "shipped:<lang>@<hash>" '
-        '(the shipped set), "heldout:<n>" (schema 1.2; before: the held-out set only).',
+        description='Where the generation prompts came from, in order: "heldout:<n>" (the '
+        'held-out examples), "shipped:<lang>@<hash>" (the shipped set of the language) '
+        "(schema 1.2; before: the held-out set only).",
     )
     language: LanguageReport | None = None
     preference: PreferenceReport | None = None

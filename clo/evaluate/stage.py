@@ -161,7 +161,7 @@ def evaluate(
     tgt_prompts = [p for s in sources for p in s.target]
     en_prompts = [p for s in sources for p in s.english]
     names = [s.name for s in sources for _ in s.target]
-    held = slice(len(tgt_prompts) - len(heldout), None)  # the held-out source comes last
+    held = slice(0, len(heldout))  # the held-out source comes first
     peft_base = side is not None and side.outputs is None
     outputs = side.outputs if side and side.outputs else BaseOutputs()
     base_kw: dict[str, Any] = {

@@ -47,9 +47,13 @@ def _difference(
     """delta, its paired bootstrap interval and the plain sentence (empty dict: no pairs)."""
     if not trained:
         return {}
-    delta, low, high = paired_bootstrap_diff(
-        trained, base, settings.resamples, settings.seed, settings.confidence
-    )
+    diffs = {t - b for t, b in zip(trained, base, strict=True)}
+    if len(diffs) == 1:  # every resample has the same mean: the interval is that point
+        delta = low = high = diffs.pop()
+    else:
+        delta, low, high = paired_bootstrap_diff(
+            trained, base, settings.resamples, settings.seed, settings.confidence
+        )
     return {
         "delta": delta,
         "delta_low": low,

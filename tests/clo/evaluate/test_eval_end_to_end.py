@@ -236,8 +236,8 @@ def test_cli_writes_the_report(tiny_qwen2, adapter_dir, heldout, stub_judge, tmp
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["schema_version"] == "1.2" and report["heldout_size"] == 2
-    assert report["prompt_sources"][0].startswith("shipped:de@")
-    assert report["prompt_sources"][1] == "heldout:2"
+    assert report["prompt_sources"][0] == "heldout:2"
+    assert report["prompt_sources"][1].startswith("shipped:de@")
     assert report["language"]["target_prompts"]["total"] == 4 + 2
     assert report["versus_base"]["base"]["model"] == str(tiny_qwen2)
     assert "Δ" in result.output and "usable_rate_target" in result.output

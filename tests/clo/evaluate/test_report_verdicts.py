@@ -156,3 +156,43 @@ def test_eval_config_carries_verdict_thresholds():
     config = EvalConfig.model_validate({"verdict": {"echo_token_share": 0.9}})
     assert config.verdict.echo_token_share == 0.9
     assert EvalConfig().verdict == VerdictConfig()
+
+
+def test_reports_of_schema_1_1_still_load():
+    section = _section()
+    add_answer_verdicts(
+        section,
+        VerdictConfig(),
+        PROMPTS_DE,
+        ANSWERS_DE,
+        PROMPTS_EN,
+        ANSWERS_EN,
+        source_names=["heldout:4"] * 4,
+    )
+    report = EvaluationReport(
+        model="m",
+        target_language="de",
+        target_language_name="German",
+        heldout_size=4,
+        config=EvalConfig().model_dump(mode="json"),
+        prompt_sources=["heldout:4"],
+        language=section,
+    )
+    data = json.loads(json.dumps(report.model_dump(mode="json")))
+    assert data["language"]["answer_verdicts"][0]["source"] == "heldout:4"
+    assert data["language"]["samples"][0]["source"] == "heldout:4"
+    assert data["versus_base"] is None
+
+    old = json.loads(json.dumps(data))
+    old["schema_version"] = "1.1"
+    for key in ("prompt_sources", "versus_base"):
+        del old[key]
+    for record in old["language"]["answer_verdicts"]:
+        del record["source"]
+    for sample in old["language"]["samples"]:
+        del sample["source"]
+    for key in ("prompt_set_limit", "compare_base", "bootstrap_resamples"):
+        del old["config"][key]
+    loaded = EvaluationReport.model_validate(old)
+    assert loaded.schema_version == "1.1" and loaded.prompt_sources == []
+    assert loaded.versus_base is None and loaded.language.answer_verdicts[0].source is None

@@ -90,7 +90,7 @@ def test_job_reports_base_beside_trained_and_the_second_job_reuses_the_base(
     first = run_pipeline(resolved, tmp_path / "job1", PipelineHooks(), inputs)
     report = EvaluationReport.model_validate(first.evaluation)
     assert report.schema_version == "1.2"
-    shipped, held = report.prompt_sources
+    held, shipped = report.prompt_sources
     assert shipped.startswith("shipped:de@") and held == "heldout:2"
     assert report.language is not None and report.language.target_prompts.total == 4 + 2
     assert report.language.max_new_tokens == 8
@@ -121,7 +121,8 @@ def test_job_reports_base_beside_trained_and_the_second_job_reuses_the_base(
     assert vb.metrics["belebele_target"].n == 3
     assert set(vb.by_source) == {shipped, held}
     assert vb.by_source[shipped]["usable_rate_target"].n == 4
-    assert vb.language is not None and vb.language.answer_verdicts[0].source == shipped
+    assert vb.language is not None and vb.language.answer_verdicts[0].source == held
+    assert vb.language.answer_verdicts[2].source == shipped
 
     # the bundle's card: language front matter, the public name, the headline numbers
     bundle = first.bundle_dir
@@ -182,7 +183,7 @@ def test_cache_key_follows_prompts_decoding_and_versions(tmp_path: Path) -> None
     assert set(evaluator_versions()) == {"evaluator", "verdict", "schema"}
 
     heldout = builtin_parallel("de")[:2]
-    four, five = (evaluation_sources("de", heldout, n)[0] for n in (4, 5))
+    four, five = (evaluation_sources("de", heldout, n)[1] for n in (4, 5))
     assert four.digest != five.digest and four.name != five.name
     assert [s.name for s in evaluation_sources("de", heldout, 0)] == ["heldout:2"]
     assert [s.name for s in evaluation_sources("zh", heldout, 4)] == ["heldout:2"]  # no set
