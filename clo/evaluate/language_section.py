@@ -7,7 +7,7 @@ their per-prompt outcomes (what versus_base pairs) are measured identically.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from clo.evaluate.config import EvalConfig
@@ -41,6 +41,15 @@ class LanguageOutcomes:
             self.english[start:stop],
             self.reasons[start:stop],
         )
+
+
+@dataclass
+class Memo:
+    """Line checks and answer verdicts by their inputs, shared by the trained and the base
+    model's sections of one evaluation (identical answers are identified once)."""
+
+    lines: dict[tuple[str, str], ResponseVerdict] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str, str], AnswerVerdict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,10 +127,21 @@ def language_section(
     english_prompts: Sequence[str],
     english_answers: Sequence[str],
     source_names: Sequence[str] | None = None,
+    memo: Memo | None = None,
 ) -> LanguageResult:
-    """The language section of one model's answers (schema 1.2) and its outcomes."""
-    tgt_v = [checker.check(a, target_code) for a in target_answers]
-    en_v = [checker.check(a, "en") for a in english_answers]
+    """The language section of one model's answers (schema 1.2) and its outcomes.
+
+    `memo`: checks already made with the same checker and config (see Memo).
+    """
+    memo = memo or Memo()
+
+    def check(answer: str, lang: str) -> ResponseVerdict:
+        if (answer, lang) not in memo.lines:
+            memo.lines[(answer, lang)] = checker.check(answer, lang)
+        return memo.lines[(answer, lang)]
+
+    tgt_v = [check(a, target_code) for a in target_answers]
+    en_v = [check(a, "en") for a in english_answers]
     tgt_rate = _rate(target_code, tgt_v)
     section = LanguageReport(
         detector=detector_name(),
@@ -142,5 +162,6 @@ def language_section(
         english_prompts,
         english_answers,
         source_names,
+        memo.verdicts,
     )
     return LanguageResult(section, _outcomes(tgt_v, tgt_a), _outcomes(en_v, en_a))

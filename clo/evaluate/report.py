@@ -168,14 +168,18 @@ def add_answer_verdicts(
     english_prompts: Sequence[str],
     english_answers: Sequence[str],
     source_names: Sequence[str] | None = None,
+    memo: dict[tuple[str, str, str], AnswerVerdict] | None = None,
 ) -> list[list[AnswerVerdict]]:
     """Fill the schema 1.1 fields of a language section from answer verdicts, in place.
 
     The verdicts use the section's own detector languages and minimum line length, so they
     and the line-level pass rate are measured with the same lingua set-up. `source_names`:
     the prompt source of each prompt (the same layout for both languages). Returns the
-    verdicts, target-language answers first.
+    verdicts, target-language answers first. `memo`: verdicts by (prompt, answer, language)
+    shared between calls with the same settings (the base model often answers as the
+    trained one does, and lingua is the slow part).
     """
+    memo = {} if memo is None else memo
     checker = VerdictChecker(
         section.target_prompts.expected_language,
         config,
@@ -191,7 +195,11 @@ def add_answer_verdicts(
     ):
         lang = rate.expected_language
         pairs = list(zip(prompts, answers, strict=True))
-        verdicts = [checker.verdict(p, a, lang) for p, a in pairs]
+        verdicts = []
+        for p, a in pairs:
+            if (p, a, lang) not in memo:
+                memo[(p, a, lang)] = checker.verdict(p, a, lang)
+            verdicts.append(memo[(p, a, lang)])
         summary = summarize(verdicts)
         rate.pass_rate_interval = _wilson(rate.passed, rate.judged)
         rate.usable = summary.usable

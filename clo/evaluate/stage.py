@@ -23,7 +23,7 @@ from clo.evaluate.judge import (
     win_rate,
 )
 from clo.evaluate.language_check import LanguageCheckUnavailable, LineLanguageChecker
-from clo.evaluate.language_section import LanguageResult, language_section
+from clo.evaluate.language_section import LanguageResult, Memo, language_section
 from clo.evaluate.multiple_choice import BenchmarkDataError, run_benchmark_scored
 from clo.evaluate.preference import (
     _is_peft,
@@ -192,10 +192,11 @@ def evaluate(
             run.skipped["language"] = str(exc)
         else:
             answers = {"trained": (tgt_answers, en_answers), "base": (base_tgt, base_en)}
+            memo = Memo()
             for who, (tgt, en) in answers.items():
                 if tgt:
                     languages[who] = language_section(
-                        checker, target.code, config, tgt_prompts, tgt, en_prompts, en, names
+                        checker, target.code, config, tgt_prompts, tgt, en_prompts, en, names, memo
                     )
             report.language = languages["trained"].section
 
