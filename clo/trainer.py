@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +27,21 @@ import torch
 
 from clo.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from clo.config import TrainConfig
-from clo.encoding import (
-    SEQUENCE_NAMES,
-    EncodedSequence,
-    collate,
-    encode_quads,
-    encoding_fingerprint,
-    pad_token_id,
-)
+from clo.encoding import EncodedSequence, encode_quads, encoding_fingerprint, pad_token_id
 from clo.errors import CloError, Stopped
-from clo.logprobs import sequence_logprobs
-from clo.loss import (
-    PAIRS,
-    SFT_COLUMNS,
-    LossFn,
-    LossOutput,
-    StepTotals,
-    clo_loss,
-    nll_columns,
-    sft_loss,
-)
+from clo.loss import PAIRS
 from clo.pairs import Quadruple
 from clo.plan import make_plan
-from clo.reference import autocast_context, compute_logps, reference_logps
+from clo.reference import compute_logps, reference_logps
 from clo.schedule import lr_at
+from clo.step import (
+    loss_function,
+    loss_step,
+    needs_base_reference,
+    phase_columns,
+    step_metrics,
+    step_totals,
+)
 from clo.trainable import (
     apply_trainable,
     count_parameters,
@@ -75,73 +65,6 @@ class TrainResult:
     metrics: dict[str, float]
     truncation: dict[str, int]
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def loss_function(config: TrainConfig, phase: str, totals: StepTotals | None = None) -> LossFn:
-    """The pure loss of one phase, with the config's hyper-parameters and step totals bound."""
-    if phase == "sft":
-        return partial(sft_loss, totals=totals)
-    lam = config.lambda_nll if phase == "clo" else 0.0
-    return partial(
-        clo_loss,
-        totals=totals,
-        lam=lam,
-        beta=config.beta,
-        loss_type=config.preference_loss,
-        english_nll=config.english_nll and phase == "clo",
-    )
-
-
-ALL_COLUMNS = tuple(range(len(SEQUENCE_NAMES)))
-
-
-def phase_columns(config: TrainConfig, phase: str) -> tuple[int, ...]:
-    """The sequences of each quadruple a step of `phase` forwards (SFT: only the trained ones)."""
-    return SFT_COLUMNS[config.sft_variant] if phase == "sft" else ALL_COLUMNS
-
-
-def step_totals(
-    config: TrainConfig,
-    phase: str,
-    encoded: Sequence[tuple[EncodedSequence, ...]],
-    micro_batches: list[list[int]],
-) -> StepTotals:
-    """The NLL's response tokens and the examples of one step, over all its micro-batches.
-
-    A sequence's response tokens are the ones its summed log-prob counts (clo.logprobs).
-    """
-    ids = [i for batch in micro_batches for i in batch]
-    if phase == "sft":  # every forwarded response is trained on
-        columns = phase_columns(config, phase)
-    else:
-        columns = nll_columns(config.english_nll and phase == "clo")
-    tokens = sum(encoded[i][c].response_len for i in ids for c in columns)
-    return StepTotals(nll_tokens=tokens, examples=len(ids))
-
-
-def needs_base_reference(method: str) -> bool:
-    """Only clo and dpo compare against the base model; sft+dpo's DPO uses the SFT model."""
-    return method in ("clo", "dpo")
-
-
-def loss_step(
-    model: Any,
-    sequences: list[EncodedSequence],
-    ref: torch.Tensor | None,
-    loss_fn: LossFn,
-    pad_id: int,
-    chunk_tokens: int,
-    width: int = len(SEQUENCE_NAMES),
-) -> tuple[LossOutput, int]:
-    """One forward over the `width`·B sequences of B examples; returns the loss and tokens."""
-    device = next(model.parameters()).device
-    batch = collate(sequences, pad_id).to(device)
-    with autocast_context(device):
-        logps, tokens = sequence_logprobs(
-            model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
-        )
-    ref = ref.to(device) if ref is not None else None
-    return loss_fn(logps.view(-1, width), ref, tokens.view(-1, width)), batch.num_tokens
 
 
 def seed_everything(seed: int) -> None:
@@ -178,21 +101,6 @@ def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence
             cfg["sft_variant"] = "target"  # unused here; its default back then
     blob = json.dumps(cfg, sort_keys=True) + encoding_fingerprint(encoded)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-# Per-micro-batch metrics that are shares of the step's value (see clo.loss.StepTotals)
-ADDITIVE_METRICS = ("loss", "nll", "cl_loss")
-
-
-def _step_metrics(parts: list[tuple[dict[str, float], int]]) -> dict[str, float]:
-    """The step's metrics: shares added up, the rest averaged over the step's examples."""
-    examples = sum(n for _, n in parts)
-    return {
-        k: sum(m[k] for m, _ in parts)
-        if k in ADDITIVE_METRICS
-        else sum(m[k] * n for m, n in parts) / examples
-        for k in parts[0][0]
-    }
 
 
 class _Run:
@@ -376,7 +284,7 @@ class _Run:
             "stage": "training",
             "step": self.step,
             "total_steps": plan.total_steps,
-            **_step_metrics(parts),
+            **step_metrics(parts),
             "lr": lr,
             "tokens_per_second": tokens / elapsed,
             "step_seconds": elapsed,

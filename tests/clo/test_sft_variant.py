@@ -8,7 +8,7 @@ from clo.config import TrainConfig
 from clo.encoding import EN_EN, TGT_TGT
 from clo.resolve import train_config
 from clo.spec import JobSpec
-from clo.trainer import phase_columns
+from clo.step import phase_columns
 
 BASE = {"base_model": "tiny", "target_language": "de", "data_size": 16}
 
