@@ -52,7 +52,7 @@ def _with_interval(value: float | None, interval: Any, pct: bool) -> str:
 def _delta(c: Any) -> str:
     if c.delta is None:
         return "-"
-    scale, fmt, unit = (100.0, "+.1f", " pts") if c.kind == "rate" else (1.0, "+.3f", "")
+    scale, fmt, unit = (100.0, "+.1f", " pts") if c.kind == "rate" else (1.0, "+.3g", "")
     text = f"{scale * c.delta:{fmt}}{unit}"
     if c.delta_low is None or c.delta_high is None:
         return text
