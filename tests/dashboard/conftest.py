@@ -22,6 +22,26 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from clo.evaluate.language_section import LanguageOutcomes
+from clo.evaluate.report import (
+    AnswerSample,
+    BaseRun,
+    BenchmarkResult,
+    DirectionStats,
+    EvaluationReport,
+    Interval,
+    JudgeReport,
+    LanguageRate,
+    LanguageReport,
+    LineResult,
+    NllStats,
+    PreferenceReport,
+    VersusBaseReport,
+    WinRate,
+)
+from clo.evaluate.stats import wilson_interval
+from clo.evaluate.versus_base import PairedData, paired_comparisons
+from clo.evaluate.versus_base import Settings as VersusSettings
 from persistence.artifact_store import ArtifactStore, make_key
 from persistence.db import session_scope
 from persistence.repositories import leases
@@ -191,23 +211,52 @@ def finished_job(
 ) -> Callable[..., tuple[str, str]]:
     """Builds jobs taken through training and evaluation to succeeded."""
 
-    def build(tenant: TenantKey, seed: int = 0, steps: int = 20, **job: Any) -> tuple[str, str]:
-        return _finish(submit, worker, tenant, evaluation_report(seed), steps, seed, **job)
+    def build(
+        tenant: TenantKey,
+        seed: int = 0,
+        steps: int = 20,
+        evaluation: dict[str, Any] | None = None,
+        **job: Any,
+    ) -> tuple[str, str]:
+        report = evaluation_report(seed) if evaluation is None else evaluation
+        job_id = submit(tenant, **job)
+        return job_id, _finish(worker, job_id, report, steps, seed)
+
+    return build
+
+
+@pytest.fixture
+def finished_comparison(
+    api: httpx.Client, worker: Callable[[str], WorkerSim]
+) -> Callable[..., dict[str, Any]]:
+    """POST /v1/comparisons with runs (label, method, seed), each run taken to succeeded;
+    returns the comparison as GET /v1/comparisons/{id} shows it then."""
+
+    def build(tenant: TenantKey, runs: list[tuple[str, str, int]], name: str) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "base": job_body(),
+            "runs": [{"label": label, "method": method} for label, method, _ in runs],
+        }
+        created = api.post("/v1/comparisons", json=body, headers=tenant.headers)
+        assert created.status_code == 201, created.text
+        comparison = created.json()
+        for run, (_, _, seed) in zip(comparison["runs"], runs, strict=True):
+            _finish(worker, run["job_id"], evaluation_report(seed), 10, seed)
+        shown = api.get(f"/v1/comparisons/{comparison['id']}", headers=tenant.headers)
+        return dict(shown.json())
 
     return build
 
 
 def _finish(
-    submit: Callable[..., str],
     worker: Callable[[str], WorkerSim],
-    tenant: TenantKey,
+    job_id: str,
     evaluation: dict[str, Any],
     steps: int,
     seed: float,
-    **job: Any,
-) -> tuple[str, str]:
-    """(job id, adapter sha256) of a job run to succeeded with metrics and an evaluation."""
-    job_id = submit(tenant, **job)
+) -> str:
+    """Run a submitted job to succeeded with metrics and an evaluation; its adapter's sha256."""
     sim = worker(job_id)
     sim.stage("translating")
     sim.progress(32, 32)
@@ -239,37 +288,111 @@ def _finish(
     sim.stage("packaging")
     sha = sim.artifact("adapter.tar", "adapter", f"adapter of {job_id}".encode() * 100)
     sim.finish("succeeded")
-    return job_id, sha
+    return sha
+
+
+# The fixture's prompts, in the order an evaluation asks them (held-out first, report 1.2)
+HELDOUT_SOURCE = "heldout:16"
+SHIPPED_SOURCE = "shipped:de@1a2b3c4d5e6f"
+SOURCES = ((HELDOUT_SOURCE, 0, 16), (SHIPPED_SOURCE, 16, 56))
+N_PROMPTS = 56
+
+
+def spread(n: int, k: int) -> list[bool]:
+    """k True among n, evenly spread (so every prompt source gets its share)."""
+    return [(i * k) // n != ((i + 1) * k) // n for i in range(n)]
+
+
+def outcomes(usable: int, judged: int, lcb: int, english: int) -> LanguageOutcomes:
+    """One model's per-prompt outcomes: `judged` answers long enough for the line check, of
+    which `lcb` pass it and `english` are in English; answers past `judged` are too short."""
+    short = [None] * (N_PROMPTS - judged)
+    ok = spread(N_PROMPTS, usable)
+    return LanguageOutcomes(
+        usable=tuple(ok),
+        lcb=(*spread(judged, lcb), *short),
+        english=(*spread(judged, english)[::-1], *short),
+        reasons=tuple(
+            () if good else (("loop",) if i % 4 == 0 else ("wrong_language",))
+            for i, good in enumerate(ok)
+        ),
+    )
+
+
+def language_outcomes(seed: int) -> dict[str, tuple[LanguageOutcomes, LanguageOutcomes]]:
+    """(trained, base) per prompt language; the base model is the same for every seed."""
+    return {
+        "target": (outcomes(36 - 4 * seed, 54, 40 - 4 * seed, 8), outcomes(20, 54, 30, 20)),
+        "english": (outcomes(50, 56, 52, 52), outcomes(49, 56, 51, 51)),
+    }
+
+
+def nll_sequences(nll: float) -> list[tuple[float, int]]:
+    """(summed log-prob, tokens) of 16 sequences, 900 tokens, token-mean NLL `nll`."""
+    tokens = [60] * 4 + [55] * 12
+    return [(-nll * t + (3.0 if i % 2 else -3.0), t) for i, t in enumerate(tokens)]
+
+
+def versus_base(seed: int) -> VersusBaseReport:
+    """The base model beside the trained one, computed by clo's own paired statistics."""
+    lang = language_outcomes(seed)
+    data = PairedData(
+        trained_language={side: pair[0] for side, pair in lang.items()},
+        base_language={side: pair[1] for side, pair in lang.items()},
+        sources=SOURCES,
+        nll={"target": (nll_sequences(2.1 + seed), nll_sequences(2.3))},
+        logp_accuracy={"target": (spread(16, 12), spread(16, 9))},
+        benchmarks={"belebele_target": (spread(20, 9 - seed), spread(20, 8), True)},
+    )
+    settings = VersusSettings(resamples=500)
+    metrics, by_source = paired_comparisons(data, settings)
+    base = BaseRun(
+        model="tiny-lm",
+        source="/models/tiny-lm",
+        revision=None,
+        how="adapter_disabled",
+        cached=seed > 0,  # the first job on this base generated it, later ones reuse it
+        cache_hits=2 if seed else 0,
+        cache_misses=0 if seed else 2,
+        generated_answers=0 if seed else 2 * N_PROMPTS,
+        scored_benchmarks=0 if seed else 1,
+    )
+    return VersusBaseReport(
+        base=base,
+        bootstrap_resamples=settings.resamples,
+        metrics=metrics,
+        by_source=by_source,
+    )
 
 
 def evaluation_report(seed: int = 0) -> dict[str, Any]:
-    """An evaluation report built with clo's own schema (so a schema change breaks here)."""
-    from clo.evaluate.report import (
-        AnswerSample,
-        BenchmarkResult,
-        DirectionStats,
-        EvaluationReport,
-        JudgeReport,
-        LanguageRate,
-        LanguageReport,
-        LineResult,
-        NllStats,
-        PreferenceReport,
-        WinRate,
-    )
+    """An evaluation report (schema 1.2) built with clo's own schema and statistics, so a
+    schema change breaks here."""
+    lang = language_outcomes(seed)
 
-    passed = 12 - seed
-
-    def rate(lang: str, total: int, judged: int, ok: int, english: int) -> LanguageRate:
+    def rate(code: str, o: LanguageOutcomes) -> LanguageRate:
+        judged = sum(x is not None for x in o.lcb)
+        ok, english = sum(x is True for x in o.lcb), sum(x is True for x in o.english)
+        usable = sum(o.usable)
+        low, high = wilson_interval(usable, len(o.usable))
+        lcb_low, lcb_high = wilson_interval(ok, judged)
         return LanguageRate(
-            expected_language=lang,
-            total=total,
+            expected_language=code,
+            total=len(o.lcb),
             judged=judged,
             passed=ok,
             failed=judged - ok,
-            no_kept_lines=total - judged,
+            no_kept_lines=len(o.lcb) - judged,
             pass_rate=ok / judged,
             english_rate=english / judged,
+            pass_rate_interval=Interval(low=lcb_low, high=lcb_high),
+            usable=usable,
+            undecided=0,
+            usable_rate=usable / len(o.usable),
+            usable_interval=Interval(low=low, high=high),
+            failure_reasons={
+                r: sum(r in rs for rs in o.reasons) for r in ("wrong_language", "loop")
+            },
         )
 
     def win(lang: str, wins: int, ties: int, losses: int) -> WinRate:
@@ -338,14 +461,15 @@ def evaluation_report(seed: int = 0) -> dict[str, Any]:
         target_language_name="German",
         heldout_size=16,
         config={"max_new_tokens": 32},
+        prompt_sources=[HELDOUT_SOURCE, SHIPPED_SOURCE],
         language=LanguageReport(
             detector="lingua 2.1",
             detector_languages=["de", "en"],
             min_words_per_line=4,
             max_new_tokens=32,
-            target_prompts=rate("de", 16, 15, passed, 3),
-            english_prompts=rate("en", 16, 16, 15, 15),
-            english_bias=3 / 15,
+            target_prompts=rate("de", lang["target"][0]),
+            english_prompts=rate("en", lang["english"][0]),
+            english_bias=8 / 54,
             samples=samples,
         ),
         preference=PreferenceReport(
@@ -383,8 +507,37 @@ def evaluation_report(seed: int = 0) -> dict[str, Any]:
             results={"tgt": win("de", 13 - seed, 2, 5 + seed), "en": win("en", 9, 4, 7)},
             samples=[],
         ),
+        versus_base=versus_base(seed),
     )
     return report.model_dump(mode="json")
+
+
+RATE_FIELDS_1_1 = (
+    "pass_rate_interval",
+    "usable",
+    "undecided",
+    "usable_rate",
+    "usable_interval",
+    "failure_reasons",
+    "primary_failure_reasons",
+)
+
+
+def legacy_report(seed: int = 0) -> dict[str, Any]:
+    """The report as a job written before schema 1.1 stored it: no base model, no prompt
+    sources, no answer verdicts or intervals (what an older job's GET /evaluation returns)."""
+    report = evaluation_report(seed)
+    report["schema_version"] = "1.0"
+    del report["versus_base"], report["prompt_sources"]
+    language = report["language"]
+    del language["verdict_version"], language["answer_verdicts"]
+    for rate in (language["target_prompts"], language["english_prompts"]):
+        for name in RATE_FIELDS_1_1:
+            del rate[name]
+    for sample in language["samples"]:
+        del sample["usable"], sample["reasons"], sample["source"]
+    EvaluationReport.model_validate(report)  # still a report clo loads
+    return report
 
 
 # ---- the browser --------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from tests.dashboard.versus_text import delta_text, rate_text
+
 
 def test_compare_two_finished_jobs(browser_page, make_tenant, finished_job, api) -> None:  # type: ignore[no-untyped-def]
     tenant = make_tenant()
@@ -56,3 +58,66 @@ def test_compare_two_finished_jobs(browser_page, make_tenant, finished_job, api)
     page.click("#compare-form button[type=submit]")
     expect(page.locator("#compare-errors")).to_contain_text(f"Job {missing} not found")
     expect(page.locator("#compare-table-el thead th[data-job-id]")).to_have_count(1)
+
+
+def test_comparison_runs_shown_under_their_labels_with_usable_rates_vs_base(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, finished_comparison, api
+) -> None:
+    tenant = make_tenant()
+    # labels that are not the methods, so the page can only have them from /v1/comparisons
+    comparison = finished_comparison(
+        tenant, [("clo-main", "clo", 0), ("sft-baseline", "sft", 2)], name="German row"
+    )
+    jobs = [r["job_id"] for r in comparison["runs"]]
+    reports = [
+        api.get(f"/v1/jobs/{job}/evaluation", headers=tenant.headers).json()["report"]
+        for job in jobs
+    ]
+
+    page = browser_page.page
+    browser_page.open("/dashboard/compare")
+    browser_page.sign_in(tenant.key)
+    listed = page.locator(f'#comparisons-table tr[data-comparison-id="{comparison["id"]}"]')
+    expect(listed).to_contain_text("German row")
+    expect(listed).to_contain_text("clo-main (succeeded), sft-baseline (succeeded)")
+    listed.locator("a").click()
+    page.wait_for_url(f"**/dashboard/compare?comparison={comparison['id']}")
+    expect(page.locator("#comparison-info")).to_contain_text("German row")
+    expect(page.locator("#comparison-info .badge")).to_have_text("succeeded")
+    table = page.locator("#compare-table-el")
+    headers = table.locator("thead th[data-job-id]")
+    expect(headers).to_have_count(2)
+    assert headers.evaluate_all("hs => hs.map(h => h.dataset.jobId)") == jobs
+    assert headers.evaluate_all("hs => hs.map(h => h.dataset.label)") == [
+        "clo-main",
+        "sft-baseline",
+    ]
+    expect(headers.nth(0).locator(".run-label")).to_have_text("clo-main")
+    expect(headers.nth(1).locator(".run-label")).to_have_text("sft-baseline")
+    # The curves' legend names the runs by label too.
+    expect(page.locator('#compare-curves figure[data-metric="loss"] .legend')).to_contain_text(
+        "sft-baseline"
+    )
+
+    # Each run's usable target rate with its interval, and its difference from the base model.
+    usable = [r["versus_base"]["metrics"]["usable_rate_target"] for r in reports]
+    cells = table.locator("tbody tr", has_text="Usable answers, target prompts").locator("td")
+    for i, c in enumerate(usable):
+        expect(cells.nth(i)).to_contain_text(rate_text(c["trained"], c["trained_interval"]))
+    expect(cells.nth(0)).to_have_class("num best")  # 36 of 56 beats 28 of 56
+    base_cells = table.locator("tbody tr", has_text="Usable answers of the base model").locator(
+        "td"
+    )
+    expect(base_cells.nth(1)).to_have_text(rate_text(usable[1]["base"], usable[1]["base_interval"]))
+    deltas = table.locator("tbody tr", has_text="Δ vs base, usable answers (target)").locator("td")
+    for i, c in enumerate(usable):
+        expect(deltas.nth(i)).to_contain_text(delta_text(c))
+    expect(deltas.nth(0)).to_contain_text("better, distinguishable")
+    browser_page.screenshot("compare-comparison")
+
+    # Opened for the job ids instead, the page still finds the labels in the comparison.
+    browser_page.open(f"/dashboard/compare?ids={jobs[1]},{jobs[0]}")
+    expect(table.locator("thead th[data-job-id] .run-label")).to_have_text(
+        ["sft-baseline", "clo-main"]
+    )
+    assert any(u.endswith(f"/v1/comparisons/{comparison['id']}") for u in browser_page.requests)

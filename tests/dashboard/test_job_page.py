@@ -7,6 +7,9 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
+from tests.dashboard.conftest import legacy_report
+from tests.dashboard.versus_text import delta_text, pct_points, rate_text
+
 
 def test_running_job_progress_advances_without_reload(  # type: ignore[no-untyped-def]
     browser_page, make_tenant, submit, worker
@@ -226,4 +229,95 @@ def test_large_artifact_streams_to_disk_through_a_signed_link(  # type: ignore[n
     assert not any(r.startswith("GET ") and r.endswith("/artifacts/merged.tar") for r in requests)
     expect(page.locator('tr[data-artifact="merged.tar"] .download-status')).to_contain_text(
         stored.sha256
+    )
+
+
+def test_evaluation_shows_base_beside_trained_with_intervals(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, finished_job, api
+) -> None:
+    tenant = make_tenant()
+    job_id, _ = finished_job(tenant, seed=0)
+    cached_job, _ = finished_job(tenant, seed=1)
+    report = api.get(f"/v1/jobs/{job_id}/evaluation", headers=tenant.headers).json()["report"]
+    metrics = report["versus_base"]["metrics"]
+
+    page = browser_page.page
+    browser_page.open(f"/dashboard/jobs/{job_id}")
+    browser_page.sign_in(tenant.key)
+    table = page.locator("#versus-table")
+    expect(table.locator("thead")).to_contain_text("Base")
+    expect(table.locator("thead")).to_contain_text("Trained")
+    expect(table.locator("thead")).to_contain_text("Δ")
+    # The headline rows, each base | trained | Δ with its interval, and the verdict in words.
+    usable = metrics["usable_rate_target"]
+    row = table.locator('tr[data-metric="usable_rate_target"]')
+    expect(row.locator("th")).to_have_text("Usable right-language answers, German prompts")
+    base_text = rate_text(usable["base"], usable["base_interval"])
+    assert base_text == "36% [24–49]"  # the fixture's 20 of 56, as a user reads it
+    expect(row.locator('[data-side="base"]')).to_have_text(base_text)
+    expect(row.locator('[data-side="trained"]')).to_have_text(
+        rate_text(usable["trained"], usable["trained_interval"])
+    )
+    expect(row.locator('[data-side="delta"]')).to_have_text(delta_text(usable))
+    assert delta_text(usable).startswith("+29 pts [+")
+    expect(row).to_contain_text("Better than the base model (distinguishable from zero)")
+    english = metrics["usable_rate_english"]
+    row = table.locator('tr[data-metric="usable_rate_english"]')
+    expect(row.locator('[data-side="delta"]')).to_have_text(delta_text(english))
+    expect(row).to_contain_text("Not distinguishable from the base model")
+    lcb = metrics["pass_rate_target"]
+    expect(table.locator('tr[data-metric="pass_rate_target"] [data-side="trained"]')).to_have_text(
+        rate_text(lcb["trained"], lcb["trained_interval"])
+    )
+    nll = metrics["nll_target"]
+    row = table.locator('tr[data-metric="nll_target"]')
+    expect(row.locator('[data-side="base"]')).to_have_text("2.3")
+    expect(row.locator('[data-side="trained"]')).to_have_text("2.1")
+    expect(row.locator('[data-side="delta"]')).to_have_text(delta_text(nll))
+    expect(row).to_contain_text("Better than the base model")  # lower NLL is better
+    # Which prompts, and where the base side came from.
+    facts = page.locator("#versus-facts")
+    expect(facts.locator('[data-fact="sources"]')).to_contain_text("16 held-out examples")
+    expect(facts.locator('[data-fact="sources"]')).to_contain_text(
+        "the shipped de evaluation prompts (set 1a2b3c4d5e6f), 40 prompts"
+    )
+    expect(facts.locator('[data-fact="base"]')).to_contain_text("Base model: tiny-lm")
+    expect(facts.locator('[data-fact="cache"]')).to_contain_text("112 base answers generated")
+    # Every other compared metric and the per-source rates are one click away.
+    page.click(".versus-more summary")
+    wrong = page.locator('#versus-all tr[data-metric="failure_target_wrong_language"]')
+    expect(wrong).to_contain_text(delta_text(metrics["failure_target_wrong_language"]))
+    shipped = "shipped:de@1a2b3c4d5e6f"
+    per_source = report["versus_base"]["by_source"][shipped]["usable_rate_target"]
+    row = page.locator(f'#versus-by-source tr[data-metric="{shipped}/usable_rate_target"]')
+    expect(row).to_contain_text(delta_text(per_source))
+    browser_page.screenshot("job-versus-base")
+
+    # A later job on the same base reused the cached base answers.
+    browser_page.open(f"/dashboard/jobs/{cached_job}")
+    expect(page.locator('#versus-facts [data-fact="cache"]')).to_contain_text(
+        "every base answer came from the cache"
+    )
+
+
+def test_evaluation_written_before_base_comparisons_still_shows(  # type: ignore[no-untyped-def]
+    browser_page, make_tenant, finished_job
+) -> None:
+    tenant = make_tenant()
+    old = legacy_report()
+    job_id, _ = finished_job(tenant, evaluation=old)
+
+    page = browser_page.page
+    browser_page.open(f"/dashboard/jobs/{job_id}")
+    browser_page.sign_in(tenant.key)
+    expect(page.locator("#versus-missing")).to_contain_text("schema 1.0")
+    expect(page.locator("#versus-missing")).to_contain_text("no base-model figures")
+    rows = page.locator("#versus-table tbody tr")
+    expect(rows.nth(0).locator('[data-side="trained"]')).to_have_text("–")  # no usable rate in 1.0
+    pass_rate = old["language"]["target_prompts"]["pass_rate"]
+    expect(rows.nth(2).locator('[data-side="trained"]')).to_have_text(f"{pct_points(pass_rate)}%")
+    expect(page.locator("#versus-base")).to_contain_text("the held-out examples of the job")
+    # The rest of the report renders as before (and the page raised no script error).
+    expect(page.locator("#language-rates tr", has_text="German prompts")).to_contain_text(
+        f"{pass_rate * 100:.1f}%"
     )

@@ -3,6 +3,7 @@
 
 import { winRateChart } from "./charts.js";
 import { fmt, h, isNum, pct } from "./dom.js";
+import { versusSection } from "./versus.js";
 
 const VERDICTS = {
   pass: "right language",
@@ -209,6 +210,8 @@ export function renderEvaluation(report) {
       `Model ${report.model} · ${targetName} (${report.target_language}) · ` +
         `${report.heldout_size} held-out examples · schema ${report.schema_version}`,
     ),
+    // base | trained | Δ first: whether the job changed the model is the first question
+    versusSection(report, targetName),
   ];
   if (report.language) parts.push(languageSection(report.language, targetName));
   if (report.preference) parts.push(preferenceSection(report.preference, targetName));
