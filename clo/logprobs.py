@@ -76,7 +76,8 @@ def _logp_in_place(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -
 def _chunk_logits(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     # fp32 softmax: bf16 log-probs are too coarse for DPO margins; the GEMM itself runs in the
     # model's (or autocast's) dtype, the same in every path.
-    return head(hidden).float()
+    logits: torch.Tensor = head(hidden).float()
+    return logits
 
 
 @torch.no_grad()
@@ -111,8 +112,8 @@ class _FrozenHeadLogProbs(torch.autograd.Function):
     """Token log-probs through a frozen linear head; saves [tokens, hidden], never logits."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(  # type: ignore[override]
+    @torch.amp.custom_fwd(device_type="cuda")  # type: ignore[untyped-decorator]
+    def forward(
         ctx: Any,
         hidden: torch.Tensor,
         weight: torch.Tensor,
@@ -156,7 +157,7 @@ class _FrozenHeadLogProbs(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.amp.custom_bwd(device_type="cuda")
+    @torch.amp.custom_bwd(device_type="cuda")  # type: ignore[untyped-decorator]
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (residual,) = ctx.saved_tensors
         grad_hidden = residual.mul(-grad.float()[:, None]).to(ctx.hidden_dtype)
@@ -167,7 +168,7 @@ class _TargetLogProb(torch.autograd.Function):
     """log_softmax(logits)[target] that saves the logits only (no log_softmax copy)."""
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # the ops of `_logp_in_place`, out of place: the same bits as the other paths
         target_logits = logits.gather(1, targets[:, None]).squeeze(1)
         peak = logits.amax(dim=1, keepdim=True)
@@ -188,7 +189,9 @@ class _TargetLogProb(torch.autograd.Function):
 def _trainable_head_chunk(
     head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, transform: LogitTransform
 ) -> torch.Tensor:
-    return _TargetLogProb.apply(transform.apply(_chunk_logits(head, hidden)), targets)
+    logits = transform.apply(_chunk_logits(head, hidden))
+    out: torch.Tensor = _TargetLogProb.apply(logits, targets)  # type: ignore[no-untyped-call]
+    return out
 
 
 def token_logprobs(
@@ -208,9 +211,10 @@ def token_logprobs(
     if not torch.is_grad_enabled() or not (hidden.requires_grad or head_trains):
         return _logprobs_no_grad(head, hidden, targets, chunk_tokens, transform)
     if _is_frozen_linear(head):
-        return _FrozenHeadLogProbs.apply(
+        out: torch.Tensor = _FrozenHeadLogProbs.apply(  # type: ignore[no-untyped-call]
             hidden, head.weight, head.bias, targets, chunk_tokens, transform
         )
+        return out
     pieces = [
         checkpoint(
             _trainable_head_chunk,

@@ -269,7 +269,7 @@ class _Run:
                 cfg.logprob_chunk_tokens,
                 width=len(columns),
             )
-            out.loss.backward()  # its share of the step's loss: the shares add up
+            out.loss.backward()  # type: ignore[no-untyped-call]  # its share of the step's loss
             tokens += n_tok
             parts.append((out.metrics(), len(ids)))
         params = [p for _, p in self.named_params]

@@ -63,6 +63,9 @@ def run(
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per micro-batch.")] = None,
     heldout_size: Annotated[int | None, typer.Option(help="Examples held out.")] = None,
+    prompt_set_limit: Annotated[
+        int | None, typer.Option(help="Shipped evaluation prompts used (0: none).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Run a whole CLO job locally and print where the adapter bundle is."""
@@ -79,8 +82,8 @@ def run(
     raw.setdefault("translator", {}).update(model=translator, quality_check=quality_check)
     hp = {"max_steps": max_steps, "batch_size": batch_size}
     raw.setdefault("hyperparameters", {}).update({k: v for k, v in hp.items() if v is not None})
-    if heldout_size is not None:
-        raw.setdefault("evaluation", {})["heldout_size"] = heldout_size
+    evaluation = {"heldout_size": heldout_size, "prompt_set_limit": prompt_set_limit}
+    raw.setdefault("evaluation", {}).update({k: v for k, v in evaluation.items() if v is not None})
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:

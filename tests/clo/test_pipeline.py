@@ -32,7 +32,7 @@ def _spec(**hp: object) -> JobSpec:
                 "checkpoint_every": 2,
                 **hp,
             },
-            "evaluation": {"heldout_size": 2, "max_new_tokens": 4},
+            "evaluation": {"heldout_size": 2, "max_new_tokens": 4, "prompt_set_limit": 4},
         }
     )
 
@@ -126,6 +126,8 @@ def test_clo_run_cli_writes_a_bundle(tiny_qwen2: Path, tmp_path: Path):
             "2",
             "--heldout-size",
             "2",
+            "--prompt-set-limit",
+            "4",
             "--workdir",
             str(tmp_path / "w"),
         ],

@@ -109,7 +109,8 @@ def test_baseline_job_of_another_tenant_is_refused(factory, pg_url, data_dir, ma
         baseline = submit(stack.base, owner, train_spec(2, 1))
 
         def refusal(key: str, job_id: str) -> dict:
-            spec = train_spec(2, 1, evaluation={"heldout_size": 2, "baseline_job_id": job_id})
+            evaluation = {"heldout_size": 2, "max_new_tokens": 8, "prompt_set_limit": 4}
+            spec = train_spec(2, 1, evaluation={**evaluation, "baseline_job_id": job_id})
             response = httpx.post(
                 f"{stack.base}/v1/jobs", json=spec, headers={"Authorization": f"Bearer {key}"}
             )

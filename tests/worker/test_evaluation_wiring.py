@@ -68,7 +68,13 @@ def _spec(trainable: str, **evaluation: Any) -> dict[str, Any]:
             "learning_rate": 5e-3,
             "max_length": 96,
         },
-        "evaluation": {"heldout_size": 3, "max_new_tokens": 4, "judge": "openai", **evaluation},
+        "evaluation": {
+            "heldout_size": 3,
+            "max_new_tokens": 4,
+            "prompt_set_limit": 4,
+            "judge": "openai",
+            **evaluation,
+        },
     }
 
 

@@ -63,7 +63,8 @@ def service(make_service_env, factory, tmp_path_factory) -> Iterator[Service]:
 
 def _spec(max_steps: int) -> dict[str, Any]:
     """A short job that runs every stage, a small held-out evaluation included."""
-    return train_spec(max_steps, 2, evaluation={"heldout_size": 2, "max_new_tokens": 8})
+    evaluation = {"heldout_size": 2, "max_new_tokens": 8, "prompt_set_limit": 4}
+    return train_spec(max_steps, 2, evaluation=evaluation)
 
 
 def _poll(service: Service, job_id: str, until: set[str], timeout: float = 240) -> list[dict]:
