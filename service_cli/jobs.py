@@ -162,14 +162,135 @@ def show(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "-
     if as_json:
         typer.echo(json.dumps(job, indent=2))
         return
-    progress = job.get("progress") or {}
     typer.echo(f"{job['id']}  {describe_progress(job)}  attempt {job['attempt']}")
-    if progress.get("step") is not None:
-        typer.echo(
-            f"  step {progress['step']}/{progress.get('total_steps')}  "
-            f"{progress.get('percent')}%  eta {progress.get('eta_seconds')}s"
-        )
+    line = progress_line(job.get("progress") or {})
+    if line:
+        typer.echo(line)
     _print_outcome(job)
+    if job.get("evaluation_ready"):
+        try:
+            evaluation = _client(ctx).request("GET", f"/v1/jobs/{job_id}/evaluation")
+        except ApiError as exc:
+            typer.echo(f"  evaluation: could not be read ({exc})")
+            return
+        for text in evaluation_lines(evaluation["report"]):
+            typer.echo(text)
+
+
+def progress_line(progress: dict[str, Any]) -> str:
+    """The progress line, e.g. `  step 10/100  10.0%  eta 90s`: the parts the job has (no
+    step yet: empty; no ETA until a few steps have run: none)."""
+    if progress.get("step") is None:
+        return ""
+    parts = [f"step {progress['step']}/{progress.get('total_steps') or '?'}"]
+    if progress.get("percent") is not None:
+        parts.append(f"{progress['percent']:.1f}%")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"eta {progress['eta_seconds']:.0f}s")
+    return "  " + "  ".join(parts)
+
+
+# The headline rows of an evaluation: versus_base metric -> label (report schema 1.2)
+HEADLINE = {
+    "usable_rate_target": "usable answers, target prompts",
+    "usable_rate_english": "usable answers, English prompts",
+    "pass_rate_target": "LCB pass rate, target prompts",
+    "pass_rate_english": "LCB pass rate, English prompts",
+    "nll_target": "held-out NLL, target answers",
+}
+COLUMNS = (32, 22, 22, 26)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _side(c: dict[str, Any], side: str) -> str:
+    """A rate with its 95% interval, "35.7% [24.5%, 48.8%]", or a mean as it is."""
+    value = c.get(side)
+    if c.get("kind") != "rate":
+        return "-" if value is None else f"{value:.3f}"
+    interval = c.get(f"{side}_interval") or {}
+    if value is None or interval.get("low") is None or interval.get("high") is None:
+        return _pct(value)
+    return f"{_pct(value)} [{_pct(interval['low'])}, {_pct(interval['high'])}]"
+
+
+def _delta(c: dict[str, Any]) -> str:
+    """trained - base with its paired interval: "+28.6 pts [+5.4, +50.0]" or "-0.200 [...]"."""
+    if c.get("delta") is None:
+        return "-"
+    rate = c.get("kind") == "rate"
+    scale, fmt, unit = (100.0, "+.1f", " pts") if rate else (1.0, "+.3f", "")
+    text = f"{scale * c['delta']:{fmt}}{unit}"
+    if c.get("delta_low") is None or c.get("delta_high") is None:
+        return text
+    return f"{text} [{scale * c['delta_low']:{fmt}}, {scale * c['delta_high']:{fmt}}]"
+
+
+def _verdict(c: dict[str, Any]) -> str:
+    if c.get("distinguishable") is None:
+        return ""
+    if not c["distinguishable"]:
+        return "not distinguishable"
+    better = (c["delta"] > 0) == bool(c.get("higher_is_better"))
+    return "better, distinguishable" if better else "worse, distinguishable"
+
+
+def _row(*cells: str) -> str:
+    padded = [cell.ljust(width) for cell, width in zip(cells, COLUMNS, strict=False)]
+    return ("  " + "  ".join([*padded, *cells[len(COLUMNS) :]])).rstrip()
+
+
+def _base_source(vb: dict[str, Any]) -> str:
+    base = vb.get("base") or {}
+    if base.get("cached"):
+        return f"base {base.get('model')}: from the cache"
+    return f"base {base.get('model')}: {base.get('generated_answers', 0)} answers generated"
+
+
+def evaluation_lines(report: dict[str, Any]) -> list[str]:
+    """The evaluation's headline metrics as base | trained | delta lines with 95% intervals;
+    a report without versus_base (schema < 1.2) gets the trained figures and a note."""
+    sources = ", ".join(report.get("prompt_sources") or []) or "the held-out examples"
+    vb = report.get("versus_base") or {}
+    metrics = vb.get("metrics") or {}
+    if not metrics:
+        return _trained_only(report, sources)
+    lines = [
+        f"  evaluation (report {report.get('schema_version')}): {_base_source(vb)}; "
+        f"prompts: {sources}",
+        _row("metric", "base", "trained", "Δ (trained - base)", "verdict"),
+    ]
+    for name, label in HEADLINE.items():
+        c = metrics.get(name)
+        if c:
+            lines.append(_row(label, _side(c, "base"), _side(c, "trained"), _delta(c), _verdict(c)))
+    lines.append("  [brackets]: 95% intervals (Wilson; Δ: paired bootstrap over the prompts)")
+    usable = metrics.get("usable_rate_target") or {}
+    if usable.get("verdict"):
+        lines.append(f"  usable target-language answers: {usable['verdict']}")
+    return lines
+
+
+def _trained_only(report: dict[str, Any], sources: str) -> list[str]:
+    lang = report.get("language") or {}
+    nll = ((report.get("preference") or {}).get("nll") or {}).get("target") or {}
+    values = {
+        "usable_rate_target": (lang.get("target_prompts") or {}).get("usable_rate"),
+        "usable_rate_english": (lang.get("english_prompts") or {}).get("usable_rate"),
+        "pass_rate_target": (lang.get("target_prompts") or {}).get("pass_rate"),
+        "pass_rate_english": (lang.get("english_prompts") or {}).get("pass_rate"),
+    }
+    lines = [
+        f"  evaluation (report {report.get('schema_version')}): no base-model figures "
+        f"(written before evaluations scored the base model); prompts: {sources}",
+        _row("metric", "trained"),
+    ]
+    lines += [_row(HEADLINE[name], _pct(value)) for name, value in values.items()]
+    nll_value = nll.get("nll")
+    lines.append(_row(HEADLINE["nll_target"], "-" if nll_value is None else f"{nll_value:.3f}"))
+    return lines
 
 
 def _print_outcome(job: dict[str, Any]) -> None:
