@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.real_model_comparison import ARMS
-from clo.evaluate.stats import describe_difference, paired_bootstrap_diff, wilson_interval
+from clo.evaluate.paired_runs import Side, paired_usable
+from clo.evaluate.report import EvaluationReport
+from clo.evaluate.stats import wilson_interval
 
 
 def _shipped(report: dict[str, Any]) -> str:
@@ -81,12 +83,14 @@ def base_row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def paired(a: dict[str, Any], b: dict[str, Any], language: str, names: tuple[str, str]) -> str:
-    """a − b on the same shipped prompts, paired bootstrap, in words."""
-    diff, low, high = paired_bootstrap_diff(
-        usable_flags(a, language), usable_flags(b, language), n_resamples=10_000, seed=0
+def paired(a: dict[str, Any], b: dict[str, Any], side: Side, names: tuple[str, str]) -> str:
+    """a − b on the same shipped prompts (paired bootstrap, McNemar), in words."""
+    pair = paired_usable(
+        EvaluationReport.model_validate(a), EvaluationReport.model_validate(b), side, names
     )
-    return describe_difference(diff, low, high, a_name=names[0], b_name=names[1])
+    if pair is None:
+        return "no shared prompts"
+    return f"{pair['verdict']}; McNemar p {pair['p_value']:.3g}"
 
 
 def main() -> None:
@@ -106,7 +110,7 @@ def main() -> None:
     if "clo" in reports:
         for other in ("sft_target", "sft_both", "sft_dpo", "clo_quarter", "clo_half"):
             if other in reports:
-                for language in ("target", "en"):
+                for language in ("target", "english"):
                     text = paired(reports["clo"], reports[other], language, ("clo", other))
                     comparisons.append(f"- usable {language}: {text}")
     table = "\n".join(lines + ["", "CLO vs each arm on the same shipped prompts:", *comparisons])

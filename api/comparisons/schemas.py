@@ -92,7 +92,9 @@ class ComparisonRead(ComparisonSummary):
     report: dict[str, Any] | None = Field(
         None,
         description="Side by side, once every job succeeded: one value per metric and run "
-        "label, and the best run per metric (clo.evaluate.compare_reports).",
+        "label, the best run per metric, and `paired`: each pair of runs' usable "
+        "right-language rates on the same shipped prompts with a paired bootstrap interval "
+        "and McNemar's p (clo.evaluate.compare_reports).",
     )
     report_note: str | None = Field(None, description="Why there is no report (yet).")
 

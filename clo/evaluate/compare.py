@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from clo.errors import CloError
+from clo.evaluate.paired_runs import paired_comparisons
 from clo.evaluate.report import SCHEMA_VERSION, EvaluationReport
 
 # metric name -> (getter, higher is better)
@@ -107,4 +108,6 @@ def compare_reports(reports: Mapping[str, EvaluationReport]) -> dict[str, Any]:
         "higher_is_better": {m: higher for m, (_, higher) in METRICS.items()},
         "runs": runs,
         "best": best,
+        # Run against run on the same shipped prompts, with paired intervals.
+        "paired": paired_comparisons(reports),
     }
