@@ -20,7 +20,7 @@ from clo.config import TrainConfig
 from clo.errors import CloError
 from clo.languages import UnknownLanguageError, get_language, recommended_trainable
 from clo.seed import builtin_parallel, builtin_seed_size, load_jsonl
-from clo.spec import MIN_DATA_SIZE, JobSpec
+from clo.spec import MIN_DATA_SIZE, EvaluationSpec, JobSpec
 
 ModelKind = Literal["causal_lm", "translator"]
 RESOLVED_VERSION = 1
@@ -92,6 +92,10 @@ class Catalog(Protocol):
 
     def judge(self, kind: Literal["openai", "local"]) -> JudgeRef | None: ...
 
+    def default_translator(self) -> str | None:
+        """The translator a job that names none gets; None: the spec's own default."""
+        ...
+
 
 class ResolvedJob(BaseModel):
     """A spec with every name resolved and every default filled: what a run needs."""
@@ -116,22 +120,22 @@ def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
         raise CloError(str(exc), code="unknown_language", param="target_language") from None
     base = _allowed(catalog, spec.base_model, "causal_lm", "base_model")
     translator = None
+    translator_spec = spec.translator
     if spec.seed_data.source != "parallel":
-        translator = _allowed(catalog, spec.translator.model, "translator", "translator.model")
+        translator = _translator(spec, catalog)
+        translator_spec = spec.translator.model_copy(update={"model": translator.name})
     seed_file = _check_data_size(spec, catalog, language.code)
-    if spec.evaluation.enabled and spec.data_size - spec.evaluation.heldout_size < MIN_DATA_SIZE:
-        raise CloError(
-            f"evaluation.heldout_size {spec.evaluation.heldout_size} leaves fewer than "
-            f"{MIN_DATA_SIZE} of the {spec.data_size} examples for training",
-            code="heldout_too_large",
-            param="evaluation.heldout_size",
-        )
+    evaluation = _evaluation(spec)
     judge = _judge(spec, catalog)
     baseline = _baseline(spec, catalog, needs_bundle=judge is not None)
+    # The stored spec names the translator and held-out size actually used, so a later
+    # resolution (the worker's, for old rows) sees them as set and cannot pick others.
     filled = spec.model_copy(
         update={
             "target_language": language.code,
             "trainable": spec.trainable or recommended_trainable(language.code),
+            "translator": translator_spec,
+            "evaluation": evaluation,
         }
     )
     return ResolvedJob(
@@ -170,6 +174,49 @@ def _allowed(catalog: Catalog, name: str, kind: ModelKind, param: str) -> ModelR
             param=param,
         )
     return ref
+
+
+def _translator(spec: JobSpec, catalog: Catalog) -> ModelRef:
+    """The translator the client named, or the deployment's default when it named none:
+    a first job should not fail on a field its author never set."""
+    if "model" in spec.translator.model_fields_set:
+        return _allowed(catalog, spec.translator.model, "translator", "translator.model")
+    name = catalog.default_translator() or spec.translator.model
+    ref = catalog.model(name, "translator")
+    if ref is None:
+        names = catalog.model_names("translator")
+        raise CloError(
+            f"this job needs a translator and the service's default {name!r} is not on the "
+            f"allow-list; allowed: {', '.join(names) or 'none configured'} (GET /v1/models). "
+            "Name one in translator.model, use seed_data.source 'parallel', or ask the "
+            "operator to allow-list a translator (CLO_MODELS, kind 'translator') or set "
+            "CLO_DEFAULT_TRANSLATOR",
+            code="model_not_allowed",
+            param="translator.model",
+        )
+    return ref
+
+
+def _evaluation(spec: JobSpec) -> EvaluationSpec:
+    """The evaluation with its held-out size: an explicit size must leave MIN_DATA_SIZE
+    examples for training; the default shrinks to fit small data (0: no held-out set)."""
+    evaluation = spec.evaluation
+    if not evaluation.enabled:
+        return evaluation
+    room = spec.data_size - MIN_DATA_SIZE
+    if "heldout_size" not in evaluation.model_fields_set:
+        return evaluation.model_copy(
+            update={"heldout_size": max(0, min(evaluation.heldout_size, room))}
+        )
+    if evaluation.heldout_size > room:
+        raise CloError(
+            f"evaluation.heldout_size {evaluation.heldout_size} leaves fewer than "
+            f"{MIN_DATA_SIZE} of the {spec.data_size} examples for training; ask for at "
+            f"most {max(room, 0)}, or leave it unset to size it to the data",
+            code="heldout_too_large",
+            param="evaluation.heldout_size",
+        )
+    return evaluation
 
 
 def _check_data_size(spec: JobSpec, catalog: Catalog, lang: str) -> SeedFileRef | None:
@@ -279,4 +326,7 @@ class LocalCatalog:
         return None
 
     def judge(self, kind: Literal["openai", "local"]) -> JudgeRef | None:
+        return None
+
+    def default_translator(self) -> str | None:
         return None

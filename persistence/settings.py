@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     models: dict[str, ModelEntry] = Field(
         default_factory=dict, description="Allow-list: name -> {source, revision, kind}."
     )
+    default_translator: str | None = Field(
+        None,
+        description="Allow-listed translator for jobs that name none; default: the spec's "
+        "default if allow-listed, else the first allow-listed translator.",
+    )
     lease_seconds: int = Field(120, ge=5)
     heartbeat_seconds: int = Field(20, ge=1)
     max_attempts: int = Field(3, ge=1)

@@ -8,6 +8,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from clo.resolve import BaselineJob, JudgeRef, ModelKind, ModelRef, SeedFileRef
+from clo.spec import TranslatorSpec
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import files as files_repo
 from persistence.repositories import jobs as jobs_repo
@@ -68,6 +69,16 @@ class ServiceCatalog:
             method=job.method,
             bundle_key=bundle.key if bundle is not None else None,
         )
+
+    def default_translator(self) -> str | None:
+        # An operator's choice wins (a wrong name is reported, naming the setting); else
+        # the spec's default when listed, else the first listed, so a minimal job works.
+        if self._settings.default_translator:
+            return self._settings.default_translator
+        names = self.model_names("translator")
+        if not names or TranslatorSpec().model in names:
+            return None
+        return names[0]
 
     def judge(self, kind: Literal["openai", "local"]) -> JudgeRef | None:
         settings = self._settings
