@@ -134,18 +134,28 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = list(first.get("loc", ()))
+    errors = exc.errors() or [{"loc": (), "msg": "invalid request", "type": "invalid"}]
+    # Every problem at once, so a client fixes its body in one round trip; param and
+    # message stay the first one's for clients that read only those.
+    details = [_problem(error) for error in errors]
+    param, message = details[0]["param"], details[0]["message"]
+    more = f" (and {len(errors) - 1} more problem(s), see details)" if len(errors) > 1 else ""
+    text = f"{param}: {message}{more}" if param else f"{message}{more}"
+    body = error_body("user_error", "validation_error", text, param)
+    body["error"]["details"] = details
+    return JSONResponse(body, status_code=422)
+
+
+def _problem(error: Any) -> dict[str, Any]:
+    """One pydantic error as {param, message, code}; code is pydantic's error type."""
+    loc = list(error.get("loc", ()))
     where, raw = (loc[0], loc[1:]) if loc and loc[0] in _LOCATIONS else ("body", loc)
     path = [str(p) for p in raw]
-    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    message = str(error.get("msg", "invalid request")).removeprefix("Value error, ")
     param = _param_name(raw) or None
     if where == "body":
         param = _field_named_in(path, message) or param
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    text = f"{param}: {message}{more}" if param else f"{message}{more}"
-    return JSONResponse(error_body("user_error", "validation_error", text, param), status_code=422)
+    return {"param": param, "message": message, "code": str(error.get("type", "invalid"))}
 
 
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}

@@ -46,3 +46,22 @@ def test_catalog_default_translator_prefers_the_setting_then_the_spec_default(
             ServiceCatalog(session, make_settings(pg_url, data_dir), tenant).default_translator()
             == "tiny-mt"
         )
+
+
+def test_every_validation_problem_is_returned_at_once(
+    client: TestClient, tenant: TenantKey
+) -> None:
+    body = {"target_language": "de", "data_size": 2, "hyperparameters": {"beta": 0}}
+    response = client.post("/v1/jobs", json=body, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    details = error["details"]
+    assert {d["param"] for d in details} == {"base_model", "data_size", "hyperparameters.beta"}
+    # The first problem stays in param/message, for clients that read only those.
+    assert (error["param"], details[0]["param"]) == ("base_model", "base_model")
+    assert error["message"].startswith("base_model: Field required")
+    assert all(d["message"] and d["code"] for d in details)
+    by_param = {d["param"]: d for d in details}
+    assert by_param["data_size"]["code"] == "greater_than_equal"
+    assert "8" in by_param["data_size"]["message"]
