@@ -25,6 +25,7 @@ from api.logs import configure_json_logging
 from api.observe import ObserveRequests
 from api.ops.metrics import ApiMetrics
 from api.ops.router import router as ops_router
+from api.pagination import CursorCodec
 from persistence.artifact_store import ArtifactStore
 from persistence.db import make_engine, make_session_factory
 from persistence.migrate import upgrade_head
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     app.state.session_factory = make_session_factory(engine)
     app.state.store = ArtifactStore(settings.artifact_root)
     app.state.link_signer = LinkSigner(settings)
+    app.state.cursors = CursorCodec(settings)
     app.state.enqueuer = JobEnqueuer(enqueue or default_send(settings), app.state.session_factory)
     app.state.metrics = ApiMetrics(app.state)
 

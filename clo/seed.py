@@ -217,6 +217,11 @@ def _parse_lines(
         except json.JSONDecodeError as exc:
             fail(line_no, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
+        except RecursionError:
+            # json's decoder recurses per level: `[[[[...` a few thousand deep is a crafted line,
+            # not a seed example, and must be a line error rather than an unhandled 500.
+            fail(line_no, None, "invalid JSON: nested too deeply")
+            continue
         try:
             item = parse(record)
         except _RecordError as exc:

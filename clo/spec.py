@@ -4,9 +4,16 @@ The API validates a POST body into `JobSpec`; the worker re-validates the stored
 before spending GPU time; `clo run` builds one from CLI options. All three share this.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from clo.config import Method, SftVariant, Trainable
 
@@ -19,6 +26,11 @@ ALL_BENCHMARKS: tuple[BenchmarkName, ...] = ("belebele", "mmmlu")
 
 MIN_DATA_SIZE = 8
 
+# Free-form client labels are stored on the job and returned in every list page: bounded so
+# one tenant cannot grow its rows (and everyone's list queries) without limit.
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+
 
 class SeedDataSpec(BaseModel):
     """Where the English seed examples come from."""
@@ -30,7 +42,9 @@ class SeedDataSpec(BaseModel):
         description="builtin: the shipped English set; oasst1: top-ranked single-turn "
         "OpenAssistant; file: an uploaded JSONL (file_id); parallel: shipped hand translations.",
     )
-    file_id: str | None = Field(None, description="Uploaded file id, with source=file.")
+    file_id: str | None = Field(
+        None, max_length=64, description="Uploaded file id, with source=file."
+    )
 
     @model_validator(mode="after")
     def _file_id_matches_source(self) -> "SeedDataSpec":
@@ -46,7 +60,9 @@ class TranslatorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("facebook/m2m100_1.2B", description="M2M100 or NLLB-200 model name.")
+    model: str = Field(
+        "facebook/m2m100_1.2B", max_length=200, description="M2M100 or NLLB-200 model name."
+    )
     num_beams: int = Field(4, ge=1, le=16, description="Beam size for translation.")
     quality_check: QualityCheck = Field(
         "drop",
@@ -97,6 +113,7 @@ class EvaluationSpec(BaseModel):
     )
     baseline_job_id: str | None = Field(
         None,
+        max_length=64,
         description="The judge compares against this succeeded job's adapter or model "
         "(same tenant and base model); default: the base model.",
     )
@@ -123,7 +140,9 @@ class Hyperparameters(BaseModel):
     grad_accum: int = Field(1, ge=1, le=1024)
     group_by_length: bool = True
     max_length: int = Field(512, ge=32, le=32768)
-    seed: int = Field(0, ge=0)
+    # numpy's legacy seed (clo.trainer.seed_everything) takes 32 bits; larger was accepted
+    # here and then failed the job as a system error in the worker.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     checkpoint_every: int = Field(50, ge=1)
     english_nll: bool = False
 
@@ -150,7 +169,7 @@ class JobSpec(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export_merged: bool = Field(False, description="Also write a merged full model.")
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":

@@ -46,13 +46,16 @@ def create_comparison(
 
 @router.get("", response_model=ComparisonList)
 def list_comparisons(
+    request: Request,
     session: SessionDep,
     tenant: CurrentTenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> ComparisonList:
     """Newest first, with each run's status; follow next_cursor until has_more is false."""
-    return service.list_comparisons(session, tenant, limit=limit, cursor=cursor)
+    return service.list_comparisons(
+        session, tenant, limit=limit, cursor=cursor, cursors=request.app.state.cursors
+    )
 
 
 @router.get("/{comparison_id}", response_model=ComparisonRead)

@@ -28,7 +28,7 @@ from api.comparisons.schemas import (
 from api.enqueue import JobEnqueuer
 from api.errors import InvalidRequest, TooManyRequests
 from api.jobs import service as jobs_service
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import CursorCodec
 from clo.errors import CloError
 from clo.evaluate.compare import compare_reports
 from clo.evaluate.report import EvaluationReport
@@ -291,13 +291,13 @@ def _report(
 
 
 def list_comparisons(
-    session: Session, tenant: Tenant, *, limit: int, cursor: str | None
+    session: Session, tenant: Tenant, *, limit: int, cursor: str | None, cursors: CursorCodec
 ) -> ComparisonList:
-    before = decode_cursor(cursor) if cursor else None
+    before = cursors.decode(cursor) if cursor else None
     rows = comparisons_repo.list_comparisons(session, tenant.id, limit=limit + 1, before=before)
     page, has_more = rows[:limit], len(rows) > limit
     return ComparisonList(
         data=[to_summary(session, row) for row in page],
-        next_cursor=encode_cursor(page[-1]) if has_more and page else None,
+        next_cursor=cursors.encode(page[-1]) if has_more and page else None,
         has_more=has_more,
     )

@@ -26,7 +26,7 @@ from api.jobs.schemas import (
     JobRead,
     MetricsRead,
 )
-from api.jobs.sse import event_stream
+from api.jobs.sse import event_stream, parse_last_event_id
 from persistence.models import JOB_STATUSES
 from persistence.repositories.jobs import JobFilters
 
@@ -64,6 +64,7 @@ def create_job(
 
 @router.get("", response_model=JobList)
 def list_jobs(
+    request: Request,
     session: SessionDep,
     tenant: CurrentTenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -74,7 +75,14 @@ def list_jobs(
 ) -> JobList:
     """Newest first; follow next_cursor until has_more is false."""
     filters = JobFilters(status=status, target_language=target_language, base_model=base_model)
-    return service.list_jobs(session, tenant, limit=limit, cursor=cursor, filters=filters)
+    return service.list_jobs(
+        session,
+        tenant,
+        limit=limit,
+        cursor=cursor,
+        filters=filters,
+        cursors=request.app.state.cursors,
+    )
 
 
 @router.get("/{job_id}", response_model=JobRead)
@@ -119,7 +127,8 @@ def stream_events(
     after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> StreamingResponse:
     """Server-sent events; reconnects resume after the Last-Event-ID header."""
-    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    resumed = parse_last_event_id(last_event_id)
+    start = after if resumed is None else resumed
     stream = event_stream(
         request, request.app.state.session_factory, job.id, start, settings.sse_poll_seconds
     )

@@ -31,7 +31,7 @@ from api.jobs.schemas import (
     MetricsRead,
     Progress,
 )
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import CursorCodec
 from clo.errors import CloError
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
@@ -196,8 +196,9 @@ def list_jobs(
     limit: int,
     cursor: str | None,
     filters: jobs_repo.JobFilters,
+    cursors: CursorCodec,
 ) -> JobList:
-    before = decode_cursor(cursor) if cursor else None
+    before = cursors.decode(cursor) if cursor else None
     rows = jobs_repo.list_jobs(session, tenant.id, limit=limit + 1, filters=filters, before=before)
     page, has_more = rows[:limit], len(rows) > limit
     jobs = [job for job, _ in page]
@@ -215,7 +216,7 @@ def list_jobs(
     ]
     return JobList(
         data=data,
-        next_cursor=encode_cursor(jobs[-1]) if has_more and jobs else None,
+        next_cursor=cursors.encode(jobs[-1]) if has_more and jobs else None,
         has_more=has_more,
     )
 

@@ -11,12 +11,32 @@ from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import InvalidRequest
 from api.jobs.service import event_read
 from persistence.models import TERMINAL_STATUSES
 from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 
 KEEPALIVE_SECONDS = 15.0
+MAX_EVENT_ID = 2**31 - 1  # job_events.seq is a 32-bit integer column
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """The seq a reconnecting client last saw, or None without the header.
+
+    ASCII digits only: `str.isdigit()` also accepts "²", which `int()` refuses (a 500), and an
+    id past 32 bits overflowed the query mid-stream. Both are 422s naming the header; the
+    ids this stream sends are always plain seqs, so a client never sends one legitimately.
+    """
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
+        raise InvalidRequest(
+            f"Last-Event-ID must be an event id from this stream (0 to {MAX_EVENT_ID})",
+            code="invalid_last_event_id",
+            param="Last-Event-ID",
+        )
+    return int(value)
 
 
 def _poll(
