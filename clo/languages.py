@@ -4,6 +4,11 @@ Every one of M2M100's 100 languages is listed. `code` is ISO 639-1 where one exi
 ISO 639-3 otherwise (Asturian `ast`, Cebuano `ceb`, Iloko `ilo`, Northern Sotho `nso`,
 which M2M100 itself calls `ns`). `nllb_code` is the FLORES-200 code NLLB-200 uses, or None
 for the two M2M100 languages NLLB lacks (Breton, Western Frisian).
+
+Lookups take what users type: codes and names from the table, and any BCP 47 tag or
+ISO 639-2/3 code, parsed by `langcodes` (`ko-KR`, `kor`, `swh`, `pt-BR`, `zh-Hant`). A tag
+whose region, script or variant the registry cannot represent resolves to the registered
+language and `match_language` says what was dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import difflib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+import langcodes
+from langcodes.data_dicts import NORMALIZED_MACROLANGUAGES
 
 from clo.errors import CloError
 
@@ -210,21 +218,94 @@ def all_languages() -> tuple[Language, ...]:
     return _LANGUAGES
 
 
+@dataclass(frozen=True)
+class LanguageMatch:
+    """What a typed language resolved to, and what of it the registry cannot represent."""
+
+    language: Language
+    requested: str
+    note: str | None = None  # e.g. "script Hant is not available ..."; None: exact
+
+
+# ISO 639-3 codes of the table's NLLB codes (swh, pes, zsm, ...): individual languages the
+# registry holds under their macrolanguage's code.
+_BY_ISO3: dict[str, Language] = {
+    lang.nllb_code.split("_")[0]: lang for lang in _LANGUAGES if lang.nllb_code
+}
+_BY_CODE: dict[str, Language] = {lang.code: lang for lang in _LANGUAGES}
+# Subtags langcodes keeps apart that the registry holds under another code.
+_SAME_AS: dict[str, str] = {"fil": "tl", "nb": "no"}
+
+
 def get_language(code: str) -> Language:
-    """Look up a language by ISO/M2M100 code, NLLB code or English name (case-insensitive)."""
+    """Look up a language by code, BCP 47 tag, ISO 639-2/3 or NLLB code, or English name."""
+    return match_language(code).language
+
+
+def match_language(code: str) -> LanguageMatch:
+    """Resolve what a user typed; `note` says what of a tag (region, script) was dropped."""
     if not isinstance(code, str) or not code.strip():
         raise UnknownLanguageError(f"language must be a non-empty string, got {code!r}")
-    key = code.strip().lower().replace("-", "_")
-    found = _INDEX.get(key) or _INDEX.get(code.strip().lower())
+    typed = code.strip()
+    key = typed.lower().replace("-", "_")
+    found = _INDEX.get(key) or _INDEX.get(typed.lower())
     if found is not None:
-        return found
-    matches = difflib.get_close_matches(key, list(_INDEX), n=5, cutoff=0.6)
+        return LanguageMatch(found, typed)
+    tag = _parse_tag(typed)
+    if tag is not None and tag.language:
+        found = _registered(tag.language)
+        if found is not None:
+            return LanguageMatch(found, typed, _dropped(tag, found))
+    # Suggest from the base subtag too, so "xx-KR" style input still gets close matches.
+    base = tag.language if tag is not None and tag.language else key
+    matches = difflib.get_close_matches(base, list(_INDEX), n=5, cutoff=0.6)
     suggestions = sorted({f"{_INDEX[m].code} ({_INDEX[m].name})" for m in matches})
     hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
     raise UnknownLanguageError(
-        f"unknown language {code!r}.{hint} Use an ISO 639 code (e.g. 'sw'), an NLLB code "
-        f"(e.g. 'swh_Latn') or an English name (e.g. 'Swahili'); `clo languages` lists all."
+        f"unknown language {code!r}.{hint} Use a language tag or ISO 639 code (e.g. 'sw', "
+        "'swh', 'pt-BR'), an NLLB code (e.g. 'swh_Latn') or an English name (e.g. "
+        "'Swahili'); `clo languages` lists all."
     )
+
+
+def _parse_tag(text: str) -> langcodes.Language | None:
+    """`text` as a BCP 47 tag (deprecated and ISO 639-2/3 codes normalised), or None."""
+    try:
+        return langcodes.Language.get(text.replace("_", "-"))
+    except (ValueError, LookupError):  # LanguageTagError is a ValueError
+        return None
+
+
+def _registered(subtag: str) -> Language | None:
+    """The registry's language for a primary language subtag, directly or through the
+    macrolanguage it is the main member of (swh -> sw, cmn -> zh, arb -> ar)."""
+    for candidate in (subtag, _SAME_AS.get(subtag), NORMALIZED_MACROLANGUAGES.get(subtag)):
+        if candidate is None:
+            continue
+        found = _BY_CODE.get(candidate) or _BY_ISO3.get(candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def _dropped(tag: langcodes.Language, lang: Language) -> str | None:
+    """What of `tag` the registry does not represent, for the user to see; None: nothing."""
+    parts: list[str] = []
+    if tag.script and tag.script != lang.script:
+        tools = f"M2M100 {lang.m2m100_code}" + (
+            f", NLLB {lang.nllb_code}" if lang.nllb_code else ""
+        )
+        parts.append(
+            f"script {tag.script} is not available: {lang.name} is registered in "
+            f"{lang.script} only ({tools})"
+        )
+    if tag.territory:
+        parts.append(f"region {tag.territory} is not distinguished")
+    if tag.variants:
+        parts.append(f"variant {'-'.join(tag.variants)} is not distinguished")
+    if not parts:
+        return None
+    return f"{'; '.join(parts)}; using {lang.code} ({lang.name}, {lang.script})"
 
 
 def resource_level(code: str) -> ResourceLevel:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clo.config import TrainConfig
 from clo.errors import CloError
-from clo.languages import UnknownLanguageError, get_language, recommended_trainable
+from clo.languages import UnknownLanguageError, match_language, recommended_trainable
 from clo.seed import builtin_parallel, builtin_seed_size, load_jsonl
 from clo.spec import MIN_DATA_SIZE, EvaluationSpec, JobSpec
 
@@ -110,14 +110,24 @@ class ResolvedJob(BaseModel):
     baseline: BaselineRef | None = None
     judge: JudgeRef | None = None
     train: TrainConfig
+    # What of the typed target_language the registry cannot represent ("zh-Hant": the
+    # script), so the run and the client can say what is trained instead; None: exact.
+    language_note: str | None = None
 
 
 def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
     """Check `spec` against `catalog` and fill its defaults; raises CloError (code, param)."""
     try:
-        language = get_language(spec.target_language)
+        match = match_language(spec.target_language)
     except UnknownLanguageError as exc:
         raise CloError(str(exc), code="unknown_language", param="target_language") from None
+    language = match.language
+    if language.code == "en":  # "en-US", "eng": JobSpec only sees the literal "en"
+        raise CloError(
+            f"target_language {spec.target_language!r} is English: CLO transfers *from* English",
+            code="validation_error",
+            param="target_language",
+        )
     base = _allowed(catalog, spec.base_model, "causal_lm", "base_model")
     translator = None
     translator_spec = spec.translator
@@ -146,6 +156,7 @@ def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
         baseline=baseline,
         judge=judge,
         train=train_config(filled),
+        language_note=match.note,
     )
 
 

@@ -65,3 +65,11 @@ def test_every_validation_problem_is_returned_at_once(
     by_param = {d["param"]: d for d in details}
     assert by_param["data_size"]["code"] == "greater_than_equal"
     assert "8" in by_param["data_size"]["message"]
+
+
+def test_language_tags_users_type_are_accepted(client: TestClient, tenant: TenantKey) -> None:
+    for tag, code in [("ko-KR", "ko"), ("swh", "sw"), ("pt-BR", "pt"), ("zh-Hant", "zh")]:
+        body = {"base_model": "tiny-lm", "target_language": tag, "data_size": 8}
+        response = client.post("/v1/jobs", json=body, headers=tenant.headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["target_language"] == code

@@ -146,3 +146,41 @@ def test_cli_validate_seed_reports_bad_lines(tmp_path):
     assert result.exit_code == 1
     assert "line 2, field 'prompt'" in result.output
     assert "1 valid example(s), 1 invalid line(s)" in result.output
+
+
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ("ko-KR", "ko"),  # once "Did you mean km (Khmer)?"
+        ("swh", "sw"),  # ISO 639-3 individual language of the sw macrolanguage
+        ("kor", "ko"),  # ISO 639-2
+        ("yor", "yo"),
+        ("pt-BR", "pt"),
+        ("zh-Hant", "zh"),
+        ("zh-Hans", "zh"),
+        ("cmn", "zh"),
+        ("deu", "de"),
+        ("ger", "de"),  # ISO 639-2/B
+        ("sw_KE", "sw"),
+        ("nb", "no"),
+        ("fil", "tl"),
+        ("iw", "he"),  # deprecated tag
+    ],
+)
+def test_language_tags_users_type_resolve(query, code):
+    assert get_language(query).code == code
+
+
+def test_dropped_parts_of_a_tag_are_said():
+    from clo.languages import match_language
+
+    assert match_language("swh").note is None and match_language("zh-Hans").note is None
+    assert "region BR" in (match_language("pt-BR").note or "")
+    note = match_language("zh-Hant").note or ""
+    assert "Hant" in note and "Hans" in note  # what was asked and what is trained
+
+
+@pytest.mark.parametrize("bad", ["yue", "qq-KR", "und"])
+def test_tags_the_registry_cannot_serve_are_refused(bad):
+    with pytest.raises(UnknownLanguageError):
+        get_language(bad)

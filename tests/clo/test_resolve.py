@@ -88,3 +88,19 @@ def test_explicit_heldout_that_leaves_too_little_is_refused() -> None:
         "evaluation.heldout_size",
     )
     assert "at most 12" in str(caught.value)
+
+
+def test_tag_resolves_and_the_resolution_notes_what_was_dropped() -> None:
+    resolved = resolve_job(_spec(target_language="zh-Hant"), _Catalog(["t"], default="t"))
+    assert resolved.spec.target_language == "zh"
+    assert resolved.language_note is not None and "Hant" in resolved.language_note
+    assert (
+        resolve_job(_spec(target_language="kor"), _Catalog(["t"], default="t")).language_note
+        is None
+    )
+
+
+def test_an_english_tag_is_refused() -> None:
+    with pytest.raises(CloError) as caught:
+        resolve_job(_spec(target_language="en-US"), _Catalog(["t"], default="t"))
+    assert caught.value.param == "target_language" and "English" in str(caught.value)
