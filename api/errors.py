@@ -83,6 +83,19 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from inside `receive` once the bytes received pass the limit.
+
+    An HTTPException because FastAPI re-raises those from body parsing (any other exception
+    becomes "There was an error parsing the body", a 400); rendered by `_http_error`.
+    """
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
+
+
 class ErrorDetail(BaseModel):
     type: str
     code: str
@@ -200,8 +213,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
         405: "method_not_allowed",
         413: "payload_too_large",
     }
+    code = getattr(exc, "code", None) or codes.get(exc.status_code, "http_error")
     return JSONResponse(
-        error_body("user_error", codes.get(exc.status_code, "http_error"), str(exc.detail)),
+        error_body("user_error", code, str(exc.detail)),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )

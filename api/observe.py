@@ -17,7 +17,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import BodyTooLarge, error_body
 from api.logs import job_id_var, request_id_var
 
 logger = logging.getLogger("api.app")
@@ -27,8 +27,9 @@ _UPLOAD_PATH = "/v1/files"  # streams its own body with its own limit
 
 
 class ObserveRequests:
-    """Rejects declared bodies over `max_request_bytes`, tags logs with request and job ids,
-    counts and times each request by route, and writes one log line per request."""
+    """Rejects bodies over `max_request_bytes` (declared or as received), tags logs with
+    request and job ids, counts and times each request by route, and writes one log line
+    per request."""
 
     def __init__(self, app: ASGIApp, *, metrics: Any, max_request_bytes: int):
         self.app = app
@@ -57,16 +58,35 @@ class ObserveRequests:
         started = time.perf_counter()
         try:
             declared = headers.get("content-length", "")
-            if path != _UPLOAD_PATH and declared.isdigit() and int(declared) > self.max_bytes:
+            if path == _UPLOAD_PATH:
+                await self.app(scope, receive, send_with_id)
+            elif declared.isdigit() and int(declared) > self.max_bytes:
                 reason = f"request body over {self.max_bytes} bytes"
                 body = error_body("user_error", "request_too_large", reason)
                 await JSONResponse(body, status_code=413)(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                # A chunked body declares no length: count what actually arrives.
+                await self.app(scope, self._limited(receive), send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             job_id_var.reset(job_token)
             request_id_var.reset(request_token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """`receive` that raises BodyTooLarge (a 413) once the body passes the limit, so a
+        chunked body is refused after max_bytes + one chunk, never read whole."""
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        return limited_receive
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         method = scope["method"]
