@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,8 +28,23 @@ jobs_app = typer.Typer(
 )
 
 
+@dataclass
+class _Connection:
+    """Where the API is; the client is made on first use, so `--help` needs no key."""
+
+    api_url: str
+    api_key: str
+    client: JobsClient | None = None
+
+
 def _client(ctx: typer.Context) -> JobsClient:
-    return ctx.obj  # type: ignore[no-any-return]
+    conn: _Connection = ctx.obj
+    if conn.client is None:
+        if not conn.api_key:
+            raise typer.BadParameter("set CLO_API_KEY or pass --api-key", param_hint="--api-key")
+        conn.client = JobsClient(conn.api_url, conn.api_key)
+        ctx.find_root().call_on_close(conn.client.close)
+    return conn.client
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -44,10 +60,7 @@ def _connect(
     ),
     api_key: str = typer.Option("", envvar="CLO_API_KEY", help="API key (Bearer)."),
 ) -> None:
-    if not api_key:
-        raise typer.BadParameter("set CLO_API_KEY or pass --api-key", param_hint="--api-key")
-    ctx.obj = JobsClient(api_url, api_key)
-    ctx.call_on_close(ctx.obj.close)
+    ctx.obj = _Connection(api_url, api_key)
 
 
 @jobs_app.command("submit")
