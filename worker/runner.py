@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clo.errors import CloError, JobError, Stopped
+from clo.errors import CloError, JobError, Stopped, new_reference
 from clo.pipeline import PipelineHooks, PipelineResult, RunInputs, run_pipeline
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
@@ -50,9 +50,35 @@ def session_factory() -> sessionmaker[Session]:
     return _session_factory(get_settings().db_url, os.getpid())
 
 
-def error_for(exc: BaseException) -> dict[str, Any]:
-    """The typed job error clients see for `exc` (clo.errors.JobError, as stored)."""
-    return JobError.from_exception(exc).model_dump()
+def error_for(
+    exc: BaseException, *, reference: str | None = None, aliases: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The typed job error clients see for `exc` (clo.errors.JobError, as stored): no server
+    paths, and for a system error no exception text, only `reference` (see _log_failure)."""
+    return JobError.from_exception(exc, reference=reference, aliases=aliases).model_dump()
+
+
+def _log_failure(job_id: uuid.UUID, exc: Exception, error: dict[str, Any], reference: str) -> None:
+    """The details the tenant does not see, for operators: the raw text (paths included), and
+    for a system error the traceback, keyed by job id and the reference in the job's error."""
+    if error["type"] == "user_error":
+        logger.warning("job %s failed: %s: %s", job_id, error["code"], exc)
+    else:
+        logger.error(
+            "job %s failed (reference %s): %s: %s",
+            job_id,
+            reference,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra={"job_id": str(job_id), "error_reference": reference},
+        )
+
+
+def _model_aliases(resolved: ResolvedJob) -> dict[str, str]:
+    """Local model folders -> the catalogue names the tenant asked for."""
+    refs = [resolved.base_model, resolved.translator]
+    return {ref.source: ref.name for ref in refs if ref is not None and ref.source != ref.name}
 
 
 def run_job(
@@ -93,12 +119,14 @@ def _run_claimed(
         return held.cancel_requested.is_set() or held.lost.is_set() or shutdown_requested()
 
     workdir = wsettings.work_root / str(lease.job_id)
+    aliases: dict[str, str] = {}  # filled once the job is resolved: paths -> client names
     try:
         with session_scope(factory) as session:
             job = jobs_repo.get_job(session, lease.job_id)
             assert job is not None
             session.expunge(job)  # read-only from here: the lease path does every write
         resolved, inputs = _prepare(job, workdir, settings, factory)
+        aliases = _model_aliases(resolved)
         hooks = PipelineHooks(progress=recorder, should_stop=should_stop)
         result = run_pipeline(resolved, workdir, hooks, inputs)
         recorder.flush()
@@ -121,9 +149,9 @@ def _run_claimed(
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
             return _abandon(held, f"database unavailable: {type(exc).__name__}")
-        error = error_for(exc)
-        log = logger.warning if error["type"] == "user_error" else logger.exception
-        log("job %s failed: %s", lease.job_id, error["message"])
+        reference = new_reference()
+        error = error_for(exc, reference=reference, aliases=aliases)
+        _log_failure(lease.job_id, exc, error, reference)
         held.write(leases.finish_job, "failed", error=error, message=error["message"])
         return "failed"
     if not held.write(leases.finish_job, "succeeded", message="adapter ready"):
@@ -190,9 +218,7 @@ def _prepare(
     return resolved, inputs
 
 
-def stored_resolution(
-    job: Job, settings: Settings, factory: sessionmaker[Session]
-) -> ResolvedJob:
+def stored_resolution(job: Job, settings: Settings, factory: sessionmaker[Session]) -> ResolvedJob:
     """The ResolvedJob stored with the job; rows from before it existed are resolved now."""
     if job.resolved is not None:
         return ResolvedJob.model_validate(job.resolved)

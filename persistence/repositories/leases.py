@@ -90,13 +90,10 @@ def claim_job(
     if row is None:
         return None
     lease = Lease(job_id=job_id, token=token, attempt=row[0], worker_id=worker_id)
-    # The claim's UPDATE holds the row lock: the event needs no second fence.
+    # The claim's UPDATE holds the row lock: the event needs no second fence. Events are
+    # tenant-visible: the worker id (hostname:pid) stays in the job row, for operators only.
     events_repo.append_event(
-        session,
-        job_id,
-        "started",
-        f"attempt {lease.attempt} on {worker_id}",
-        {"attempt": lease.attempt, "worker_id": worker_id},
+        session, job_id, "started", f"attempt {lease.attempt}", {"attempt": lease.attempt}
     )
     return lease
 

@@ -66,6 +66,19 @@ def test_claim_sets_running_and_second_claim_fails(factory, make_job):
     assert _events(factory, job_id) == [(1, "started")]
 
 
+def test_started_event_does_not_name_the_worker_host(factory, make_job):
+    # Events are shown to the tenant: hostname:pid stays in the row, for operators only.
+    job_id = make_job()
+    lease = _claim(factory, job_id, "gpu-node-7.internal:4242")
+    assert lease is not None
+    assert _job(factory, job_id).worker_id == "gpu-node-7.internal:4242"
+    with session_scope(factory) as s:
+        event = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).one()
+        message, data = event.message, event.data
+    assert message == "attempt 1" and data == {"attempt": 1}
+    assert "gpu-node" not in f"{message} {data}" and "4242" not in f"{message} {data}"
+
+
 def test_concurrent_claims_have_one_winner(factory, make_job):
     job_id = make_job()
     results: list[object] = []

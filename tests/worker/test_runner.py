@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from clo.errors import CloError
 from clo.events import StageStarted, StepDone, from_callback
 from persistence.db import session_scope
 from persistence.models import Job, JobEvent, JobMetric, utcnow
 from persistence.repositories import leases
 from persistence.settings import Settings
 from tests.worker.conftest import in_process_settings
+from worker import runner
 from worker.config import WorkerSettings
 from worker.lease import HeldLease
 from worker.progress import ProgressRecorder
@@ -116,13 +120,74 @@ def test_corrupt_stored_spec_fails_naming_the_field(factory, make_job, pg_url, t
 
 
 def test_error_mapping_for_system_errors():
-    error = error_for(RuntimeError("disk on fire"))
+    # Issue 15: a system error's text (server paths, hostnames, SQL) never reaches the
+    # tenant; the message carries a reference that the worker logs next to the details.
+    error = error_for(RuntimeError("/srv/clo/work/j1/ckpt: disk on fire"), reference="ab12cd34ef56")
     assert error == {
         "type": "system_error",
         "code": "internal_error",
-        "message": "RuntimeError: disk on fire",
+        "message": "internal error (reference ab12cd34ef56)",
         "param": None,
     }
+    fresh = error_for(RuntimeError("disk on fire"))["message"]
+    assert re.fullmatch(r"internal error \(reference [0-9a-f]{12}\)", fresh)
+
+
+def test_user_error_messages_carry_no_server_paths():
+    missing = CloError(
+        "seed data file not found: /var/lib/clo/work/0b9e/upload.jsonl",
+        code="file_not_found",
+        param="seed_data.file_id",
+    )
+    error = error_for(missing)
+    assert error["type"] == "user_error" and error["code"] == "file_not_found"
+    assert error["message"] == "seed data file not found: upload.jsonl"
+    assert error["param"] == "seed_data.file_id"
+    # A model folder is named as the tenant asked for it (the catalogue name).
+    unloadable = CloError(
+        "cannot load model '/models/tiny-lm' (revision main): OSError: "
+        "/models/tiny-lm/config.json is not a file; see https://huggingface.co/docs/x/y"
+    )
+    message = error_for(unloadable, aliases={"/models/tiny-lm": "tiny-lm"})["message"]
+    assert message == (
+        "cannot load model 'tiny-lm' (revision main): OSError: "
+        "tiny-lm/config.json is not a file; see https://huggingface.co/docs/x/y"
+    )
+    # Hub ids are not paths and stay as they are.
+    hub = error_for(CloError("cannot load model 'facebook/m2m100_1.2B'"))["message"]
+    assert hub == "cannot load model 'facebook/m2m100_1.2B'"
+
+
+def test_failed_job_shows_a_reference_and_the_log_has_the_details(
+    factory, make_job, pg_url, tmp_path, monkeypatch, caplog
+):
+    job_id = make_job()
+    settings, wsettings = _settings(pg_url, tmp_path)
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("cannot write /var/lib/clo/work/abc/ckpt on gpu-node-7: disk on fire")
+
+    monkeypatch.setattr(runner, "_prepare", explode)
+    with caplog.at_level(logging.ERROR, logger="worker.runner"):
+        outcome = run_job(
+            str(job_id), worker_id="w", settings=settings, wsettings=wsettings, factory=factory
+        )
+    assert outcome == "failed"
+    with session_scope(factory) as s:
+        error = s.get(Job, job_id).error
+        seen = " ".join(
+            f"{e.message} {e.data}"
+            for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job_id))
+        )
+    assert error["type"] == "system_error" and error["code"] == "internal_error"
+    match = re.fullmatch(r"internal error \(reference ([0-9a-f]{12})\)", error["message"])
+    assert match, error
+    for secret in ("/var/lib", "gpu-node-7", "disk on fire", "RuntimeError"):
+        assert secret not in seen and secret not in error["message"]
+    # Operators find the details by the reference, with the job id and the traceback.
+    [record] = [r for r in caplog.records if match.group(1) in r.getMessage()]
+    assert str(job_id) in record.getMessage() and "disk on fire" in record.getMessage()
+    assert record.exc_info is not None
 
 
 def test_progress_is_throttled_but_every_metric_step_is_kept(factory, make_job):
