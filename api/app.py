@@ -17,6 +17,7 @@ from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
 from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
+from api.docs import install_docs
 from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         description="Teach English-centric LLMs to answer in another language "
         "(Cross-Lingual Optimization).",
         lifespan=lifespan,
+        docs_url=None,  # self-served by install_docs: FastAPI's pages load from a CDN
+        redoc_url=None,
     )
     engine = make_engine(settings.db_url)
     app.state.settings = settings
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         dashboard_router,
     ):
         app.include_router(router)
+    install_docs(app)
 
     app.add_middleware(
         ObserveRequests, metrics=app.state.metrics, max_request_bytes=settings.max_request_bytes
