@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clo.spec import JobSpec
@@ -233,6 +234,17 @@ async def _db_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _db_busy(_request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection is in use and none came back within pool_timeout: overload, not
+    # a bug, so the client should back off and retry (503 + Retry-After), never a 500.
+    logger.warning("database pool exhausted: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    return JSONResponse(
+        error_body("system_error", "database_busy", "the service is busy; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if exc.connection_invalidated:
@@ -261,6 +273,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _db_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _db_busy)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(Exception, _internal)
