@@ -30,7 +30,9 @@ def test_duplicate_delivery_runs_the_job_once(factory, pg_url, data_dir, make_st
     stack.start(workers=("w1", "w2"), reaper=False)
     key = api_key_for(factory)
 
-    job_id = submit(stack.base, key, train_spec(20, 4))
+    # Enough steps that the job is still training when the third message arrives: 20 tiny
+    # steps (0.6 s) could finish between two polls of the sampler.
+    job_id = submit(stack.base, key, train_spec(200, 50))
     send_wakeup(stack.env, job_id)  # a second message while both workers are idle
 
     samples: list[tuple[str, str | None, object]] = []
