@@ -29,7 +29,7 @@ from tests.reliability.harness import (
 pytestmark = pytest.mark.slow
 
 CHECKPOINT_EVERY = 3
-TOTAL_STEPS = 30  # a wide window: the kill lands long before training ends
+TOTAL_STEPS = 150  # a wide window: the kill lands long before training ends (30 took 1 s)
 
 
 def test_sigkill_mid_training_resumes_from_checkpoint(factory, pg_url, data_dir, make_stack):
