@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.artifacts.links import LinkSigner
@@ -17,6 +17,7 @@ from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
 from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
+from api.deps import reject_repeated_query_parameters
 from api.docs import install_docs
 from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import install_error_handlers
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         description="Teach English-centric LLMs to answer in another language "
         "(Cross-Lingual Optimization).",
         lifespan=lifespan,
+        dependencies=[Depends(reject_repeated_query_parameters)],
         docs_url=None,  # self-served by install_docs: FastAPI's pages load from a CDN
         redoc_url=None,
     )

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import NotFound, Unauthorized
+from api.errors import InvalidRequest, NotFound, Unauthorized
 from persistence.artifact_store import ArtifactStore
 from persistence.models import Job, Tenant
 from persistence.repositories import jobs as jobs_repo
@@ -131,3 +131,18 @@ def get_current_job(
 
 
 CurrentJob = Annotated[Job, Depends(get_current_job)]
+
+
+def reject_repeated_query_parameters(request: Request) -> None:
+    """Every query parameter of this API takes one value; `?status=a&status=b` is refused
+    with a 422 naming it rather than silently answered for the last value (which a client
+    meaning "a or b" would misread as the full answer)."""
+    seen: set[str] = set()
+    for key, _value in request.query_params.multi_items():
+        if key in seen:
+            raise InvalidRequest(
+                f"query parameter {key!r} was given more than once; it takes one value",
+                code="repeated_query_parameter",
+                param=key,
+            )
+        seen.add(key)

@@ -118,3 +118,23 @@ def test_largest_seed_is_accepted(client, tenant) -> None:  # type: ignore[no-un
     body = job_body(hyperparameters={"seed": 2**32 - 1})
     response = client.post("/v1/jobs", json=body, headers=tenant.headers)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "target_language=de&target_language=sw",
+        "status=queued&status=running",
+        "limit=5&limit=6",
+    ],
+)
+def test_repeated_query_parameter_is_422_naming_it(client, tenant, query: str) -> None:  # type: ignore[no-untyped-def]
+    # Answered 200 for the last value before (a client meaning "de or sw" got only sw's jobs
+    # and no sign that the filter was not what it asked).
+    response = client.get(f"/v1/jobs?{query}", headers=tenant.headers)
+    _envelope(response, 422, "repeated_query_parameter", query.split("=")[0])
+
+
+def test_one_value_per_query_parameter_is_still_answered(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/v1/jobs?target_language=de&status=queued", headers=tenant.headers)
+    assert response.status_code == 200, response.text
