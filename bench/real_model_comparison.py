@@ -29,7 +29,7 @@ from clo.checksum import sha256_file
 from clo.evaluate.base_cache import FileBaseCache
 from clo.export import export_adapter
 from clo.loading import free_memory, load_model_and_tokenizer
-from clo.pairs import split_heldout, write_quadruples
+from clo.pairs import Quadruple, split_heldout, write_quadruples
 from clo.pipeline import PipelineHooks, RunInputs, stage_evaluate
 from clo.resolve import LocalCatalog, ResolvedJob, resolve_job
 from clo.seed import builtin_parallel
@@ -70,17 +70,25 @@ ARMS: dict[str, tuple[str, str | None, int]] = {
 }
 
 
-def resolved_arm(model: Path, method: str, variant: str | None, n: int) -> ResolvedJob:
+def resolved_arm(
+    model: Path,
+    method: str,
+    variant: str | None,
+    n: int,
+    *,
+    hyperparameters: dict[str, Any] = HYPERPARAMETERS,
+    evaluation: dict[str, Any] = EVALUATION,
+) -> ResolvedJob:
     """The arm as a job spec, resolved the way `clo run` resolves one."""
     spec: dict[str, Any] = {
         "base_model": str(model),
         "target_language": LANG,
-        "data_size": n + HELDOUT,
+        "data_size": n + evaluation["heldout_size"],
         "method": method,
         "trainable": "attention",
         "seed_data": {"source": "parallel"},
-        "hyperparameters": HYPERPARAMETERS,
-        "evaluation": EVALUATION,
+        "hyperparameters": hyperparameters,
+        "evaluation": evaluation,
     }
     if variant is not None:
         spec["sft_variant"] = variant
@@ -91,13 +99,24 @@ def run_arm(model: Path, out: Path, arm: str) -> dict[str, Any]:
     """Train (or resume) one arm on its share of the training pool; evaluate on the fixed
     held-out set and the shipped prompt sets. Returns the evaluation report."""
     method, variant, n = ARMS[arm]
-    workdir = out / arm
+    resolved = resolved_arm(model, method, variant, n)
+    pool, heldout = split_heldout(builtin_parallel(LANG), size=HELDOUT, seed=0)
+    return train_and_evaluate(model, out / arm, resolved, pool[:n], heldout, out / "base_cache")
+
+
+def train_and_evaluate(
+    model: Path,
+    workdir: Path,
+    resolved: ResolvedJob,
+    train_quads: list[Quadruple],
+    heldout: list[Quadruple],
+    base_cache_dir: Path,
+) -> dict[str, Any]:
+    """Train (or resume) `resolved` on `train_quads`, export, evaluate with `heldout` as the
+    held-out set. Skipped when `workdir` already holds its report (resumable)."""
     report_path = workdir / "evaluate" / "report.json"
     if report_path.exists():
         return dict(read_json(report_path))
-    resolved = resolved_arm(model, method, variant, n)
-    pool, heldout = split_heldout(builtin_parallel(LANG), size=HELDOUT, seed=0)
-    train_quads = pool[:n]
     exported = workdir / "train" / "adapter"
     if not (workdir / "train" / "summary.json").exists():
         started = time.monotonic()
@@ -130,9 +149,9 @@ def run_arm(model: Path, out: Path, arm: str) -> dict[str, Any]:
         write_json_atomic(workdir / "train" / "summary.json", summary)
         del base_model, result
         free_memory()
-    logger.info("evaluating %s", arm)
-    # One base cache for every arm: the base model answers each prompt once.
-    inputs = RunInputs(base_cache=FileBaseCache(out / "base_cache"))
+    logger.info("evaluating %s", workdir.name)
+    # One base cache for every run: the base model answers each prompt once.
+    inputs = RunInputs(base_cache=FileBaseCache(base_cache_dir))
     report = stage_evaluate(resolved, workdir, PipelineHooks(), inputs, exported)
     assert report is not None
     return report
