@@ -138,12 +138,14 @@ def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
     evaluation = _evaluation(spec)
     judge = _judge(spec, catalog)
     baseline = _baseline(spec, catalog, needs_bundle=judge is not None)
+    trainable = spec.trainable or recommended_trainable(language.code)
+    _check_lora_fields(spec, trainable)
     # The stored spec names the translator and held-out size actually used, so a later
     # resolution (the worker's, for old rows) sees them as set and cannot pick others.
     filled = spec.model_copy(
         update={
             "target_language": language.code,
-            "trainable": spec.trainable or recommended_trainable(language.code),
+            "trainable": trainable,
             "translator": translator_spec,
             "evaluation": evaluation,
         }
@@ -172,6 +174,26 @@ def train_config(spec: JobSpec) -> TrainConfig:
             "max_prompt_length": min(256, hp.max_length // 2),
         }
     )
+
+
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout")
+
+
+def _check_lora_fields(spec: JobSpec, trainable: str) -> None:
+    """A LoRA shape other than the default on a job that trains no LoRA would be ignored
+    silently; refuse it. Compared with the defaults (not `model_fields_set`) so a stored,
+    filled spec resolves again unchanged."""
+    if trainable == "lora":
+        return
+    hp = spec.hyperparameters
+    for name in _LORA_FIELDS:
+        if getattr(hp, name) != type(hp).model_fields[name].default:
+            raise CloError(
+                f"hyperparameters.{name} applies to trainable 'lora' only; this job trains "
+                f"{trainable!r} (set trainable to 'lora' or leave {name} out)",
+                code="hyperparameter_not_applicable",
+                param=f"hyperparameters.{name}",
+            )
 
 
 def _allowed(catalog: Catalog, name: str, kind: ModelKind, param: str) -> ModelRef:

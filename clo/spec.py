@@ -145,6 +145,10 @@ class Hyperparameters(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     checkpoint_every: int = Field(50, ge=1)
     english_nll: bool = False
+    # LoRA shape (trainable "lora" only): the same bounds as clo.config.TrainConfig.
+    lora_r: int = Field(16, ge=1, le=1024, description="trainable lora: adapter rank r.")
+    lora_alpha: int = Field(32, ge=1, le=4096, description="trainable lora: scaling alpha.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="trainable lora: LoRA dropout.")
 
 
 class JobSpec(BaseModel):
