@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CurrentTenant, SettingsDep
+from api.catalogue import service
+from api.catalogue.service import ModelList, ModelRead
+from api.deps import CurrentTenant, SessionDep, SettingsDep
 from api.errors import COMMON_ERRORS
 from clo.languages import PAPER_LANGUAGES, all_languages, trainable_recommendation
 
@@ -20,14 +22,6 @@ class LanguageRead(BaseModel):
     recommended_trainable: str
     recommendation: str
     in_paper: bool
-
-
-class ModelRead(BaseModel):
-    name: str
-    kind: str
-    source: str | None = None
-    revision: str | None = None
-    description: str = ""
 
 
 @router.get("/languages", response_model=list[LanguageRead])
@@ -49,16 +43,15 @@ def list_languages(_tenant: CurrentTenant) -> list[LanguageRead]:
     return out
 
 
-@router.get("/models", response_model=list[ModelRead])
-def list_models(_tenant: CurrentTenant, settings: SettingsDep) -> list[ModelRead]:
-    """The allow-list; local folders are named but their paths are not disclosed."""
-    return [
-        ModelRead(
-            name=name,
-            kind=entry.kind,
-            source=None if entry.is_local else entry.source,
-            revision=entry.revision,
-            description=entry.description,
-        )
-        for name, entry in sorted(settings.allowed_models().items())
-    ]
+@router.get("/models", response_model=ModelList)
+def list_models(tenant: CurrentTenant, session: SessionDep, settings: SettingsDep) -> ModelList:
+    """The allow-list, then the tenant's fine-tuned models (succeeded jobs), newest first."""
+    return service.list_models(session, tenant, settings)
+
+
+@router.get("/models/{model_id:path}", response_model=ModelRead)
+def get_model(
+    model_id: str, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> ModelRead:
+    """One allow-listed model, or a fine-tuned one by its `ft:` name (a job's fine_tuned_model)."""
+    return service.get_model(session, tenant, settings, model_id)

@@ -57,13 +57,16 @@ def test_catalogue(client, tenant) -> None:  # type: ignore[no-untyped-def]
     }
     assert languages["sw"]["recommended_trainable"] == "full"
     assert languages["de"]["recommended_trainable"] == "attention"
-    models = client.get("/v1/models", headers=tenant.headers).json()
+    listed = client.get("/v1/models", headers=tenant.headers).json()
+    assert listed["object"] == "list"  # the envelope OpenAI's client.models.list() reads
+    models = listed["data"]
     assert {(m["name"], m["kind"]) for m in models} == {
         ("tiny-lm", "causal_lm"),
         ("tiny-lm-2", "causal_lm"),
         ("tiny-mt", "translator"),
     }
     assert all(m["source"] is None for m in models)  # local paths are not disclosed
+    assert all(m["id"] == m["name"] and m["object"] == "model" for m in models)
 
 
 def test_error_envelope_everywhere(client, tenant) -> None:  # type: ignore[no-untyped-def]

@@ -219,7 +219,7 @@ async function fillOptions() {
     );
     replace(
       byId("model-options"),
-      models.filter((m) => m.kind === "causal_lm").map((m) => h("option", { value: m.name })),
+      models.data.filter((m) => m.kind === "causal_lm").map((m) => h("option", { value: m.name })),
     );
   } catch {
     // ignore
