@@ -21,6 +21,10 @@ TABLES = {
     "translation_cache",
     "comparisons",
     "base_evaluations",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "deleted_jobs",
     "alembic_version",
 }
 
