@@ -25,7 +25,8 @@ from api.files.router import router as files_router
 from api.jobs.router import router as jobs_router
 from api.logs import configure_json_logging
 from api.observe import ObserveRequests
-from api.ops.metrics import ApiMetrics
+from api.ops.draining import Draining
+from api.ops.metrics import ApiMetrics, count_created
 from api.ops.router import router as ops_router
 from api.pagination import CursorCodec
 from persistence.artifact_store import ArtifactStore
@@ -55,7 +56,10 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
             # development: a test process starts many apps and would keep what each froze.
             gc.collect()
             gc.freeze()
+        draining.install()  # after the server's own signal handlers, which it chains
         yield
+        draining.begin()
+        draining.uninstall()
         engine.dispose()
 
     app = FastAPI(
@@ -69,14 +73,18 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         redoc_url=None,
     )
     engine = make_engine(settings.db_url)
+    draining = Draining()
+    app.state.draining = draining
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.store = ArtifactStore(settings.artifact_root)
     app.state.link_signer = LinkSigner(settings)
     app.state.cursors = CursorCodec(settings)
-    app.state.enqueuer = JobEnqueuer(enqueue or default_send(settings), app.state.session_factory)
     app.state.metrics = ApiMetrics(app.state)
+    # Called once per job committed by this process, so it is where clo_jobs_created counts.
+    send = count_created(enqueue or default_send(settings), app.state.metrics.jobs_created)
+    app.state.enqueuer = JobEnqueuer(send, app.state.session_factory)
 
     install_error_handlers(app)
     for router in (

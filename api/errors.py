@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from clo.spec import JobSpec
 
@@ -41,6 +42,16 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.details = details
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "bad_request"
+
+
+class RangeNotSatisfiable(ApiError):
+    status_code = 416
+    code = "range_not_satisfiable"
 
 
 class NotFound(ApiError):
@@ -206,8 +217,29 @@ def _field_named_in(path: list[str], message: str) -> str | None:
     return ".".join([*path, min(hits)[1]])
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+# nginx's "client closed request": what the request log and metrics record for a client that
+# hung up before its body arrived. Nothing is sent (the server drops it): no 4xx/5xx counted.
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_disconnected(request: Request, _exc: Exception) -> JSONResponse:
+    # The client's problem, not a bug: a warning, not an ERROR with a traceback.
+    logger.warning(
+        "client disconnected before its request body was received: %s %s",
+        request.method,
+        request.url.path,
+    )
+    return JSONResponse(
+        error_body("user_error", "client_disconnected", "the request body was not received"),
+        status_code=CLIENT_CLOSED_REQUEST,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI turns a failed body read into "There was an error parsing the body" (400).
+        return await _client_disconnected(request, exc.__cause__)
     codes = {
         400: "bad_request",
         404: "not_found",
@@ -272,6 +304,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(OperationalError, _db_unavailable)
     app.add_exception_handler(PoolTimeoutError, _db_busy)
     app.add_exception_handler(DataError, _data_error)

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     migrate_on_start: bool = True
     sse_poll_seconds: float = Field(0.5, gt=0)
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token /metrics requires (Prometheus `authorization`); unset: "
+        "/metrics is open, for a scrape over a private network only.",
+    )
     log_json: bool = True
     # The judge of evaluation.judge: an OpenAI-compatible chat API (url + model + key), or
     # for judge "local" the allow-listed causal LM named by judge_model.

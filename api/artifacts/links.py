@@ -3,7 +3,9 @@
 An API key travels in a header, which a plain link cannot carry; the dashboard would have to
 fetch the whole file into memory first. A link is instead a token signed by the server that
 names one artifact of one job and expires after `download_link_seconds`. It is issued only
-to a caller whose key owns the job, and carries nothing secret.
+to a caller whose key owns the job, and carries nothing secret. It also names the key that
+asked for it: revoking that key invalidates its links (410 `download_link_revoked`) at once,
+not when they expire.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from api.errors import Gone, NotFound
 from persistence.settings import Settings
 
-_SALT = "clo.artifact-download.v1"
+# v2: links name the issuing key; v1 links (which did not) no longer verify (404).
+_SALT = "clo.artifact-download.v2"
 _KEY_FILE = ".download-link-key"
 
 
@@ -52,16 +55,17 @@ class LinkSigner:
         self.lifetime = settings.download_link_seconds
         self._serializer = URLSafeTimedSerializer(signing_key(settings), salt=_SALT)
 
-    def issue(self, job_id: uuid.UUID, name: str) -> tuple[str, datetime]:
-        """(token, expiry) for one artifact of one job."""
-        token = self._serializer.dumps([str(job_id), name])
+    def issue(self, job_id: uuid.UUID, name: str, key_id: uuid.UUID) -> tuple[str, datetime]:
+        """(token, expiry) for one artifact of one job, asked for with API key `key_id`."""
+        token = self._serializer.dumps([str(job_id), name, str(key_id)])
         return token, datetime.now(UTC) + timedelta(seconds=self.lifetime)
 
-    def read(self, token: str) -> tuple[uuid.UUID, str]:
-        """(job id, artifact name); 410 for an expired link, 404 for anything not ours."""
+    def read(self, token: str) -> tuple[uuid.UUID, str, uuid.UUID]:
+        """(job id, artifact name, issuing key id); 410 for an expired link, 404 for anything
+        not ours."""
         try:
-            job_id, name = self._serializer.loads(token, max_age=self.lifetime)
-            return uuid.UUID(job_id), str(name)
+            job_id, name, key_id = self._serializer.loads(token, max_age=self.lifetime)
+            return uuid.UUID(job_id), str(name), uuid.UUID(key_id)
         except SignatureExpired:
             raise Gone(
                 "download link expired: ask for a new one", code="download_link_expired"

@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from api.artifacts import service
 from api.artifacts.links import LinkSigner
-from api.deps import CurrentJob, SessionDep, StoreDep
-from api.errors import COMMON_ERRORS, NotFound
+from api.deps import CurrentJob, SessionDep, StoreDep, bearer_secret, invalid_key
+from api.errors import COMMON_ERRORS, ErrorEnvelope, Gone, NotFound
 from api.jobs.schemas import ArtifactRead
 from persistence.models import Job
+from persistence.repositories import tenants as tenants_repo
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses=COMMON_ERRORS)
 downloads_router = APIRouter(prefix="/v1/downloads", tags=["artifacts"], responses=COMMON_ERRORS)
@@ -21,8 +22,9 @@ downloads_router = APIRouter(prefix="/v1/downloads", tags=["artifacts"], respons
 _FILE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range"},
-    416: {"description": "Range not satisfiable"},
+    416: {"model": ErrorEnvelope, "description": "Range not satisfiable"},
 }
+_LINK_GONE = {"model": ErrorEnvelope, "description": "The link expired, or its key was revoked"}
 
 
 class DownloadLink(BaseModel):
@@ -47,22 +49,38 @@ def download_artifact(
 def create_download_link(
     name: str, request: Request, session: SessionDep, job: CurrentJob
 ) -> DownloadLink:
-    """A signed link to the artifact that needs no API key and expires (browsers, curl)."""
+    """A signed link to the artifact that needs no API key and expires (browsers, curl);
+    revoking the key that asked for it invalidates it."""
     row = service.find_artifact(session, job.id, name)
+    key_id = tenants_repo.active_key_id(session, bearer_secret(request))
+    if key_id is None:  # revoked between the tenant check and now
+        raise invalid_key()
     signer: LinkSigner = request.app.state.link_signer
-    token, expires_at = signer.issue(job.id, row.name)
+    token, expires_at = signer.issue(job.id, row.name, key_id)
     return DownloadLink(url=f"/v1/downloads/{token}", expires_at=expires_at)
 
 
-@downloads_router.get("/{token}", response_class=FileResponse, responses=_FILE_RESPONSES)
+@downloads_router.get(
+    "/{token}",
+    response_class=FileResponse,
+    responses={**_FILE_RESPONSES, 410: _LINK_GONE},
+)
 def download_by_link(
     token: str, request: Request, session: SessionDep, store: StoreDep
 ) -> FileResponse:
     """The artifact a download link names, as GET /v1/jobs/{id}/artifacts/{name} serves it."""
     signer: LinkSigner = request.app.state.link_signer
-    job_id, name = signer.read(token)
+    job_id, name, key_id = signer.read(token)
     job = session.get(Job, job_id)
     if job is None:  # deleted since the link was issued
+        raise NotFound("no such download link", code="download_link_not_found")
+    key_tenant = tenants_repo.active_key_tenant(session, key_id)
+    if key_tenant is None:
+        raise Gone(
+            "the API key that issued this download link was revoked",
+            code="download_link_revoked",
+        )
+    if key_tenant != job.tenant_id:  # cannot be issued so; refuse rather than trust it
         raise NotFound("no such download link", code="download_link_not_found")
     request.state.job_id = str(job.id)
     return service.download(session, job, name, store)

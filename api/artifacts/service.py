@@ -10,8 +10,10 @@ from datetime import datetime
 
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
+from starlette.responses import MalformedRangeHeader
+from starlette.responses import RangeNotSatisfiable as RangeOutside
 
-from api.errors import NotFound
+from api.errors import BadRequest, NotFound, RangeNotSatisfiable
 from api.jobs.schemas import ArtifactRead
 from persistence.artifact_store import ArtifactStore, UnsafeKeyError
 from persistence.models import Artifact, Job
@@ -21,6 +23,28 @@ logger = logging.getLogger(__name__)
 
 # Artifact names are plain file names; anything else cannot name an artifact.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class ArtifactFileResponse(FileResponse):
+    """A FileResponse whose Range refusals are JSON error envelopes, not Starlette's plain
+    text: the parse runs before anything is sent, so raising hands them to the handlers."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader as exc:
+            raise BadRequest(
+                f"{exc.content.rstrip('.')}; send Range: bytes=<start>-<end>",
+                code="invalid_range",
+                param="Range",
+            ) from None
+        except RangeOutside as exc:
+            raise RangeNotSatisfiable(
+                f"Range starts past the end of the file ({exc.max_size} bytes)",
+                param="Range",
+                headers={"Content-Range": f"bytes */{exc.max_size}"},
+            ) from None
 
 
 def list_artifacts(session: Session, job: Job) -> list[ArtifactRead]:
@@ -53,7 +77,7 @@ def find_artifact(session: Session, job_id: uuid.UUID, name: str) -> Artifact:
     return row
 
 
-def download(session: Session, job: Job, name: str, store: ArtifactStore) -> FileResponse:
+def download(session: Session, job: Job, name: str, store: ArtifactStore) -> ArtifactFileResponse:
     """Serve the stored key the job's artifact row of that name maps to."""
     row = find_artifact(session, job.id, name)
     try:
@@ -65,7 +89,7 @@ def download(session: Session, job: Job, name: str, store: ArtifactStore) -> Fil
         logger.error("artifact file missing from store", extra={"job_id": str(job.id)})
         raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing")
     digest_b64 = base64.b64encode(bytes.fromhex(row.sha256)).decode()
-    return FileResponse(
+    return ArtifactFileResponse(
         path,
         filename=row.name,
         media_type="application/octet-stream",

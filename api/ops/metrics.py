@@ -1,8 +1,14 @@
-"""Prometheus metrics: request counters plus job counts read from the database at scrape time."""
+"""Prometheus metrics: request counters plus job counts read from the database at scrape time.
+
+Only aggregates: labels are a method, a route template, a status, a job status; never a
+tenant, a key, a job id or a raw path (an unmatched URL is counted as route "unmatched").
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -11,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from api.errors import Unauthorized
 from persistence.models import Job
 
 logger = logging.getLogger(__name__)
@@ -59,3 +66,33 @@ class ApiMetrics:
 
 def render_metrics(state: Any) -> tuple[bytes, str]:
     return generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
+
+
+def count_created(send: Callable[[str], object], counter: Counter) -> Callable[[str], object]:
+    """`send` (the after-commit wake-up of a new job) that first counts the job as created;
+    jobs, comparisons and any other surface that creates jobs all go through it."""
+
+    def counted(job_id: str) -> object:
+        counter.inc()
+        return send(job_id)
+
+    return counted
+
+
+def check_metrics_token(expected: str | None, authorization: str) -> None:
+    """401 unless `Authorization: Bearer <CLO_METRICS_TOKEN>`; no check when none is set."""
+    if expected is None:
+        return
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "/metrics needs 'Authorization: Bearer <metrics token>'",
+            code="missing_metrics_token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized(
+            "wrong metrics token",
+            code="invalid_metrics_token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

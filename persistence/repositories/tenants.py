@@ -67,3 +67,20 @@ def list_keys(session: Session, tenant: Tenant) -> list[ApiKey]:
 def lock_tenant(session: Session, tenant_id: uuid.UUID) -> None:
     """Row-lock the tenant until commit (Postgres), serialising per-tenant limit checks."""
     session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+
+
+def active_key_id(session: Session, secret: str) -> uuid.UUID | None:
+    """The id of the unrevoked key with this secret (what a download link records)."""
+    return session.scalars(
+        select(ApiKey.id).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+
+
+def active_key_tenant(session: Session, key_id: uuid.UUID) -> uuid.UUID | None:
+    """The tenant of key `key_id` while it is unrevoked; None once revoked (or deleted).
+
+    Checked between the events of an open stream and when a link the key issued is used, so
+    a revocation takes effect on those too, not only on the next request."""
+    return session.scalars(
+        select(ApiKey.tenant_id).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    ).one_or_none()

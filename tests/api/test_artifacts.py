@@ -144,14 +144,14 @@ def test_every_api_process_signs_with_the_same_key(tmp_path: Path) -> None:
     from persistence.settings import Settings
 
     dev = Settings(data_dir=tmp_path / "dev")
-    job = uuid.uuid4()
-    token, _ = LinkSigner(dev).issue(job, "adapter.tar")
-    assert LinkSigner(dev).read(token) == (job, "adapter.tar")  # key kept in the data dir
+    job, key = uuid.uuid4(), uuid.uuid4()
+    token, _ = LinkSigner(dev).issue(job, "adapter.tar", key)
+    assert LinkSigner(dev).read(token) == (job, "adapter.tar", key)  # key kept in the data dir
     assert (tmp_path / "dev" / ".download-link-key").stat().st_mode & 0o077 == 0
     prod_a = Settings(data_dir=tmp_path / "a", admin_secret="s3cret")
     prod_b = Settings(data_dir=tmp_path / "b", admin_secret="s3cret")
-    token, _ = LinkSigner(prod_a).issue(job, "report.json")
-    assert LinkSigner(prod_b).read(token) == (job, "report.json")  # derived from the secret
+    token, _ = LinkSigner(prod_a).issue(job, "report.json", key)
+    assert LinkSigner(prod_b).read(token) == (job, "report.json", key)  # derived from the secret
     assert not (tmp_path / "a" / ".download-link-key").exists()
     with pytest.raises(Exception, match="no such download link"):
         LinkSigner(Settings(data_dir=tmp_path / "c", admin_secret="other")).read(token)
