@@ -1,7 +1,11 @@
-"""Local-folder artifact store: atomic writes with sha256 computed while writing.
+"""The artifact store: keys to bytes, with sha256 computed while writing.
+
+`BlobStore` is the interface the API and the workers use; `ArtifactStore` is its local-folder
+implementation (the embedded default) and `persistence.storage_object.ObjectStore` the
+fsspec one (S3 and compatible stores). `persistence.storage.open_store(settings)` picks one.
 
 Keys are store-relative POSIX paths that this module builds from checked parts; nothing a
-client sends is ever joined onto the file system without `resolve` vetting it.
+client sends is ever joined onto a path without `check_key` vetting it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import os
 import re
 import tarfile
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -50,49 +55,73 @@ def make_key(*parts: str) -> str:
     return "/".join(parts)
 
 
-class ArtifactStore:
-    """Files under one root folder, written atomically (temp file, fsync, rename)."""
+def check_key(key: str) -> list[str]:
+    """The parts of `key`; refuses anything that is not a key `make_key` could build."""
+    parts = key.split("/")
+    make_key(*parts)
+    return parts
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).resolve()
 
-    def resolve(self, key: str) -> Path:
-        """The file for `key`; refuses anything that is not a key `make_key` could build."""
-        parts = key.split("/")
-        make_key(*parts)
-        path = (self.root / Path(*parts)).resolve()
-        if not path.is_relative_to(self.root):
-            raise UnsafeKeyError(f"key {key!r} leaves the store")
-        return path
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
-    def exists(self, key: str) -> bool:
-        return self.resolve(key).is_file()
 
+def copy_counted(chunks: Iterable[bytes], out: _Writable, max_bytes: int | None) -> StoredObject:
+    """Write chunks to `out`, counting and hashing them; the key is filled in by the caller."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise TooLargeError(max_bytes)
+        digest.update(chunk)
+        out.write(chunk)
+    return StoredObject(key="", size=size, sha256=digest.hexdigest())
+
+
+class BlobStore(ABC):
+    """Write-once objects under safe keys; a reader only ever sees finished objects."""
+
+    #: Downloads answer a redirect to `presigned_url` instead of streaming (object stores).
+    redirect_downloads: bool = False
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Bytes in the finished object; FileNotFoundError when there is none."""
+
+    @abstractmethod
     def write_stream(
         self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None
     ) -> StoredObject:
-        """Write chunks under `key`; readers only ever see the finished file."""
-        target = self.resolve(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(prefix=".partial-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLargeError(max_bytes)
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
-        return StoredObject(key=key, size=size, sha256=digest.hexdigest())
+        """Write chunks under `key`, published only once all of them are written."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A seekable binary reader; FileNotFoundError when there is no such object."""
+
+    @abstractmethod
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield bytes start..end (inclusive) in chunks, never the whole object at once."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Keys of finished objects under `prefix` (whole key parts), sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is not an error."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding `key` when the store is a local folder, else None."""
+        check_key(key)
+        return None
+
+    def presigned_url(self, key: str, seconds: int, filename: str) -> str:
+        """A URL that GETs the object without credentials for `seconds` (object stores)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot presign URLs")
 
     def write_file(self, key: str, source: Path) -> StoredObject:
         """Copy a local file into the store."""
@@ -118,11 +147,57 @@ class ArtifactStore:
         finally:
             Path(tmp_tar).unlink(missing_ok=True)
 
+
+class ArtifactStore(BlobStore):
+    """Files under one root folder, written atomically (temp file, fsync, rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    def resolve(self, key: str) -> Path:
+        """The file for `key`; refuses anything that is not a key `make_key` could build."""
+        path = (self.root / Path(*check_key(key))).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafeKeyError(f"key {key!r} leaves the store")
+        return path
+
+    def local_path(self, key: str) -> Path | None:
+        return self.resolve(key)
+
+    def exists(self, key: str) -> bool:
+        return self.resolve(key).is_file()
+
+    def size(self, key: str) -> int:
+        path = self.resolve(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path.stat().st_size
+
+    def write_stream(
+        self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None
+    ) -> StoredObject:
+        target = self.resolve(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".partial-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                counted = copy_counted(chunks, out, max_bytes)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return StoredObject(key=key, size=counted.size, sha256=counted.sha256)
+
     def open(self, key: str) -> BinaryIO:
         return open(self.resolve(key), "rb")
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Yield bytes start..end (inclusive) in chunks, never the whole file at once."""
         with self.open(key) as handle:
             handle.seek(start)
             remaining = None if end is None else end - start + 1
@@ -134,6 +209,16 @@ class ArtifactStore:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        base = self.resolve(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.startswith(".")  # .partial-* are unfinished
+        )
 
     def delete(self, key: str) -> None:
         self.resolve(key).unlink(missing_ok=True)
@@ -155,8 +240,11 @@ def _fsync_dir(folder: Path) -> None:
 
 __all__ = [
     "ArtifactStore",
+    "BlobStore",
     "StoredObject",
     "TooLargeError",
     "UnsafeKeyError",
+    "check_key",
+    "copy_counted",
     "make_key",
 ]

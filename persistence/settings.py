@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from persistence.storage_url import parse_storage_url
 from persistence.wakeup import DEFAULT_QUEUE
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,24 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Default: filesystem:// under data_dir")
     queue: str = Field(DEFAULT_QUEUE, description="Celery queue job wake-ups go to (GPU workers).")
     artifact_dir: Path | None = Field(None, description="Default: <data_dir>/artifacts")
+    # Object storage for everything another host must read (artifacts, uploads): a URL,
+    # file:///folder or s3://bucket/prefix; unset: the local artifact_dir. S3 credentials come
+    # from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE).
+    storage_url: str | None = Field(
+        None, description="file:///abs/folder or s3://bucket/prefix; default: artifact_dir."
+    )
+    storage_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, R2...), e.g. http://minio:9000."
+    )
+    storage_region: str | None = Field(None, description="S3 region, e.g. eu-central-1.")
+    download_mode: Literal["stream", "redirect"] = Field(
+        "stream",
+        description="stream: the API sends the bytes (Range, sha256 headers); redirect: it "
+        "answers 307 to a presigned URL of the object store (s3:// storage_url only).",
+    )
+    presigned_url_seconds: int = Field(
+        300, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned redirect URL."
+    )
     admin_secret: str = Field("", description="Reserved for admin endpoints; required in prod.")
     download_link_seconds: int = Field(
         300, ge=1, le=7 * 24 * 3600, description="Lifetime of a signed artifact download link."
@@ -90,6 +109,13 @@ class Settings(BaseSettings):
             self.artifact_dir = self.data_dir / "artifacts"
         if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
             raise ValueError("judge_url must start with http:// or https://")
+        location = parse_storage_url(self.storage_url) if self.storage_url else None
+        if self.download_mode == "redirect" and (location is None or location.scheme != "s3"):
+            raise ValueError("download_mode redirect needs an s3:// storage_url")
+        if self.storage_endpoint_url is not None and not self.storage_endpoint_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("storage_endpoint_url must start with http:// or https://")
         if self.heartbeat_seconds * 2 > self.lease_seconds:
             raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
         if self.environment == "production":
