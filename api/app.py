@@ -25,6 +25,7 @@ from api.files.router import router as files_router
 from api.jobs.router import router as jobs_router
 from api.logs import configure_json_logging
 from api.observe import ObserveRequests
+from api.openai_compat.router import router as openai_router
 from api.ops.draining import Draining
 from api.ops.metrics import ApiMetrics, count_created
 from api.ops.router import router as ops_router
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         downloads_router,
         files_router,
         catalogue_router,
+        openai_router,
         ops_router,
         dashboard_router,
     ):

@@ -45,3 +45,20 @@ def list_events(
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def list_events_newest_first(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    before: int | None = None,
+    limit: int = 20,
+    types: tuple[str, ...] = (),
+) -> list[JobEvent]:
+    """Newest first (the OpenAI-compatible listing); `before` is a seq, `types` a filter."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    if before is not None:
+        query = query.where(JobEvent.seq < before)
+    if types:
+        query = query.where(JobEvent.type.in_(types))
+    return list(session.scalars(query.order_by(JobEvent.seq.desc()).limit(limit)))
