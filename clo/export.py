@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
 from clo.atomic_dir import write_dir_atomically
+from clo.card import model_card, published_base
 from clo.checksum import write_sha256sums
 from clo.config import TrainConfig
 from clo.errors import CloError
@@ -115,7 +116,7 @@ def _write_atomically(out_dir: Path, write: Callable[[Path], None]) -> dict[str,
 
 
 def _attention_adapter(
-    model: Any, tmp: Path, base_model: str, base_revision: str | None, dtype: torch.dtype
+    model: Any, tmp: Path, meta: ExportMeta, dtype: torch.dtype, config: TrainConfig
 ) -> None:
     from peft import LoraConfig
     from peft.utils.constants import DUMMY_TARGET_MODULES
@@ -127,10 +128,14 @@ def _attention_adapter(
             state[f"{PEFT_PREFIX}{name}.{pname}"] = param
     state = _cast(state, dtype)
     cfg = LoraConfig(
+        # no LoRA layers, so r/alpha are unused: the training config's, so the files agree
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
         target_modules=DUMMY_TARGET_MODULES,
         modules_to_save=names,
-        base_model_name_or_path=base_model,
-        revision=base_revision,
+        base_model_name_or_path=published_base(meta["base_model"], meta["base_model"])
+        or meta["base_model"],
+        revision=meta["base_revision"],
         task_type="CAUSAL_LM",
         inference_mode=True,
     )
@@ -139,78 +144,16 @@ def _attention_adapter(
 
 
 def _lora_adapter(
-    model: Any, tmp: Path, base_model: str, base_revision: str | None, dtype: torch.dtype
+    model: Any, tmp: Path, meta: ExportMeta, dtype: torch.dtype, config: TrainConfig
 ) -> None:
     cfg = model.peft_config["default"]
-    cfg.base_model_name_or_path = base_model
-    cfg.revision = base_revision
+    cfg.base_model_name_or_path = (
+        published_base(meta["base_model"], meta["base_model"]) or meta["base_model"]
+    )
+    cfg.revision = meta["base_revision"]
     model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
     weights = tmp / "adapter_model.safetensors"  # PEFT writes the adapter's own dtype
     save_file(_cast(load_file(str(weights)), dtype), str(weights), metadata={"format": "pt"})
-
-
-def model_card(
-    config: TrainConfig,
-    base_model: str,
-    base_revision: str | None,
-    data_hash: str,
-    metrics: dict[str, Any],
-    merged: bool = False,
-    weights_dtype: str | None = None,
-) -> str:
-    """README.md: what was trained on what, how to load it, final metrics."""
-    load = (
-        [
-            "from transformers import AutoModelForCausalLM",
-            "model = AutoModelForCausalLM.from_pretrained('path/to/this/dir')",
-        ]
-        if merged
-        else [
-            "from peft import PeftModel",
-            "from transformers import AutoModelForCausalLM",
-            f"base = AutoModelForCausalLM.from_pretrained({base_model!r})",
-            "model = PeftModel.from_pretrained(base, 'path/to/this/dir')",
-        ]
-    )
-    lines = [
-        "---",
-        f"library_name: {'transformers' if merged else 'peft'}",
-        f"base_model: {base_model}",
-        "tags: [clo, cross-lingual]",
-        "---",
-        "",
-        f"# CLO adapter for {base_model}",
-        "",
-        "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
-        "in the language of the prompt.",
-        "",
-        f"- base model revision: `{base_revision}`",
-        f"- method: `{config.method}`, trained: `{config.trainable}`, "
-        f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
-        f"- seed-data sha256: `{data_hash}`",
-        *(
-            [
-                f"- weights stored as `{weights_dtype}` (export_dtype={config.export_dtype}"
-                + (": the base model's own dtype)" if config.export_dtype == "model" else ")")
-            ]
-            if weights_dtype
-            else []
-        ),
-        "",
-        "## Load",
-        "",
-        "```python",
-        *load,
-        "```",
-        "",
-        "## Final metrics",
-        "",
-    ]
-    lines += [
-        f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
-        for k, v in sorted(metrics.items())
-    ]
-    return "\n".join(lines) + "\n"
 
 
 class ExportMeta(TypedDict):
@@ -270,7 +213,7 @@ def export_adapter(
 
     def write(tmp: Path) -> None:
         write_adapter = _lora_adapter if config.trainable == "lora" else _attention_adapter
-        write_adapter(model, tmp, meta["base_model"], meta["base_revision"], dtype)
+        write_adapter(model, tmp, meta, dtype, config)
         _metadata(tmp, tokenizer, meta, dtype)
 
     sums = _write_atomically(Path(out_dir), write)

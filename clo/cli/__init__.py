@@ -5,6 +5,7 @@ The service commands (admin, jobs, demo) live in service_cli/, which mounts them
 
 from clo.cli import data as _data  # noqa: E402,F401
 from clo.cli import evaluate as _evaluate  # noqa: E402,F401
+from clo.cli import export as _export  # noqa: E402,F401
 from clo.cli import models as _models  # noqa: E402,F401
 from clo.cli import run as _run  # noqa: E402,F401
 

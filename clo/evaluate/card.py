@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from clo.card import model_card, publish_adapter_config, published_base
 from clo.config import TrainConfig
-from clo.export import model_card
 from clo.languages import get_language
 from clo.resolve import ResolvedJob
 
@@ -145,13 +145,17 @@ def render_model_card(
             str(meta.get("data_hash")),
             dict(meta.get("metrics") or {}),
             merged=merged,
+            weights_dtype=meta.get("export_dtype"),
+            base_source=base.source,
         )
     except (OSError, ValueError) as exc:  # keep the export's own card, with fixed metadata
         logger.warning("model card not regenerated (%s); amending the export's card", exc)
     if card is None:
         readme = bundle_dir / "README.md"
         card = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    card = _front_matter(card, [target.code, "en"], base.name)
+    card = _front_matter(
+        card, [target.code, "en"], published_base(base.name, base.source) or base.name
+    )
     return _insert_before(card, "## Load", evaluation_section(evaluation, target.name))
 
 
@@ -161,6 +165,8 @@ def write_model_card(
     """(Re)write README.md in the bundle folder; call before its SHA256SUMS is written."""
     path = Path(bundle_dir) / "README.md"
     text = render_model_card(Path(bundle_dir), resolved, evaluation)
+    base = resolved.base_model
+    publish_adapter_config(Path(bundle_dir), published_base(base.name, base.source), base.revision)
     # a new file renamed over the old: the bundle's files are hard links to the export's
     tmp = path.with_name(f".README.md.{uuid.uuid4().hex}.partial")
     try:
