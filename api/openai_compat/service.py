@@ -40,8 +40,10 @@ def create_job(
     idempotency_key: str | None,
 ) -> FineTuningJob:
     """Translate, validate as a native spec, create through the job service, map back."""
-    examples = _file_examples(session, tenant, body.training_file)
-    translation = mapping.to_native(body, examples if mapping.needs_file_size(body) else None)
+    examples = None
+    if mapping.needs_file_size(body):  # data_size defaults to the file's examples
+        examples = _file_examples(session, tenant, body.training_file)
+    translation = mapping.to_native(body, examples)
     try:
         spec = JobSpec.model_validate(translation.spec)
     except ValidationError as exc:
@@ -61,15 +63,19 @@ def create_job(
     return mapping.job_out(jobs_service.to_read(session, job, new=created), tenant.name)
 
 
-def _file_examples(session: Session, tenant: Tenant, file_id: str) -> int | None:
-    """Examples in the tenant's file; None for an unknown one (the job service says so)."""
+def _file_examples(session: Session, tenant: Tenant, file_id: str) -> int:
+    """Examples in the tenant's file; 422 naming training_file for an unknown one."""
     parsed = as_uuid(file_id)
-    if parsed is None:
-        return None
     try:
-        return files_service.get_file(session, tenant, parsed).n_examples
+        if parsed is not None:
+            return files_service.get_file(session, tenant, parsed).n_examples
     except NotFound:
-        return None
+        pass
+    raise InvalidRequest(
+        f"training_file {file_id[:64]!r} not found; upload it with POST /v1/files",
+        code="file_not_found",
+        param="training_file",
+    )
 
 
 def _renamed(errors: list[Any], translation: mapping.Translation) -> list[dict[str, Any]]:
