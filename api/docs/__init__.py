@@ -22,6 +22,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.docs.links import with_job_links
+
 STATIC_PATH = "/docs/static"
 SCHEME = "bearerAuth"
 # Paths that take no API key: the signed download link carries its own token.
@@ -67,12 +69,14 @@ def install_docs(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = with_bearer_auth(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
+            app.openapi_schema = with_job_links(
+                with_bearer_auth(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
                 )
             )
         return app.openapi_schema

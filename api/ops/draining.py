@@ -36,8 +36,6 @@ class Draining:
         return self._event.is_set()
 
     def begin(self) -> None:
-        if not self._event.is_set():
-            logger.info("shutting down: open event streams end with a reconnect hint")
         self._event.set()
 
     def install(self) -> None:
@@ -60,6 +58,8 @@ class Draining:
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.is_set():
+            logger.info("shutting down: open event streams end with a reconnect hint")
         self.begin()
         previous = self._previous.get(signum)
         if callable(previous):

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import httpx
 import yaml
+from fastapi.testclient import TestClient
 
-from api.jobs.sse import SHUTDOWN_RETRY_MS
+from api.app import create_app
+from api.jobs.sse import SHUTDOWN_FRAME, SHUTDOWN_RETRY_MS
 from persistence.db import session_scope
 from persistence.repositories import events as events_repo
+from tests.api.conftest import make_settings
 from tests.support.live_api import api_env, live_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +68,18 @@ def test_compose_bounds_the_api_shutdown() -> None:
     graceful = int(re.search(r"--timeout-graceful-shutdown (\d+)", command).group(1))  # type: ignore[union-attr]
     grace = int(re.fullmatch(r"(\d+)s", api["stop_grace_period"]).group(1))  # type: ignore[union-attr]
     assert 0 < graceful < grace
+
+
+def test_draining_app_is_unready_and_ends_streams(  # type: ignore[no-untyped-def]
+    pg_url, tmp_path, tenant, insert_job
+) -> None:
+    """What the signal sets, without a server: /readyz turns 503 (a balancer stops routing
+    here) and a stream opened now ends with the hint after its replay."""
+    job_id = insert_job(tenant, status="running", stage="training")
+    with TestClient(create_app(make_settings(pg_url, tmp_path), lambda _id: None)) as c:
+        assert c.get("/readyz").status_code == 200
+        c.app.state.draining.begin()  # type: ignore[attr-defined]
+        ready = c.get("/readyz")
+        stream = c.get(f"/v1/jobs/{job_id}/events/stream", headers=tenant.headers)
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert stream.text.endswith(SHUTDOWN_FRAME)
