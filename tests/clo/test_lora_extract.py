@@ -177,3 +177,43 @@ def test_cli_extracts_and_explains_bad_input(exported: Path, tmp_path: Path) -> 
         text = " ".join(result.output.replace("│", " ").split())  # rich boxes and wraps it
         assert hint in text and message in text, text
     assert not (tmp_path / "bad").exists()
+
+
+def _trained_export(base: Path, trainable: str, out: Path) -> Path:
+    from clo.export import export_merged
+
+    cfg = CFG.model_copy(update={"trainable": trainable, "max_steps": 2, "lora_r": 4})
+    model = AutoModelForCausalLM.from_pretrained(base)
+    tok = AutoTokenizer.from_pretrained(base)
+    result = train(model, tok, QUADS, cfg, out / "work")
+    meta = dict(base_model=str(base), base_revision=None, data_hash="0" * 64, metrics={})
+    export = export_merged if trainable == "full" else export_adapter
+    export(result.model, tok, out / "export", config=cfg, **meta)
+    return out / "export"
+
+
+def test_a_lora_result_is_re_expressed_exactly_at_its_own_rank(
+    tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    export = _trained_export(tiny_qwen2, "lora", tmp_path)
+    same = extract_lora(export, tmp_path / "r4", ExtractOptions(rank=4, texts=("Hallo Welt.",)))
+    assert same["source"]["kind"] == "lora" and same["overall"]["relative_error"] < 1e-5
+    assert same["logprob"]["max_abs_delta"] < 1e-3 < same["logprob"]["exact_vs_base_mean_abs_delta"]
+    lower = extract_lora(export, tmp_path / "r2", ExtractOptions(rank=2))
+    assert lower["overall"]["relative_error"] > 1e-3
+
+
+def test_a_full_fine_tune_targets_every_linear_layer_and_lists_the_rest(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    export = _trained_export(tiny_llama, "full", tmp_path)
+    report = extract_lora(export, tmp_path / "lora", ExtractOptions(rank=FULL_RANK))
+    assert report["source"]["kind"] == "full" and report["overall"]["relative_error"] < 1e-5
+    assert set(report["target_modules"]) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+    }  # fmt: skip
+    assert {"lm_head.weight", "model.embed_tokens.weight"} <= set(report["not_represented"])
+    lora = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), str(tmp_path / "lora")
+    )
+    assert isinstance(lora.get_submodule("base_model.model.model.layers.1.mlp.up_proj"), LoraLayer)
