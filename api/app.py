@@ -23,6 +23,7 @@ from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
 from api.jobs.router import router as jobs_router
+from api.lifecycle.router import router as lifecycle_router
 from api.logs import configure_json_logging
 from api.observe import ObserveRequests
 from api.openai_compat.router import router as openai_router
@@ -30,6 +31,8 @@ from api.ops.draining import Draining
 from api.ops.metrics import ApiMetrics, count_created
 from api.ops.router import router as ops_router
 from api.pagination import CursorCodec
+from api.webhooks.router import job_deliveries_router
+from api.webhooks.router import router as webhooks_router
 from persistence.artifact_store import ArtifactStore
 from persistence.db import make_engine, make_session_factory
 from persistence.migrate import upgrade_head
@@ -90,6 +93,9 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     install_error_handlers(app)
     for router in (
         jobs_router,
+        lifecycle_router,
+        webhooks_router,
+        job_deliveries_router,
         comparisons_router,
         artifacts_router,
         downloads_router,

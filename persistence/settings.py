@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     judge_url: str | None = Field(None, description="Base URL, e.g. https://api.openai.com/v1")
     judge_model: str | None = Field(None, description="Judge model name (local: allow-listed).")
     judge_api_key: SecretStr | None = Field(None, description="Bearer key; never logged.")
+    # Webhooks and retention, both run by the dispatcher process (python -m service.dispatcher).
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60, description="Per HTTP attempt.")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Then a delivery is failed.")
+    webhook_backoff_seconds: float = Field(
+        30.0, gt=0, description="Wait before the first retry; doubles after each failure."
+    )
+    webhook_backoff_max_seconds: float = Field(3600.0, gt=0, description="Cap on that wait.")
+    webhook_max_endpoints_per_tenant: int = Field(16, ge=1, le=1000)
+    dispatcher_interval_seconds: float = Field(2.0, gt=0, description="Dispatcher pass period.")
+    artifact_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Delete artifacts (rows and bytes) of jobs finished more than this many "
+        "days ago; unset: keep them until deleted.",
+    )
 
     @model_validator(mode="after")
     def _fill_defaults_and_check(self) -> Settings:

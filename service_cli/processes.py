@@ -88,6 +88,11 @@ def start_worker(
     )
 
 
+def start_dispatcher(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The webhook and retention dispatcher (`python -m service.dispatcher`)."""
+    return spawn([sys.executable, "-m", "service.dispatcher"], env, log)
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     """Return once `url` answers 200; fail early if `proc` exits first."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""Deleting finished jobs and single artifacts, with their stored bytes."""

@@ -1,0 +1,1 @@
+"""Webhook endpoints of a tenant: register, list, delete, test; the delivery log."""

@@ -1,0 +1,1 @@
+"""Signed webhooks on job state changes: event payloads, signatures, delivery with retries."""
