@@ -247,8 +247,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         413: "payload_too_large",
     }
     code = getattr(exc, "code", None) or codes.get(exc.status_code, "http_error")
+    message = str(exc.detail)
+    allowed = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allowed:
+        message = f"{request.method} is not allowed on this path; it takes {allowed}"
     return JSONResponse(
-        error_body("user_error", code, str(exc.detail)),
+        error_body("user_error", code, message),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )
