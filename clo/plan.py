@@ -65,6 +65,17 @@ def phase_steps(n_examples: int, config: TrainConfig, per_step: int) -> list[int
     return [config.max_steps // 2, config.max_steps - config.max_steps // 2]
 
 
+def global_batch_config(config: TrainConfig, world_size: int) -> TrainConfig:
+    """The config of one process running the same global batch as `world_size` ranks.
+
+    Rank r of a step takes its share of every micro-batch of this config's plan, so the plan,
+    the data order and the fingerprint are those of one process with batch_size x world_size.
+    """
+    if world_size == 1:
+        return config
+    return config.model_copy(update={"batch_size": config.batch_size * world_size})
+
+
 def make_plan(n_examples: int, config: TrainConfig, lengths: Sequence[int] | None = None) -> Plan:
     """Seeded data order: a fresh permutation per epoch, grouped by `lengths` when asked."""
     micro = min(config.batch_size, n_examples)

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from clo.distributed_scorer import score_sequences
 from clo.encoding import EncodedSequence, collate, encoding_fingerprint
-from clo.logprobs import sequence_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def compute_logps(
             ids = order[start : start + per_batch]
             batch = collate([flat[k] for k in ids], pad_id).to(device)
             with autocast_context(device):
-                lp, n = sequence_logprobs(
+                lp, n = score_sequences(
                     model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
                 )
             index = torch.tensor(ids)
@@ -123,6 +123,37 @@ def compute_logps(
     finally:
         model.train(was_training)
     return logps.view(-1, width), counts.view(-1, width)
+
+
+def reference_cache_path(
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
+    cache_dir: Path | None,
+) -> Path | None:
+    """Where the reference log-probs of this model and data are cached (None: no cache)."""
+    if cache_dir is None:
+        return None
+    return Path(cache_dir) / f"reference-{reference_key(model, tokenizer, encoded)}.safetensors"
+
+
+def read_cached_reference(path: Path | None, n_examples: int) -> torch.Tensor | None:
+    """The cached [n_examples, 4] log-probs at `path`, or None when absent or of other shape."""
+    if path is None or not path.exists():
+        return None
+    cached = load_file(str(path))["logps"]
+    if cached.shape != (n_examples, 4):
+        return None
+    logger.info("reference log-probs loaded from cache %s", path.name)
+    return cached
+
+
+def write_cached_reference(path: Path, logps: torch.Tensor) -> None:
+    """Write the cache file atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
+    save_file({"logps": logps.contiguous()}, str(tmp))
+    os.replace(tmp, path)
 
 
 def reference_logps(
@@ -136,19 +167,11 @@ def reference_logps(
     chunk_tokens: int = 1024,
 ) -> torch.Tensor:
     """Reference log-probs [N, 4], read from the cache when the key matches."""
-    path = None
-    if cache_dir is not None:
-        key = reference_key(model, tokenizer, encoded)
-        path = Path(cache_dir) / f"reference-{key}.safetensors"
-        if path.exists():
-            cached = load_file(str(path))["logps"]
-            if cached.shape == (len(encoded), 4):
-                logger.info("reference log-probs loaded from cache %s", path.name)
-                return cached
+    path = reference_cache_path(model, tokenizer, encoded, cache_dir)
+    cached = read_cached_reference(path, len(encoded))
+    if cached is not None:
+        return cached
     logps, _ = compute_logps(model, encoded, pad_id, batch_size, chunk_tokens)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
-        save_file({"logps": logps.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        write_cached_reference(path, logps)
     return logps

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from clo.config import TrainConfig
+from clo.distributed_scorer import score_sequences
 from clo.encoding import SEQUENCE_NAMES, EncodedSequence, collate
-from clo.logprobs import sequence_logprobs
 from clo.loss import (
     SFT_COLUMNS,
     LossFn,
@@ -84,7 +84,7 @@ def loss_step(
     device = next(model.parameters()).device
     batch = collate(sequences, pad_id).to(device)
     with autocast_context(device):
-        logps, tokens = sequence_logprobs(
+        logps, tokens = score_sequences(
             model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
         )
     ref = ref.to(device) if ref is not None else None

@@ -11,6 +11,7 @@ what plain SFT costs rather than what CLO costs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,7 +32,7 @@ from clo.encoding import EncodedSequence, encode_quads, encoding_fingerprint, pa
 from clo.errors import CloError, Stopped
 from clo.loss import PAIRS
 from clo.pairs import Quadruple
-from clo.plan import make_plan
+from clo.plan import global_batch_config, make_plan
 from clo.reference import compute_logps, reference_logps
 from clo.schedule import lr_at
 from clo.step import (
@@ -103,8 +104,15 @@ def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class _Run:
-    """State of one training run; `step()` does one optimizer step."""
+class TrainingRun:
+    """State of one training run; `run_step()` does one optimizer step.
+
+    One process by default; clo.distributed_train subclasses the hooks marked below
+    (reference pass, wrapping, this rank's share of a micro-batch, metrics, checkpoints).
+    """
+
+    world_size = 1
+    checkpoint_subdir = "checkpoints"
 
     def __init__(
         self,
@@ -116,7 +124,7 @@ class _Run:
         reference_cache_dir: Path | None,
     ):
         self.config = config
-        self.ckpt_dir = workdir / "checkpoints"
+        self.ckpt_dir = workdir / self.checkpoint_subdir
         seed_everything(config.seed)
         self.encoded, report = encode_quads(
             tokenizer, quads, config.max_length, config.max_prompt_length
@@ -126,15 +134,7 @@ class _Run:
         # Scored with the untouched base model, before adapters exist or any update happens.
         self.ref: torch.Tensor | None = None
         if needs_base_reference(config.method):
-            self.ref = reference_logps(
-                model,
-                tokenizer,
-                self.encoded,
-                self.pad_id,
-                cache_dir=reference_cache_dir,
-                batch_size=config.batch_size,
-                chunk_tokens=config.logprob_chunk_tokens,
-            )
+            self.ref = self._base_reference(model, tokenizer, reference_cache_dir)
         self.phase_ref: torch.Tensor | None = None
         self.model = apply_trainable(model, config)
         if config.gradient_checkpointing:
@@ -146,14 +146,17 @@ class _Run:
                 self.model.gradient_checkpointing_enable(
                     gradient_checkpointing_kwargs={"use_reentrant": False}
                 )
+        # what the steps forward: the model itself, or its distributed wrapper (hook)
+        self.step_model = self._wrap(self.model)
         self.named_params = trainable_parameters(self.model)
         if not self.named_params:
             raise CloError("no trainable parameters: check the trainable option")
         self.optimizer = self._new_optimizer()
         # an example's micro-batch cost follows its longest sequence (all four are padded)
         lengths = [max(len(seq.input_ids) for seq in ex) for ex in self.encoded]
-        self.plan = make_plan(len(self.encoded), config, lengths)
-        self.fingerprint = run_fingerprint(config, self.encoded)
+        plan_config = global_batch_config(config, self.world_size)
+        self.plan = make_plan(len(self.encoded), plan_config, lengths)
+        self.fingerprint = run_fingerprint(plan_config, self.encoded)
         self.step = 0
         # the phase the optimizer state belongs to; a new phase starts a fresh optimizer
         self.optimizer_phase = self.plan.phase(0, config.method)
@@ -164,6 +167,48 @@ class _Run:
             count_parameters(self.model),
             self.plan.total_steps,
         )
+
+    # --- hooks (one process: the plain behaviour) ---
+
+    def _base_reference(self, model: Any, tokenizer: Any, cache_dir: Path | None) -> torch.Tensor:
+        cfg = self.config
+        return reference_logps(
+            model,
+            tokenizer,
+            self.encoded,
+            self.pad_id,
+            cache_dir=cache_dir,
+            batch_size=cfg.batch_size,
+            chunk_tokens=cfg.logprob_chunk_tokens,
+        )
+
+    def _wrap(self, model: Any) -> Any:
+        return model
+
+    def _local(self, micro_batch: list[int]) -> list[int]:
+        """The examples of a micro-batch this process forwards."""
+        return micro_batch
+
+    def _accumulating(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Context of one micro-batch's forward and backward (`last`: of the step)."""
+        return contextlib.nullcontext()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss.backward()  # type: ignore[no-untyped-call]  # its share of the step's loss
+
+    def _step_metrics(
+        self, parts: list[tuple[dict[str, float], int]], tokens: int
+    ) -> tuple[dict[str, float], int]:
+        return step_metrics(parts), tokens
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "data_order": list(self.plan.order),
+            "phase": self.optimizer_phase,
+        }
+
+    # --- the run ---
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -179,24 +224,31 @@ class _Run:
         if path is None:
             return
         ckpt = load_checkpoint(path)
-        if ckpt.state.get("fingerprint") != self.fingerprint:
-            raise CloError(
-                f"checkpoint {path} belongs to a different config or data set; "
-                "use a fresh workdir or the original config"
-            )
+        self._check_fingerprint(ckpt.state, path)
         with torch.no_grad():
             for name, p in self.named_params:
                 p.copy_(ckpt.tensors[name])
         self.phase_ref = ckpt.tensors.get(PHASE_REF)
-        order = ckpt.state.get("data_order")
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self._restore_position(ckpt.state, path)
+
+    def _check_fingerprint(self, state: dict[str, Any], path: Path) -> None:
+        if state.get("fingerprint") != self.fingerprint:
+            raise CloError(
+                f"checkpoint {path} belongs to a different config or data set; "
+                "use a fresh workdir or the original config"
+            )
+
+    def _restore_position(self, state: dict[str, Any], path: Path) -> None:
+        """Data order, RNG, step and phase from a checkpoint's state.json."""
+        order = state.get("data_order")
         if order is not None and sorted(order) == sorted(self.plan.order):
             # the order the run started with, whatever this code's grouping would pick now
             self.plan = dataclasses.replace(self.plan, order=tuple(order))
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        restore_rng(ckpt.state["rng"])
-        self.step = ckpt.step
+        restore_rng(state["rng"])
+        self.step = int(state["step"])
         # checkpoints from before phases were recorded come from single-phase runs
-        self.optimizer_phase = ckpt.state.get("phase") or self.config.method
+        self.optimizer_phase = state.get("phase") or self.config.method
         if self.optimizer_phase == "dpo" and self.phase_ref is None:
             raise CloError(f"checkpoint {path} is in the DPO phase but lacks its reference")
         logger.info("resumed from %s at step %d", path, self.step)
@@ -206,15 +258,7 @@ class _Run:
         if self.phase_ref is not None:
             tensors[PHASE_REF] = self.phase_ref
         return save_checkpoint(
-            self.ckpt_dir,
-            self.step,
-            tensors,
-            self.optimizer.state_dict(),
-            {
-                "fingerprint": self.fingerprint,
-                "data_order": list(self.plan.order),
-                "phase": self.optimizer_phase,
-            },
+            self.ckpt_dir, self.step, tensors, self.optimizer.state_dict(), self._checkpoint_state()
         )
 
     def _start_phase(self, phase: str) -> None:
@@ -225,7 +269,7 @@ class _Run:
         if phase == "dpo":
             # scored once, by the SFT model as it stands before any DPO update
             self.phase_ref, _ = compute_logps(
-                self.model,
+                self.step_model,
                 self.encoded,
                 self.pad_id,
                 self.config.batch_size,
@@ -258,24 +302,27 @@ class _Run:
         micro_batches = plan.micro_batches(step)
         loss_fn = loss_function(cfg, phase, step_totals(cfg, phase, self.encoded, micro_batches))
         columns = phase_columns(cfg, phase)
-        for ids in micro_batches:
+        for k, global_ids in enumerate(micro_batches):
+            ids = self._local(global_ids)
             seqs = [self.encoded[i][c] for i in ids for c in columns]
-            out, n_tok = loss_step(
-                self.model,
-                seqs,
-                ref[ids] if ref is not None else None,
-                loss_fn,
-                self.pad_id,
-                cfg.logprob_chunk_tokens,
-                width=len(columns),
-            )
-            out.loss.backward()  # type: ignore[no-untyped-call]  # its share of the step's loss
+            with self._accumulating(last=k == len(micro_batches) - 1):
+                out, n_tok = loss_step(
+                    self.step_model,
+                    seqs,
+                    ref[ids] if ref is not None else None,
+                    loss_fn,
+                    self.pad_id,
+                    cfg.logprob_chunk_tokens,
+                    width=len(columns),
+                )
+                self._backward(out.loss)
             tokens += n_tok
             parts.append((out.metrics(), len(ids)))
         params = [p for _, p in self.named_params]
         grad_norm = (
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
         )
+        merged, tokens = self._step_metrics(parts, tokens)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -284,15 +331,16 @@ class _Run:
             "stage": "training",
             "step": self.step,
             "total_steps": plan.total_steps,
-            **step_metrics(parts),
+            **merged,
             "lr": lr,
             "tokens_per_second": tokens / elapsed,
             "step_seconds": elapsed,
             "phase": phase,
             "epoch": self.step * plan.examples_per_step / len(self.encoded),
         }
-        if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
+        if grad_norm is not None:  # a sharded run's norm is a DTensor of the global norm
+            full = getattr(grad_norm, "full_tensor", None)
+            metrics["grad_norm"] = float(full() if full is not None else grad_norm)
         return metrics
 
 
@@ -315,7 +363,15 @@ def train(
         raise CloError("no training examples: train_quads is empty")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    run = _Run(model, tokenizer, train_quads, config, workdir, reference_cache_dir)
+    run = TrainingRun(model, tokenizer, train_quads, config, workdir, reference_cache_dir)
+    return run_training(run, progress, should_stop)
+
+
+def run_training(
+    run: TrainingRun, progress: Progress | None, should_stop: ShouldStop | None
+) -> TrainResult:
+    """Resume `run` from its checkpoints and train it to the end (see train)."""
+    config = run.config
     run.resume()
     run.model.train()
     history: list[dict[str, Any]] = []
