@@ -33,10 +33,10 @@ from api.ops.router import router as ops_router
 from api.pagination import CursorCodec
 from api.webhooks.router import job_deliveries_router
 from api.webhooks.router import router as webhooks_router
-from persistence.artifact_store import ArtifactStore
 from persistence.db import make_engine, make_session_factory
 from persistence.migrate import upgrade_head
 from persistence.settings import Settings, get_settings
+from persistence.storage import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.store = ArtifactStore(settings.artifact_root)
+    app.state.store = open_store(settings)  # local folder, or s3:// for many hosts
     app.state.link_signer = LinkSigner(settings)
     app.state.cursors = CursorCodec(settings)
     app.state.metrics = ApiMetrics(app.state)

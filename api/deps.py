@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import InvalidRequest, NotFound, Unauthorized
-from persistence.artifact_store import ArtifactStore
+from persistence.artifact_store import BlobStore
 from persistence.models import Job, Tenant
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import tenants as tenants_repo
@@ -71,12 +71,12 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ArtifactStore:
+def get_store(request: Request) -> BlobStore:
     return request.app.state.store
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+StoreDep = Annotated[BlobStore, Depends(get_store)]
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -82,8 +82,9 @@ def copy_counted(chunks: Iterable[bytes], out: _Writable, max_bytes: int | None)
 class BlobStore(ABC):
     """Write-once objects under safe keys; a reader only ever sees finished objects."""
 
-    #: Downloads answer a redirect to `presigned_url` instead of streaming (object stores).
-    redirect_downloads: bool = False
+    #: When set, downloads answer a redirect to a `presigned_url` living this many seconds
+    #: instead of streaming the bytes through the API (object stores only).
+    download_redirect_seconds: int | None = None
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...

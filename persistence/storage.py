@@ -30,5 +30,7 @@ def open_store(settings: Settings) -> BlobStore:
         location.root,
         endpoint_url=settings.storage_endpoint_url,
         region=settings.storage_region,
-        redirect_downloads=settings.download_mode == "redirect",
+        download_redirect_seconds=(
+            settings.presigned_url_seconds if settings.download_mode == "redirect" else None
+        ),
     )

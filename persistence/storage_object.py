@@ -27,10 +27,10 @@ READ_BLOCK = 8 * 1024 * 1024
 class ObjectStore(BlobStore):
     """Objects under `root` ('bucket/prefix') of an fsspec file system."""
 
-    def __init__(self, fs: Any, root: str, *, redirect_downloads: bool = False) -> None:
+    def __init__(self, fs: Any, root: str, *, download_redirect_seconds: int | None = None) -> None:
         self.fs = fs
         self.root = root.strip("/")
-        self.redirect_downloads = redirect_downloads
+        self.download_redirect_seconds = download_redirect_seconds
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.fs.protocol!r}, {self.root!r})"
@@ -135,7 +135,7 @@ def s3_store(
     *,
     endpoint_url: str | None,
     region: str | None,
-    redirect_downloads: bool = False,
+    download_redirect_seconds: int | None = None,
 ) -> ObjectStore:
     """An ObjectStore on S3 or an S3-compatible endpoint; credentials come from the standard
     AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE)."""
@@ -156,4 +156,4 @@ def s3_store(
         # Other hosts write the same bucket: a cached listing would hide their objects.
         use_listings_cache=False,
     )
-    return ObjectStore(fs, root, redirect_downloads=redirect_downloads)
+    return ObjectStore(fs, root, download_redirect_seconds=download_redirect_seconds)

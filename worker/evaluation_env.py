@@ -13,8 +13,9 @@ from pathlib import Path
 
 from clo.errors import CloError
 from clo.resolve import BASELINE_PARAM, ResolvedJob
-from persistence.artifact_store import ArtifactStore
+from persistence.artifact_store import BlobStore
 from persistence.settings import Settings
+from persistence.storage import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def baseline_bundle(resolved: ResolvedJob, workdir: Path, settings: Settings) ->
     baseline = resolved.baseline
     if baseline is None or resolved.judge is None:
         return None  # only the judge uses a baseline
-    store = ArtifactStore(settings.artifact_root)
+    store = open_store(settings)
     if baseline.bundle_key is None or not store.exists(baseline.bundle_key):
         raise CloError(
             f"baseline job {baseline.job_id} has no stored bundle",
@@ -44,7 +45,7 @@ def baseline_bundle(resolved: ResolvedJob, workdir: Path, settings: Settings) ->
     return target
 
 
-def _unpack(store: ArtifactStore, key: str, target: Path) -> None:
+def _unpack(store: BlobStore, key: str, target: Path) -> None:
     """Extract a bundle tar (safely: no links, nothing outside target), then mark it done."""
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)

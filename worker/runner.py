@@ -21,12 +21,13 @@ from clo.errors import CloError, JobError, Stopped, new_reference
 from clo.pipeline import PipelineHooks, PipelineResult, RunInputs, run_pipeline
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
-from persistence.artifact_store import ArtifactStore, StoredObject, make_key
+from persistence.artifact_store import StoredObject, make_key
 from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.models import Job
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
+from persistence.storage import open_store
 from service.catalog import ServiceCatalog
 from worker import evaluation_env
 from worker.base_cache import DbBaseCache
@@ -232,7 +233,7 @@ def _fetch_upload(key: str, workdir: Path, settings: Settings) -> Path:
     target = workdir / "seed_upload.jsonl"
     if target.exists():
         return target
-    store = ArtifactStore(settings.artifact_root)
+    store = open_store(settings)
     if not store.exists(key):
         raise CloError(
             "the uploaded seed file no longer exists; upload it again",
@@ -248,7 +249,7 @@ def _fetch_upload(key: str, workdir: Path, settings: Settings) -> Path:
 
 def _store_results(held: HeldLease, settings: Settings, result: PipelineResult) -> None:
     """Put the bundle (and merged model) in the artifact store and register them."""
-    store = ArtifactStore(settings.artifact_root)
+    store = open_store(settings)
     job = str(held.lease.job_id)
     # trainable=full has no adapter: its bundle is the whole model.
     first = "adapter.tar" if result.bundle_kind == "adapter" else "model.tar"

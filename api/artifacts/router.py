@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from api.artifacts import service
@@ -22,6 +22,7 @@ downloads_router = APIRouter(prefix="/v1/downloads", tags=["artifacts"], respons
 _FILE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range"},
+    307: {"description": "CLO_DOWNLOAD_MODE=redirect: a presigned URL of the object store"},
     416: {"model": ErrorEnvelope, "description": "Range not satisfiable"},
 }
 _LINK_GONE = {"model": ErrorEnvelope, "description": "The link expired, or its key was revoked"}
@@ -38,9 +39,7 @@ def list_artifacts(session: SessionDep, job: CurrentJob) -> list[ArtifactRead]:
 
 
 @router.get("/{job_id}/artifacts/{name}", response_class=FileResponse, responses=_FILE_RESPONSES)
-def download_artifact(
-    name: str, session: SessionDep, job: CurrentJob, store: StoreDep
-) -> FileResponse:
+def download_artifact(name: str, session: SessionDep, job: CurrentJob, store: StoreDep) -> Response:
     """The file, streamed; X-Checksum-Sha256 and ETag carry its sha256; Range gives 206."""
     return service.download(session, job, name, store)
 
@@ -67,7 +66,7 @@ def create_download_link(
 )
 def download_by_link(
     token: str, request: Request, session: SessionDep, store: StoreDep
-) -> FileResponse:
+) -> Response:
     """The artifact a download link names, as GET /v1/jobs/{id}/artifacts/{name} serves it."""
     signer: LinkSigner = request.app.state.link_signer
     job_id, name, key_id = signer.read(token)

@@ -8,14 +8,15 @@ import re
 import uuid
 from datetime import datetime
 
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 from starlette.responses import MalformedRangeHeader
 from starlette.responses import RangeNotSatisfiable as RangeOutside
 
+from api.artifacts.store_download import store_download
 from api.errors import BadRequest, NotFound, RangeNotSatisfiable
 from api.jobs.schemas import ArtifactRead
-from persistence.artifact_store import ArtifactStore, UnsafeKeyError
+from persistence.artifact_store import BlobStore, UnsafeKeyError
 from persistence.models import Artifact, Job
 from persistence.repositories import artifacts as artifacts_repo
 
@@ -77,25 +78,26 @@ def find_artifact(session: Session, job_id: uuid.UUID, name: str) -> Artifact:
     return row
 
 
-def download(session: Session, job: Job, name: str, store: ArtifactStore) -> ArtifactFileResponse:
+def download(session: Session, job: Job, name: str, store: BlobStore) -> Response:
     """Serve the stored key the job's artifact row of that name maps to."""
     row = find_artifact(session, job.id, name)
     try:
-        path = store.resolve(row.key)
+        path = store.local_path(row.key)
     except UnsafeKeyError:
         logger.error("artifact row with unsafe key", extra={"job_id": str(job.id)})
         raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing") from None
+    digest_b64 = base64.b64encode(bytes.fromhex(row.sha256)).decode()
+    headers = {
+        "ETag": f'"{row.sha256}"',
+        "X-Checksum-Sha256": row.sha256,
+        "Repr-Digest": f"sha-256=:{digest_b64}:",
+    }
+    if path is None:  # an object store (CLO_STORAGE_URL=s3://...): streamed or redirected
+        parse_range = ArtifactFileResponse._parse_range_header
+        return store_download(store, row.key, row.name, headers, parse_range)
     if not path.is_file():
         logger.error("artifact file missing from store", extra={"job_id": str(job.id)})
         raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing")
-    digest_b64 = base64.b64encode(bytes.fromhex(row.sha256)).decode()
     return ArtifactFileResponse(
-        path,
-        filename=row.name,
-        media_type="application/octet-stream",
-        headers={
-            "ETag": f'"{row.sha256}"',
-            "X-Checksum-Sha256": row.sha256,
-            "Repr-Digest": f"sha-256=:{digest_b64}:",
-        },
+        path, filename=row.name, media_type="application/octet-stream", headers=headers
     )

@@ -21,7 +21,7 @@ from api.deps import after_commit
 from api.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from api.files.schemas import FILE_PURPOSE, FileDeleted, FileList, FileRead
 from clo.seed import validate_jsonl_lines
-from persistence.artifact_store import ArtifactStore, make_key
+from persistence.artifact_store import BlobStore, make_key
 from persistence.models import Tenant, UploadedFile
 from persistence.repositories import files as files_repo
 from persistence.repositories import tenants as tenants_repo
@@ -122,7 +122,7 @@ def _boundary(content_type: str) -> str:
 
 
 def store_upload(
-    session: Session, tenant: Tenant, upload: ReceivedUpload, store: ArtifactStore
+    session: Session, tenant: Tenant, upload: ReceivedUpload, store: BlobStore
 ) -> UploadedFile:
     """Validate every line, then store the file and its row."""
     with open(upload.path, "rb") as handle:
@@ -205,7 +205,7 @@ def list_files(
 
 
 def delete_file(
-    session: Session, tenant: Tenant, file_id: uuid.UUID, store: ArtifactStore
+    session: Session, tenant: Tenant, file_id: uuid.UUID, store: BlobStore
 ) -> FileDeleted:
     """Delete the row now and the stored bytes once that commits; 409 while a job needs it."""
     row = get_file(session, tenant, file_id)
