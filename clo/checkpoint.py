@@ -6,6 +6,12 @@ A checkpoint `step-00000012/` holds
 - `optimizer.pt`: the optimizer state dict (tensors + numbers; loaded with weights_only=True),
 - `state.json`: step, data order, RNG states of python/numpy/torch, config fingerprint.
 The rename is the commit point, so a crash mid-write leaves no half checkpoint behind.
+
+Inside `fenced_checkpoints(fence)` (the worker, holding a job's lease) writes go to the
+writer's own folder `owner-<lease token>/` and only while `fence.may_write()` holds, and a
+resume takes the writer's own newest checkpoint or the one an earlier holder committed
+(recorded in the database under its lease), never just the newest on disk: a worker that
+lost its lease can neither write where the new holder reads nor be resumed from.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import json
 import logging
 import random
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +32,58 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from clo.atomic_dir import write_dir_atomically
+from clo.errors import Stopped
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "step-"
 KEEP = 2  # older checkpoints are pruned after a new one lands
+OWNER_PREFIX = "owner-"
+
+
+class FencedOut(Stopped):
+    """The writer lost its right to write checkpoints (its lease): nothing was written."""
+
+
+@dataclass
+class CheckpointFence:
+    """Who writes checkpoints now, and which checkpoint a resume may take.
+
+    `owner` names the writer's folder (a lease token); `committed` is a checkpoint an
+    earlier holder recorded as its last; `may_write()` is asked before and after writing,
+    and a False leaves nothing behind. `saved` is the last checkpoint this writer wrote.
+    """
+
+    owner: str
+    may_write: Callable[[], bool]
+    committed: Path | None = None
+    saved: Path | None = field(default=None, init=False)
+
+
+_fence: ContextVar[CheckpointFence | None] = ContextVar("checkpoint_fence", default=None)
+
+
+@contextmanager
+def fenced_checkpoints(fence: CheckpointFence) -> Iterator[CheckpointFence]:
+    """Checkpoints saved and resumed inside this block follow `fence` (see the module doc)."""
+    token = _fence.set(fence)
+    try:
+        yield fence
+    finally:
+        _fence.reset(token)
+
+
+def owner_folder(directory: Path, owner: str) -> Path:
+    return Path(directory) / f"{OWNER_PREFIX}{owner}"
+
+
+def checkpoint_at(folder: Path, step: int) -> Path:
+    """The checkpoint of `step` in `folder` (an owner's folder, or a checkpoints folder)."""
+    return Path(folder) / f"{PREFIX}{step:08d}"
+
+
+def step_of(path: Path) -> int:
+    return int(path.name[len(PREFIX) :])
 
 
 @dataclass
@@ -72,8 +128,17 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     state: dict[str, Any],
 ) -> Path:
-    """Write checkpoint for `step` atomically and prune older ones; returns its path."""
-    final = directory / f"{PREFIX}{step:08d}"
+    """Write checkpoint for `step` atomically and prune older ones; returns its path.
+
+    Under a fence the checkpoint goes to the owner's folder, and FencedOut is raised (with
+    nothing left on disk) when the fence refuses before or after the files are written.
+    """
+    fence = _fence.get()
+    if fence is not None:
+        if not fence.may_write():
+            raise FencedOut(f"checkpoint at step {step} not written: the lease is lost")
+        directory = owner_folder(directory, fence.owner)
+    final = checkpoint_at(directory, step)
 
     def write(tmp: Path) -> None:
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -81,10 +146,15 @@ def save_checkpoint(
         torch.save(optimizer_state, tmp / "optimizer.pt")
         full_state = {**state, "step": step, "rng": rng_state()}
         (tmp / "state.json").write_text(json.dumps(full_state))
+        # Asked again just before the rename: the write may have outlasted the lease.
+        if fence is not None and not fence.may_write():
+            raise FencedOut(f"checkpoint at step {step} discarded: the lease is lost")
 
     write_dir_atomically(final, write)
     for old in _checkpoints(directory)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    if fence is not None:
+        fence.saved = final
     logger.info("checkpoint saved at step %d: %s", step, final)
     return final
 
@@ -97,13 +167,41 @@ def _checkpoints(directory: Path) -> list[Path]:
         for p in directory.iterdir()
         if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()
     ]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    return sorted(found, key=step_of)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint directory, or None."""
-    found = _checkpoints(Path(directory))
-    return found[-1] if found else None
+    """The newest complete checkpoint directory, or None.
+
+    Under a fence: the owner's own newest, else the committed one if it is complete and
+    inside `directory`; checkpoints of other writers are never taken.
+    """
+    directory = Path(directory)
+    fence = _fence.get()
+    if fence is None:
+        found = _checkpoints(directory)
+        return found[-1] if found else None
+    own = _checkpoints(owner_folder(directory, fence.owner))
+    if own:
+        return own[-1]
+    committed = fence.committed
+    if committed is None or not (committed / "state.json").is_file():
+        return None
+    if not committed.resolve().is_relative_to(directory.resolve()):
+        return None
+    return committed
+
+
+def discard_other_owners(directory: Path, owner: str) -> None:
+    """Remove every other writer's checkpoints, older unfenced ones too (call once the
+    owner's own checkpoint is committed: nothing else can be resumed from then)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    keep = owner_folder(directory, owner).name
+    for path in directory.iterdir():
+        if path.is_dir() and path.name != keep:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -133,20 +133,46 @@ class BlobStore(ABC):
         return self.write_stream(key, [data])
 
     def write_dir_archive(self, key: str, source_dir: Path) -> StoredObject:
-        """Store a folder (an adapter bundle) as one uncompressed tar; safetensors barely zip."""
+        """Store a folder (an adapter bundle) as one uncompressed tar; safetensors barely zip.
+
+        The tar is streamed straight into the store's own staging (a partial file next to
+        the key, a staging object), never built in the system temp folder first: a bundle
+        takes its size once on disk, not twice.
+        """
         source_dir = Path(source_dir)
         if not source_dir.is_dir():
             raise NotADirectoryError(source_dir)
-        fd, tmp_tar = tempfile.mkstemp(suffix=".tar")
-        os.close(fd)
-        try:
-            with tarfile.open(tmp_tar, "w") as tar:
-                for path in sorted(source_dir.rglob("*")):
-                    if path.is_file() and not path.is_symlink():
-                        tar.add(path, arcname=path.relative_to(source_dir).as_posix())
-            return self.write_file(key, Path(tmp_tar))
-        finally:
-            Path(tmp_tar).unlink(missing_ok=True)
+        return self.write_stream(key, tar_chunks(source_dir))
+
+
+def tar_chunks(source_dir: Path) -> Iterator[bytes]:
+    """The regular files under `source_dir` as an uncompressed tar, in chunks of at most
+    CHUNK bytes (a multi-GB model is never held in memory). Headers come from tarfile, so
+    `tarfile.open` reads the result like one it wrote."""
+    written = 0
+    for path in sorted(source_dir.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        stat = path.stat()
+        info = tarfile.TarInfo(path.relative_to(source_dir).as_posix())
+        info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), stat.st_mode & 0o777
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        yield header
+        with open(path, "rb") as handle:
+            left = info.size
+            while left > 0:
+                chunk = handle.read(min(CHUNK, left))
+                if not chunk:
+                    raise OSError(f"{path} shrank while it was archived")
+                left -= len(chunk)
+                yield chunk
+        padding = -info.size % tarfile.BLOCKSIZE
+        yield tarfile.NUL * padding
+        written += len(header) + info.size + padding
+    # End of archive: two zero blocks, then zeros up to a whole record, as tarfile writes.
+    end = 2 * tarfile.BLOCKSIZE
+    end += -(written + end) % tarfile.RECORDSIZE
+    yield tarfile.NUL * end
 
 
 class ArtifactStore(BlobStore):

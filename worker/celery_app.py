@@ -26,7 +26,10 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
         worker_max_tasks_per_child=wsettings.max_tasks_per_child,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Postgres decides who runs a job and the lease heartbeat goes to Postgres: a broker
+        # outage must not end the running task (its late ack then fails, and a redelivered
+        # wake-up finds the job held or finished, a no-op).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(
             settings.broker_url, settings.data_dir, wsettings.visibility_timeout_seconds

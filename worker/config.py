@@ -31,6 +31,11 @@ class WorkerSettings(BaseSettings):
         gt=0,
         description="Re-send the wake-up of a job queued this long (duplicates are harmless).",
     )
+    keep_failed_work: bool = Field(
+        False,
+        description="Keep a failed job's work folder (for debugging); every other terminal "
+        "state removes it.",
+    )
     max_tasks_per_child: int = Field(1, ge=1, description="1: a fresh process (clean GPU) per job.")
 
     @property

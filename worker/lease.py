@@ -50,6 +50,8 @@ class HeldLease:
         self._thread: threading.Thread | None = None
         self.cancel_requested = threading.Event()
         self.lost = threading.Event()
+        # When the database last confirmed the lease (monotonic, so a SIGSTOP pause counts).
+        self._confirmed_at = time.monotonic()
 
     def write(self, fn: Callable[..., bool], *args: Any, **kwargs: Any) -> bool:
         """Run `fn(session, lease, ...)` in one transaction; roll back if the fence refuses.
@@ -102,10 +104,34 @@ class HeldLease:
             logger.warning("job %s: lease lost (%s refused); stopping", self.lease.job_id, where)
             self.lost.set()
 
+    def confirm(self) -> bool:
+        """Renew now and wait for the answer: True only while the lease is certainly ours.
+        Asked before every write outside the database (checkpoints, artifacts), which the
+        fenced UPDATEs cannot guard."""
+        asked_at = time.monotonic()
+        if not self.write(_renew, self._lease_seconds):
+            return False
+        self._confirmed_at = asked_at  # the lease now runs lease_seconds from (after) here
+        return True
+
+    def may_have_expired(self) -> bool:
+        """No renewal confirmed for half a lease: the process may have been paused (SIGSTOP,
+        swapping, a debugger) past its lease, and must ask before it acts again."""
+        return time.monotonic() - self._confirmed_at > self._lease_seconds / 2
+
+    def still_held(self) -> bool:
+        """Cheap check for every training step: asks the database only when may_have_expired."""
+        if self.lost.is_set():
+            return False
+        return not self.may_have_expired() or self.confirm()
+
     def beat(self) -> None:
         """Renew once; record a cancel request or a lost lease."""
+        asked_at = time.monotonic()
         with session_scope(self._factory) as session:
             state = leases.renew_lease(session, self.lease, self._lease_seconds)
+        if state is not None:
+            self._confirmed_at = asked_at
         if state is None:
             self._mark_lost("heartbeat")
         elif state.cancel_requested and not self.cancel_requested.is_set():
@@ -140,3 +166,7 @@ class HeldLease:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_heartbeat()
+
+
+def _renew(session: Session, lease: Lease, lease_seconds: int) -> bool:
+    return leases.renew_lease(session, lease, lease_seconds) is not None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from clo.checkpoint import OWNER_PREFIX, discard_other_owners
+from clo.errors import Stopped
 from clo.events import CheckpointSaved, Event, StepDone
 from persistence.repositories import leases
 from worker.lease import HeldLease
 
 logger = logging.getLogger(__name__)
+
 
 class ProgressRecorder:
     """The `progress` hook for one job: stage changes and events now, progress at most 1/s.
@@ -30,6 +34,10 @@ class ProgressRecorder:
         self._pending_progress: dict[str, Any] | None = None
 
     def __call__(self, event: Event) -> None:
+        # After every step: a process that slept past its lease (SIGSTOP) stops here, before
+        # it exports or stores anything the new holder could mistake for its own.
+        if not self.held.still_held():
+            raise Stopped("lease lost")
         if event.stage != self.stage:
             self.flush()
             self.stage = event.stage
@@ -38,7 +46,11 @@ class ProgressRecorder:
             self.held.write(leases.set_stage, event.stage)
             self._last_write = None  # show a new stage's first step at once
         if isinstance(event, CheckpointSaved):
-            self.held.write(leases.record_checkpoint, event.path, event.step)
+            # The commit point: a resumed attempt takes only the checkpoint recorded here.
+            committed = self.held.write(leases.record_checkpoint, event.path, event.step)
+            folder = Path(event.path)
+            if committed and folder.name.startswith(OWNER_PREFIX):
+                discard_other_owners(folder.parent, self.held.lease.token.hex)
             # Clients see the step, not the worker's filesystem.
             self.held.write(
                 leases.add_event,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clo.checkpoint import CheckpointFence, checkpoint_at, fenced_checkpoints, step_of
 from clo.errors import CloError, JobError, Stopped, new_reference
 from clo.pipeline import PipelineHooks, PipelineResult, RunInputs, run_pipeline
 from clo.resolve import ResolvedJob, resolve_job
@@ -29,7 +30,7 @@ from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
 from persistence.storage import open_store
 from service.catalog import ServiceCatalog
-from worker import evaluation_env
+from worker import evaluation_env, work_folders
 from worker.base_cache import DbBaseCache
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease, is_transient_db_error
@@ -99,6 +100,10 @@ def run_job(
     except ValueError:
         logger.error("ignoring message with malformed job id %r", job_id)
         return "not_claimable"
+    try:
+        work_folders.sweep_finished(factory, wsettings.work_root, wsettings.keep_failed_work)
+    except Exception:  # noqa: BLE001 - housekeeping must not keep a job from running
+        logger.exception("sweeping finished jobs' work folders failed")
     with session_scope(factory) as session:
         lease = leases.claim_job(session, job_uuid, worker_id, settings.lease_seconds)
     if lease is None:
@@ -113,39 +118,60 @@ def run_job(
 def _run_claimed(
     held: HeldLease, settings: Settings, wsettings: WorkerSettings, factory: sessionmaker[Session]
 ) -> str:
-    lease = held.lease
+    workdir = wsettings.work_root / str(held.lease.job_id)
     recorder = ProgressRecorder(held, wsettings.progress_interval_seconds)
+    outcome = _run_attempt(held, recorder, workdir, settings, factory)
+    if outcome in work_folders.TERMINAL:
+        # Only a resumed attempt reads the folder; a released or lost job keeps it for that.
+        work_folders.remove_work_folder(workdir, outcome, wsettings.keep_failed_work)
+    return outcome
+
+
+def _run_attempt(
+    held: HeldLease,
+    recorder: ProgressRecorder,
+    workdir: Path,
+    settings: Settings,
+    factory: sessionmaker[Session],
+) -> str:
+    lease = held.lease
 
     def should_stop() -> bool:
-        return held.cancel_requested.is_set() or held.lost.is_set() or shutdown_requested()
+        # still_held asks the database when this process may have slept past its lease.
+        return held.cancel_requested.is_set() or not held.still_held() or shutdown_requested()
 
-    workdir = wsettings.work_root / str(lease.job_id)
     aliases: dict[str, str] = {}  # filled once the job is resolved: paths -> client names
+    fence = CheckpointFence(owner=lease.token.hex, may_write=held.confirm)
     try:
         with session_scope(factory) as session:
             job = jobs_repo.get_job(session, lease.job_id)
             assert job is not None
             session.expunge(job)  # read-only from here: the lease path does every write
+        # Resume only from what an earlier holder committed under its lease, never from
+        # whatever is newest on disk (a fenced-out worker may have written that).
+        if job.checkpoint_path and job.checkpoint_step is not None:
+            fence.committed = checkpoint_at(Path(job.checkpoint_path), job.checkpoint_step)
         resolved, inputs = _prepare(job, workdir, settings, factory)
         aliases = _model_aliases(resolved)
         hooks = PipelineHooks(progress=recorder, should_stop=should_stop)
-        result = run_pipeline(resolved, workdir, hooks, inputs)
+        with fenced_checkpoints(fence):
+            result = run_pipeline(resolved, workdir, hooks, inputs)
         recorder.flush()
         _store_results(held, settings, result)
     except Stopped:
         recorder.flush()
-        return _stopped(held)
+        return _stopped(held, fence)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
         recorder.flush()
         if held.lost.is_set():
             return "lease_lost"
         if held.cancel_requested.is_set():
-            return _stopped(held)
+            return _stopped(held, fence)
         if not isinstance(exc, Exception):
-            # SystemExit / KeyboardInterrupt: this process is being terminated (Celery cancels
-            # a late-ack task when it loses the broker), which is no fault of the job: give
-            # the lease up so it resumes from its checkpoint (the attempt counts to the cap).
-            _abandon(held, f"worker process terminated ({type(exc).__name__})")
+            # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
+            # which is no fault of the job: hand it back with the attempt refunded (only a
+            # death of the job's own process counts toward the cap, via its expired lease).
+            _hand_back(held, f"worker process terminated ({type(exc).__name__})")
             raise
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
@@ -153,38 +179,60 @@ def _run_claimed(
         reference = new_reference()
         error = error_for(exc, reference=reference, aliases=aliases)
         _log_failure(lease.job_id, exc, error, reference)
-        held.write(leases.finish_job, "failed", error=error, message=error["message"])
+        if not held.write(leases.finish_job, "failed", error=error, message=error["message"]):
+            return "lease_lost"
         return "failed"
     if not held.write(leases.finish_job, "succeeded", message="adapter ready"):
         return "lease_lost"
     logger.info("job %s succeeded", lease.job_id)
-    shutil.rmtree(workdir, ignore_errors=True)
     return "succeeded"
 
 
-def _stopped(held: HeldLease) -> str:
+def _stopped(held: HeldLease, fence: CheckpointFence) -> str:
     if held.lost.is_set():
         logger.warning("job %s: lease lost; leaving the job to its new holder", held.lease.job_id)
         return "lease_lost"
     if not held.cancel_requested.is_set() and shutdown_requested():
-        return _release(held)
-    held.write(
+        return _release(held, fence)
+    if not held.write(
         leases.finish_job, "cancelled", message="cancelled on request; finished artifacts kept"
-    )
+    ):
+        return "lease_lost"
     logger.info("job %s cancelled", held.lease.job_id)
     return "cancelled"
 
 
-def _release(held: HeldLease) -> str:
-    """Worker shutting down: hand the job back (attempt refunded) and wake another worker."""
+def _release(held: HeldLease, fence: CheckpointFence) -> str:
+    """Worker shutting down: commit the stop checkpoint, hand the job back (attempt refunded)
+    and wake another worker."""
     from worker.enqueue import enqueue_job
 
+    if fence.saved is not None:
+        # The stop checkpoint is the newest: the next holder resumes from it.
+        step = step_of(fence.saved)
+        if not held.write(leases.record_checkpoint, str(fence.saved.parent), step):
+            return "lease_lost"
     reason = "worker shutting down; checkpointed, back in the queue"
     if not held.write(leases.release_job, reason):
         return "lease_lost"
     enqueue_job(held.lease.job_id)
     logger.info("job %s released: %s", held.lease.job_id, reason)
     return "released"
+
+
+def _hand_back(held: HeldLease, reason: str) -> str:
+    """The process is going away: release the job (attempt refunded; the reaper re-sends its
+    wake-up, as the broker may be what is gone), or give the lease up when a cancel is
+    pending (release refuses then, and the reaper ends the job cancelled)."""
+    held.stop_heartbeat()
+    try:
+        if held.write(leases.release_job, reason):
+            logger.warning("job %s released: %s", held.lease.job_id, reason)
+            return "released"
+    except Exception:  # noqa: BLE001 - the lease then simply expires
+        logger.exception("job %s: could not release the job; its lease expires", held.lease.job_id)
+        return "abandoned"
+    return _abandon(held, reason)
 
 
 def _abandon(held: HeldLease, reason: str) -> str:
@@ -260,11 +308,19 @@ def _store_results(held: HeldLease, settings: Settings, result: PipelineResult) 
     def register(name: str, kind: str, stored: StoredObject) -> None:
         held.write(leases.record_artifact, name, kind, stored)
 
+    def confirm_held() -> None:
+        # The store is outside the fenced UPDATEs: a worker that lost its lease (paused past
+        # it, say) must not overwrite what the new holder stores under the same key.
+        if not held.confirm():
+            raise Stopped("lease lost before storing results")
+
     for name, kind, folder in uploads:
+        confirm_held()
         register(name, kind, store.write_dir_archive(make_key("jobs", job, name), folder))
     if result.evaluation is not None:
         data = json.dumps(result.evaluation, indent=2, ensure_ascii=False).encode()
         key = make_key("jobs", job, "evaluation.json")
+        confirm_held()
         register("evaluation.json", "report", store.write_bytes(key, data))
     held.write(
         leases.record_results,

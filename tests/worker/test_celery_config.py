@@ -11,7 +11,8 @@ def test_long_task_settings():
     conf = make_celery().conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1 and conf.worker_concurrency == 1
-    assert conf.worker_cancel_long_running_tasks_on_connection_loss
+    # A broker outage must not end a running job (Postgres holds its lease).
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is False
     assert conf.task_routes[TASK_NAME]["queue"] == conf.task_default_queue
     assert conf.accept_content == ["json"]  # no pickle from the broker
 
