@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
             gc.freeze()
         draining.install()  # after the server's own signal handlers, which it chains
         yield
-        draining.begin()
+        # No draining.begin() here: uvicorn runs this after open responses are done, and
+        # an app whose lifespan ended (a schema loader's) may still be served afterwards.
         draining.uninstall()
         engine.dispose()
 
