@@ -1,4 +1,5 @@
-"""Export a trained model as a stock-PEFT adapter (lora and attention-only) or a merged model.
+"""Export a trained model as a stock-PEFT adapter (lora and attention-only) or a merged model
+(also later, from an adapter on disk: merge_export; a plain LoRA of any result: clo.lora_extract).
 
 Attention-only training changes whole q/k/v/o matrices, which PEFT expresses as
 `modules_to_save` of a LoRA config with no LoRA targets (PEFT's own DUMMY_TARGET_MODULES
@@ -256,3 +257,47 @@ def export_merged(
     sums = _write_atomically(Path(out_dir), write)
     logger.info("merged model exported to %s", out_dir)
     return sums
+
+
+def merge_export(
+    path: Path,
+    out_dir: Path,
+    base: str | None = None,
+    base_revision: str | None = None,
+    device: str | None = None,
+) -> dict[str, str]:
+    """A merged full model from an adapter export (or a run folder) already on disk: base +
+    adapter through stock PEFT, merged, written as export_merged writes it (same dtype rule,
+    card and metadata). For jobs that did not ask for a merged model when they were created."""
+    from peft import PeftModel
+
+    from clo.loading import load_model_and_tokenizer
+    from clo.lora_source import find_source
+
+    source = find_source(path, base, base_revision)
+    if source.kind == "full":
+        raise CloError(f"{source.path} is a full model already; nothing to merge", param="path")
+    try:
+        config = TrainConfig.model_validate_json(
+            (source.path / "training_config.json").read_text(encoding="utf-8")
+        )
+        recorded = json.loads((source.path / "clo_metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CloError(
+            f"{source.path} is not a CLO export (training_config.json / clo_metadata.json: {exc})",
+            param="path",
+        ) from exc
+    model, tokenizer = load_model_and_tokenizer(
+        source.base_source, revision=source.base_revision, dtype=torch.float32, device=device
+    )
+    merged = PeftModel.from_pretrained(model, str(source.path)).merge_and_unload()
+    return export_merged(
+        merged,
+        tokenizer,
+        out_dir,
+        config=config,
+        base_model=source.base_name,
+        base_revision=source.base_revision,
+        data_hash=str(recorded.get("data_hash")),
+        metrics=dict(recorded.get("metrics") or {}),
+    )

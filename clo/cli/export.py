@@ -1,4 +1,5 @@
-"""`clo export lora`: a plain LoRA adapter any LoRA server loads, from any CLO result."""
+"""`clo export lora` (a plain LoRA any LoRA server loads, from any CLO result) and `clo export
+merged` (an adapter merged into its base), both from folders already on disk."""
 
 from __future__ import annotations
 
@@ -101,3 +102,26 @@ def lora_command(
             indent=2,
         )
     )
+
+
+@export_app.command("merged")
+def merged_command(
+    source: Annotated[
+        Path, typer.Argument(help="An adapter export, a job bundle or a run folder.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (replaced).")],
+    base: Annotated[
+        str | None, typer.Option(help="Base model folder or hub id (default: from the export).")
+    ] = None,
+    base_revision: Annotated[str | None, typer.Option(help="Base model revision.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: best).")] = None,
+) -> None:
+    """Merge the adapter into its base and write the full model (any server loads it)."""
+    from clo.errors import CloError
+    from clo.export import merge_export
+
+    try:
+        sums = merge_export(source, out, base=base, base_revision=base_revision, device=device)
+    except CloError as exc:
+        raise typer.BadParameter(str(exc), param_hint=_OPTIONS.get(exc.param or "")) from exc
+    typer.echo(json.dumps({"output": str(out), "files": sorted(sums)}, indent=2))

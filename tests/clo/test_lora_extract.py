@@ -217,3 +217,24 @@ def test_a_full_fine_tune_targets_every_linear_layer_and_lists_the_rest(
         AutoModelForCausalLM.from_pretrained(tiny_llama), str(tmp_path / "lora")
     )
     assert isinstance(lora.get_submodule("base_model.model.model.layers.1.mlp.up_proj"), LoraLayer)
+
+
+def test_an_adapter_on_disk_merges_into_a_full_model(
+    exported: Path, tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["export", "merged", str(exported), "--out", str(tmp_path / "merged")]
+    )
+    assert result.exit_code == 0, result.output
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not hasattr(merged, "peft_config")
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    exact = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_qwen2), str(exported)
+    )
+    torch.testing.assert_close(heldout_logps(merged, tok), heldout_logps(exact, tok))
+    assert "library_name: transformers" in (tmp_path / "merged" / "README.md").read_text()
+    again = CliRunner().invoke(
+        app, ["export", "merged", str(tmp_path / "merged"), "--out", str(tmp_path / "m2")]
+    )
+    assert again.exit_code == 2 and "full model already" in again.output
