@@ -49,6 +49,14 @@ def test_jobs_table_lists_the_tenants_jobs(  # type: ignore[no-untyped-def]
         "queue position"
     )
     browser_page.screenshot("jobs")
+    # Base-model suggestions: the causal LMs of GET /v1/models' list envelope (not the
+    # translator, nor the tenant's fine-tuned model that the succeeded job made).
+    options = page.locator("#model-options option")
+    expect(options).to_have_count(2)
+    assert sorted(options.nth(i).get_attribute("value") or "" for i in range(2)) == [
+        "tiny-lm",
+        "tiny-lm-2",
+    ]
 
     # Filters go to the API as query parameters.
     page.select_option("select[name=status]", "running")
