@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     )
     webhook_backoff_max_seconds: float = Field(3600.0, gt=0, description="Cap on that wait.")
     webhook_max_endpoints_per_tenant: int = Field(16, ge=1, le=1000)
+    webhook_allow_private_networks: bool | None = Field(
+        None,
+        description="POST webhooks to loopback/private/link-local addresses; unset: allowed "
+        "in development only (in production a tenant's URL must not reach internal hosts).",
+    )
     dispatcher_interval_seconds: float = Field(2.0, gt=0, description="Dispatcher pass period.")
     artifact_retention_days: int | None = Field(
         None,
@@ -157,6 +162,12 @@ class Settings(BaseSettings):
     def artifact_root(self) -> Path:
         assert self.artifact_dir is not None
         return self.artifact_dir
+
+    @property
+    def webhooks_may_reach_private_networks(self) -> bool:
+        if self.webhook_allow_private_networks is not None:
+            return self.webhook_allow_private_networks
+        return self.environment == "development"
 
     @property
     def filesystem_broker_dir(self) -> Path:

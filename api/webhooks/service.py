@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
 from api.deps import parse_uuid
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, InvalidRequest, NotFound
 from api.webhooks.schemas import (
     AttemptRead,
     DeliveryList,
@@ -23,6 +24,7 @@ from persistence.repositories import webhook_deliveries as deliveries_repo
 from persistence.repositories import webhooks as webhooks_repo
 from persistence.repositories.webhook_deliveries import ClaimedDelivery
 from persistence.settings import Settings
+from service.webhooks.addresses import non_public_literal
 from service.webhooks.events import TEST_EVENT_TYPE, ping_body
 from service.webhooks.sender import http_client, post_delivery
 from service.webhooks.signing import new_secret
@@ -40,6 +42,14 @@ def create_endpoint(
         raise Conflict(
             f"this tenant has {limit} webhook endpoints, the most allowed; delete one first",
             code="webhook_limit_reached",
+        )
+    host = urlsplit(body.url).hostname or ""
+    if not settings.webhooks_may_reach_private_networks and non_public_literal(host):
+        raise InvalidRequest(
+            f"url: {host} is not a public address; this service only sends webhooks to "
+            "public hosts (CLO_WEBHOOK_ALLOW_PRIVATE_NETWORKS)",
+            code="webhook_url_not_public",
+            param="url",
         )
     endpoint = webhooks_repo.create_endpoint(
         session,
@@ -98,7 +108,9 @@ def send_test(session: Session, endpoint: WebhookEndpoint, settings: Settings) -
         attempt=1,
     )
     with http_client(settings) as client:
-        result = post_delivery(client, claimed)
+        result = post_delivery(
+            client, claimed, allow_private=settings.webhooks_may_reach_private_networks
+        )
     deliveries_repo.record_attempt(
         session,
         delivery.id,

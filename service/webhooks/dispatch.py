@@ -52,7 +52,10 @@ def dispatch_once(
     outcomes = {"succeeded": 0, "retrying": 0, "gave_up": 0}
     if claimed:
         with ThreadPoolExecutor(max_workers=min(SENDERS, len(claimed))) as pool:
-            results = list(pool.map(lambda d: post_delivery(client, d), claimed))
+            allow = settings.webhooks_may_reach_private_networks
+            results = list(
+                pool.map(lambda d: post_delivery(client, d, allow_private=allow), claimed)
+            )
         for delivery, result in zip(claimed, results, strict=True):
             outcomes[_record(factory, settings, delivery, result)] += 1
     report = DispatchReport(

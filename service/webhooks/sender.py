@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 
 from persistence.models import utcnow
 from persistence.repositories.webhook_deliveries import ClaimedDelivery
 from persistence.settings import Settings
+from service.webhooks.addresses import first_non_public_address
 from service.webhooks.signing import SIGNATURE_HEADER, signature_header
 
 USER_AGENT = "clo-webhooks/1"
@@ -27,8 +29,15 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def post_delivery(client: httpx.Client, delivery: ClaimedDelivery) -> AttemptResult:
-    """POST the stored body, signed now; redirects are not followed (a 3xx is a failure)."""
+def post_delivery(
+    client: httpx.Client, delivery: ClaimedDelivery, *, allow_private: bool
+) -> AttemptResult:
+    """POST the stored body, signed now; redirects are not followed (a 3xx is a failure).
+    Without `allow_private`, a URL whose host resolves to a non-public address is not sent."""
+    if not allow_private:
+        refused = _refuse_non_public(delivery.url)
+        if refused is not None:
+            return AttemptResult(None, refused, 0)
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -51,6 +60,18 @@ def post_delivery(client: httpx.Client, delivery: ClaimedDelivery) -> AttemptRes
     excerpt = response.text[:200].strip()
     error = f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else "")
     return AttemptResult(response.status_code, error, elapsed)
+
+
+def _refuse_non_public(url: str) -> str | None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    address = first_non_public_address(host, parts.port or (443 if parts.scheme == "https" else 80))
+    if address is None:
+        return None
+    return (
+        f"refused: {host} resolves to the non-public address {address} "
+        "(CLO_WEBHOOK_ALLOW_PRIVATE_NETWORKS)"
+    )
 
 
 def backoff_seconds(failed_attempts: int, settings: Settings) -> float:

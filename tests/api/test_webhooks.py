@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
+from api.app import create_app
 from persistence.db import session_scope
 from persistence.models import WebhookEndpoint
 from service_cli.processes import free_port
+from tests.api.conftest import make_settings
 from tests.support.webhook_receiver import webhook_receiver
 
 ALL_TYPES = [
@@ -202,3 +205,37 @@ def test_test_endpoint_reports_the_receivers_error_status(client, tenant) -> Non
     delivery = response.json()
     assert delivery["status"] == "failed" and delivery["last_status_code"] == 500
     assert delivery["last_error"] == "HTTP 500: receiver failing on purpose"
+
+
+@pytest.fixture
+def public_only_client(pg_url, data_dir) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """The API as production runs it by default: webhooks only to public addresses."""
+    settings = make_settings(pg_url, data_dir, webhook_allow_private_networks=False)
+    with TestClient(create_app(settings, enqueue=lambda _job_id: None)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "10.1.2.3", "192.168.0.5", "169.254.169.254", "[::1]", "[::ffff:127.0.0.1]"],
+)
+def test_private_address_in_url_is_422_when_private_networks_are_off(  # type: ignore[no-untyped-def]
+    public_only_client, tenant, host
+) -> None:
+    body = {"url": f"http://{host}:8080/hook"}
+    response = public_only_client.post("/v1/webhooks", json=body, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("webhook_url_not_public", "url")
+
+
+def test_a_name_that_resolves_to_loopback_is_not_sent_to(public_only_client, tenant) -> None:  # type: ignore[no-untyped-def]
+    with webhook_receiver() as receiver:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        created = public_only_client.post("/v1/webhooks", json={"url": url}, headers=tenant.headers)
+        assert created.status_code == 201, created.text
+        path = f"/v1/webhooks/{created.json()['id']}/test"
+        delivery = public_only_client.post(path, headers=tenant.headers).json()
+    assert receiver.requests == []
+    assert delivery["status"] == "failed" and delivery["last_status_code"] is None
+    assert "non-public address" in delivery["last_error"]
