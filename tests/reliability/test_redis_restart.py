@@ -1,9 +1,9 @@
-"""Redis (the broker) restarted empty while one job trains and others wait: every accepted
-job still ends `succeeded` exactly once. The Redis here is private to the test."""
+"""Redis (the broker) restarted empty while one job trains and others wait: the running job
+trains on through the outage on its first attempt, the lost wake-ups of the others are re-sent,
+and every accepted job ends `succeeded` exactly once. The Redis here is private to the test."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -25,7 +25,8 @@ from tests.reliability.harness import (
 
 pytestmark = pytest.mark.slow
 
-LONG_STEPS, SHORT_STEPS, CHECKPOINT_EVERY = 40, 3, 3
+LONG_STEPS, SHORT_STEPS, CHECKPOINT_EVERY = 100, 3, 3
+OUTAGE_SECONDS = 3.0
 
 
 def test_redis_restart_loses_no_job_and_runs_none_twice(
@@ -54,28 +55,17 @@ def test_redis_restart_loses_no_job_and_runs_none_twice(
 
     private_redis.kill()  # every queued message is gone with it
     outage_started = time.monotonic()
-    # Celery terminates the running task when it loses the broker; the job gives its lease
-    # up and the reaper requeues it (no worker can claim it while the broker is down).
-    wait_until(
-        lambda: job_row(factory, running).status == "queued", 60, "job requeued", context=stack.tail
-    )
-    trained_before = max(step for step, _ in metric_steps(factory, running))
+    trained_before = job_row(factory, running).step or 0
     during_outage = submit(stack.base, key, train_spec(SHORT_STEPS, 2))  # still accepted
+    time.sleep(OUTAGE_SECONDS)
+    # The running task is not terminated for the lost broker: it trains on, lease in Postgres.
+    during = job_row(factory, running)
+    trained_during_outage = (during.step or 0) - trained_before
+    assert during.attempt == 1 and (during.status != "running" or trained_during_outage > 0)
     private_redis.start()
     restarted = time.monotonic()
     accepted = [running, *queued, during_outage]
     steps = {running: LONG_STEPS, **{j: SHORT_STEPS for j in accepted[1:]}}
-
-    wait_until(
-        lambda: (
-            (r := job_row(factory, running)).status in TERMINAL
-            or (r.attempt == 2 and r.stage == "training")
-        ),
-        120,
-        "interrupted job training again",
-        context=stack.tail,
-    )
-    training_again_s = time.monotonic() - restarted
 
     def all_finished():
         rows = {j: job_row(factory, j) for j in accepted}
@@ -93,19 +83,16 @@ def test_redis_restart_loses_no_job_and_runs_none_twice(
         assert types.count("succeeded") == 1, (job_id, types)
         assert artifact_names(factory, job_id) == ["adapter.tar"]
         assert [s for s, _ in metric_steps(factory, job_id)] == list(range(1, steps[job_id] + 1))
-    # Celery terminated the running task when the broker vanished: the job gave its lease up
-    # (it did not fail) and resumed from its checkpoint (every step's metrics once, above).
+    # The running job was never interrupted: one attempt, nothing given up or resumed.
+    assert finals[running].attempt == 1
     types = event_types(factory, running)
-    assert "abandoned" in types and "failed" not in types, types
-    resumed = re.search(rf"resumed from \S*{running}\S* at step (\d+)", stack.log("w1"))
-    assert resumed, stack.tail()
-    steps_redone = trained_before - int(resumed.group(1))
-    assert 0 <= steps_redone <= CHECKPOINT_EVERY
+    assert types.count("started") == 1 and not {"abandoned", "released"} & set(types), types
+    assert "resumed from" not in stack.log("w1")
     record(
         "redis restarted (queued + running)",
         **outcomes(factory, accepted),
-        steps_redone=steps_redone,
+        attempt=finals[running].attempt,
+        trained_during_outage=trained_during_outage,
         outage_s=round(restarted - outage_started, 1),
-        recover_s=round(training_again_s, 1),
         all_done_s=round(recovered_s, 1),
     )
