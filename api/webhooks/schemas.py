@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.webhooks.addresses import literal_address
 from service.webhooks.events import WEBHOOK_EVENT_TYPES, WebhookEventType
 
 MAX_URL_LENGTH = 2048
@@ -31,17 +33,24 @@ class WebhookCreate(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
+        if any(ord(ch) < 33 or ord(ch) == 127 or ch.isspace() for ch in value):
+            raise ValueError("url must not contain whitespace or control characters")
         try:
             parts = urlsplit(value)
             _ = parts.port  # raises on a port that is not a number in range
-        except ValueError as exc:
+            httpx.URL(value)  # what the sender will parse
+        except (ValueError, httpx.InvalidURL) as exc:
             raise ValueError(f"url is not a valid URL ({exc})") from None
         if parts.scheme not in ("http", "https"):
             raise ValueError("url must start with http:// or https://")
-        if not parts.hostname:
+        host = parts.hostname
+        if not host:
             raise ValueError("url must name a host")
-        if any(ch.isspace() or ord(ch) < 32 for ch in value):
-            raise ValueError("url must not contain whitespace or control characters")
+        if literal_address(host) is None:
+            try:
+                host.encode("idna")  # empty or over-long labels fail here, not at send time
+            except UnicodeError:
+                raise ValueError(f"url host {host[:60]!r} is not a valid host name") from None
         return value
 
     @field_validator("event_types")

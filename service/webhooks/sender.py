@@ -50,7 +50,7 @@ def post_delivery(
     started = time.monotonic()
     try:
         response = client.post(delivery.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # UnicodeError: a bad host
         elapsed = int((time.monotonic() - started) * 1000)
         return AttemptResult(None, f"{type(exc).__name__}: {exc}"[:500], elapsed)
     elapsed = int((time.monotonic() - started) * 1000)
