@@ -188,7 +188,7 @@ def model_card(
         "Trained with Cross-Lingual Optimization (CLO, arXiv 2505.14297) so the model answers "
         "in the language of the prompt.",
         "",
-        f"- base model: `{shown}`, revision `{base_revision}`",
+        f"- base model: `{shown}`, revision `{base_revision or 'not pinned'}`",
         f"- license: {license_id}, the base model's"
         if license_id
         else "- license: not known here; the base model's license applies",
@@ -253,8 +253,8 @@ def _extraction_section(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"Mean |Δ log p| per sequence against the exact adapter: "
             f"{logprob['mean_abs_delta']:.3g} (max {logprob['max_abs_delta']:.3g}) over "
-            f"{logprob['sequences']} {logprob['scored']}; training itself moved them by "
-            f"{logprob['exact_vs_base_mean_abs_delta']:.3g} on average."
+            f"{logprob['sequences']} sequences ({logprob['scored']}); training itself moved "
+            f"them by {logprob['exact_vs_base_mean_abs_delta']:.3g} on average."
         )
     if report.get("not_represented"):
         lines.append(
@@ -287,7 +287,7 @@ def extraction_card(source: ExtractionSource, report: dict[str, Any], folder: Pa
         "in the language of the prompt; a plain PEFT LoRA (no `modules_to_save`) that vLLM, "
         "TGI and llama.cpp load.",
         "",
-        f"- base model: `{shown}`, revision `{source.base_revision}`",
+        f"- base model: `{shown}`, revision `{source.base_revision or 'not pinned'}`",
         f"- license: {license_id}, the base model's"
         if license_id
         else "- license: not known here; the base model's license applies",
