@@ -81,8 +81,9 @@ def _until(sdk: openai.OpenAI, job_id: str, done: set[str], stack: Stack, timeou
     """Poll events (newest first) and the job until its status is in `done`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        events = sdk.fine_tuning.jobs.list_events(job_id, limit=100).data
         job = sdk.fine_tuning.jobs.retrieve(job_id)
+        # Read after the job: a final status commits with its event, so the list has it.
+        events = sdk.fine_tuning.jobs.list_events(job_id, limit=100).data
         if job.status in done:
             return job, events
         time.sleep(0.2)
