@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from clo.spec import JobSpec
+from persistence.artifact_store import StorageUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +282,18 @@ async def _db_busy(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The object store (CLO_STORAGE_URL) did not answer an upload or a read: retry, not a bug.
+    logger.warning("artifact store unavailable: %s", exc)
+    return JSONResponse(
+        error_body(
+            "system_error", "storage_unavailable", "the artifact store is unreachable; retry"
+        ),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if exc.connection_invalidated:
@@ -313,4 +326,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _db_busy)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(StorageUnavailableError, _storage_unavailable)
     app.add_exception_handler(Exception, _internal)

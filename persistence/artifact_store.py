@@ -32,6 +32,10 @@ class UnsafeKeyError(ValueError):
     """A key that could escape the store (.., absolute, odd characters)."""
 
 
+class StorageUnavailableError(OSError):
+    """The store did not answer (endpoint down, network): nothing is wrong with the request."""
+
+
 class TooLargeError(ValueError):
     """A streamed write went past its byte limit."""
 
@@ -268,6 +272,7 @@ def _fsync_dir(folder: Path) -> None:
 __all__ = [
     "ArtifactStore",
     "BlobStore",
+    "StorageUnavailableError",
     "StoredObject",
     "TooLargeError",
     "UnsafeKeyError",

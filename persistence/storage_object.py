@@ -11,10 +11,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
-from persistence.artifact_store import BlobStore, StoredObject, check_key, copy_counted
+from persistence.artifact_store import (
+    BlobStore,
+    StorageUnavailableError,
+    StoredObject,
+    check_key,
+    copy_counted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +34,27 @@ READ_BLOCK = 8 * 1024 * 1024
 class ObjectStore(BlobStore):
     """Objects under `root` ('bucket/prefix') of an fsspec file system."""
 
-    def __init__(self, fs: Any, root: str, *, download_redirect_seconds: int | None = None) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        root: str,
+        *,
+        download_redirect_seconds: int | None = None,
+        transient_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.fs = fs
         self.root = root.strip("/")
         self.download_redirect_seconds = download_redirect_seconds
+        # The file system's own "could not reach the store" errors (botocore's for s3fs),
+        # raised as StorageUnavailableError so callers need not know the backend.
+        self.transient_errors = transient_errors
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        try:
+            yield
+        except self.transient_errors as exc:
+            raise StorageUnavailableError(f"object store unreachable: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.fs.protocol!r}, {self.root!r})"
@@ -41,10 +65,14 @@ class ObjectStore(BlobStore):
 
     def exists(self, key: str) -> bool:
         # isfile, not exists: on S3 a key prefix with objects under it "exists" as a folder.
-        return bool(self.fs.isfile(self._path(key)))
+        path = self._path(key)
+        with self._reachable():
+            return bool(self.fs.isfile(path))
 
     def size(self, key: str) -> int:
-        info = self.fs.info(self._path(key))
+        path = self._path(key)
+        with self._reachable():
+            info = self.fs.info(path)
         if info.get("type") != "file":
             raise FileNotFoundError(key)
         return int(info["size"])
@@ -55,16 +83,23 @@ class ObjectStore(BlobStore):
         final = self._path(key)
         staging = f"{self.root}/{STAGING}/{uuid.uuid4().hex}-{key.rsplit('/', 1)[-1]}"
         try:
-            with self.fs.open(staging, "wb") as out:
-                counted = copy_counted(chunks, out, max_bytes)
-            # Publish: the copy is one server-side operation, so the final key appears whole.
-            self.fs.copy(staging, final)
-        finally:
+            with self._reachable():
+                with self.fs.open(staging, "wb") as out:
+                    counted = copy_counted(chunks, out, max_bytes)
+                # Publish: one server-side operation, so the final key appears whole.
+                self.fs.copy(staging, final)
+        except StorageUnavailableError:
+            raise  # a delete would time out the same way; sweep_staging takes the leftover
+        except BaseException:
             self._remove(staging)
+            raise
+        self._remove(staging)
         return StoredObject(key=key, size=counted.size, sha256=counted.sha256)
 
     def open(self, key: str) -> BinaryIO:
-        handle = self.fs.open(self._path(key), "rb", block_size=READ_BLOCK)
+        path = self._path(key)
+        with self._reachable():
+            handle = self.fs.open(path, "rb", block_size=READ_BLOCK)
         return cast(BinaryIO, handle)
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -74,7 +109,8 @@ class ObjectStore(BlobStore):
         position = start
         while position <= last:
             stop = min(position + READ_BLOCK, last + 1)
-            chunk = cast(bytes, self.fs.cat_file(path, start=position, end=stop))
+            with self._reachable():
+                chunk = cast(bytes, self.fs.cat_file(path, start=position, end=stop))
             if not chunk:
                 break
             position += len(chunk)
@@ -83,7 +119,8 @@ class ObjectStore(BlobStore):
     def list_keys(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         try:
-            found = cast(list[str], self.fs.find(base))
+            with self._reachable():
+                found = cast(list[str], self.fs.find(base))
         except FileNotFoundError:
             return []
         head = f"{self.root}/"
@@ -91,7 +128,12 @@ class ObjectStore(BlobStore):
         return sorted(k for k in keys if not k.startswith(f"{STAGING}/"))
 
     def delete(self, key: str) -> None:
-        self._remove(self._path(key))
+        path = self._path(key)
+        try:
+            with self._reachable():
+                self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
 
     def presigned_url(self, key: str, seconds: int, filename: str) -> str:
         """A GET URL signed with this host's credentials; the store checks it, not the API."""
@@ -122,11 +164,13 @@ class ObjectStore(BlobStore):
         return removed
 
     def _remove(self, path: str) -> None:
+        """Delete a staging object, best effort: one left over is never read."""
         try:
-            self.fs.rm_file(path)
+            with self._reachable():
+                self.fs.rm_file(path)
         except FileNotFoundError:
             pass
-        except OSError:  # best effort: a leftover staging object is invisible to readers
+        except OSError:
             logger.warning("could not remove %s", path, exc_info=True)
 
 
@@ -148,6 +192,11 @@ def s3_store(
     if endpoint_url:
         # MinIO and most self-hosted stores serve buckets as paths, not as sub-domains.
         config_kwargs["s3"] = {"addressing_style": "path"}
+    from botocore.exceptions import BotoCoreError
+
+    # AWS's "standard" retry mode with 3 attempts: a dead endpoint is reported in about
+    # 2 s (botocore's legacy default took ~10 s) while a blip is still ridden out.
+    config_kwargs["retries"] = {"mode": "standard", "max_attempts": 3}
     fs = fsspec.filesystem(
         "s3",
         endpoint_url=endpoint_url,
@@ -156,4 +205,9 @@ def s3_store(
         # Other hosts write the same bucket: a cached listing would hide their objects.
         use_listings_cache=False,
     )
-    return ObjectStore(fs, root, download_redirect_seconds=download_redirect_seconds)
+    return ObjectStore(
+        fs,
+        root,
+        download_redirect_seconds=download_redirect_seconds,
+        transient_errors=(BotoCoreError,),
+    )

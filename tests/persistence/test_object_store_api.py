@@ -192,3 +192,31 @@ def test_redirect_mode_sends_a_presigned_url(
     # The signed-link endpoint redirects the same way.
     assert by_link.status_code == 307
     assert httpx.get(by_link.headers["location"]).content == data
+
+
+def test_store_down_is_503_not_500(
+    pg_url: str,
+    factory: sessionmaker[Session],
+    moto_s3: MotoS3,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Nothing listens at the endpoint: uploads and downloads say 503 storage_unavailable."""
+    from service_cli.processes import free_port
+
+    tenant = new_tenant(factory)
+    job_id = insert_job(factory, tenant_id=tenant.tenant_id, status="succeeded")
+    stored = StoredObject(key=make_key("jobs", str(job_id), "adapter.tar"), size=1, sha256="0" * 64)
+    with session_scope(factory) as session:
+        artifacts_repo.add_artifact(session, job_id, "adapter.tar", "adapter", stored)
+    down = MotoS3(f"http://127.0.0.1:{free_port()}", moto_s3.bucket, pid=0)
+    with TestClient(_app(pg_url, tmp_path, down, "p")) as api:
+        upload = api.post(
+            "/v1/files",
+            files={"file": ("seed.jsonl", b'{"prompt": "Q?", "response": "A."}\n')},
+            headers=tenant.headers,
+        )
+        download = api.get(f"/v1/jobs/{job_id}/artifacts/adapter.tar", headers=tenant.headers)
+    for answer in (upload, download):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "storage_unavailable"
+        assert answer.headers["retry-after"] == "5"
