@@ -101,6 +101,7 @@ def send_test(session: Session, endpoint: WebhookEndpoint, settings: Settings) -
     )
     claimed = ClaimedDelivery(
         id=delivery.id,
+        endpoint_id=endpoint.id,
         url=endpoint.url,
         secret=endpoint.secret,
         event_type=delivery.event_type,

@@ -17,6 +17,7 @@ class ClaimedDelivery:
     """What a sender needs, detached from the session (the HTTP call runs outside it)."""
 
     id: uuid.UUID
+    endpoint_id: uuid.UUID
     url: str
     secret: str
     event_type: str
@@ -33,7 +34,8 @@ def claim_due(session: Session, *, limit: int, claim_seconds: float) -> list[Cla
         select(WebhookDelivery, WebhookEndpoint)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at)
+        # Oldest first; event ids break ties so one pass sends a job's events in order.
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_id)
         .limit(limit)
         .with_for_update(of=WebhookDelivery, skip_locked=True)
     ).all()
@@ -43,6 +45,7 @@ def claim_due(session: Session, *, limit: int, claim_seconds: float) -> list[Cla
         claimed.append(
             ClaimedDelivery(
                 id=delivery.id,
+                endpoint_id=endpoint.id,
                 url=endpoint.url,
                 secret=endpoint.secret,
                 event_type=delivery.event_type,

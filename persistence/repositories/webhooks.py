@@ -92,6 +92,7 @@ def enqueue_new_events(
         select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update(skip_locked=True)
     ).all()
     settled_before = utcnow() - timedelta(seconds=settle_seconds)
+    horizon = _settled_horizon(session, endpoints, settled_before)
     created = 0
     for endpoint in endpoints:
         rows = session.execute(
@@ -105,9 +106,14 @@ def enqueue_new_events(
             new = build(endpoint, event, job)
             if new is not None:
                 created += _insert_delivery(session, endpoint, event, new)
-        endpoint.cursor_event_id = _settled_cursor(
-            endpoint.cursor_event_id, [(e.id, e.created_at) for e, _ in rows], settled_before
-        )
+        events = [(e.id, e.created_at) for e, _ in rows]
+        cursor = _settled_cursor(endpoint.cursor_event_id, events, settled_before)
+        if len(rows) < batch:
+            # Every event of this tenant after the cursor was read: skip other tenants'
+            # settled events too, so the next scan starts near the newest event.
+            unsettled = [i for i, created_at in events if created_at >= settled_before]
+            cursor = max(cursor, min([horizon, *(i - 1 for i in unsettled[:1])]))
+        endpoint.cursor_event_id = cursor
     session.flush()
     return created
 
@@ -121,6 +127,20 @@ def _settled_cursor(
             break
         cursor = event_id
     return cursor
+
+
+def _settled_horizon(
+    session: Session, endpoints: Sequence[WebhookEndpoint], settled_before: datetime
+) -> int:
+    """The newest event id older than `settled_before`, any tenant's (0: none); read over
+    the ids after the lowest cursor only, which the cursors keep recent."""
+    if not endpoints:
+        return 0
+    lowest = min(e.cursor_event_id for e in endpoints)
+    query = select(func.max(JobEvent.id)).where(
+        JobEvent.id > lowest, JobEvent.created_at < settled_before
+    )
+    return int(session.scalar(query) or 0)
 
 
 def _insert_delivery(

@@ -7,6 +7,7 @@ per-endpoint cursor plus the (endpoint, event) unique key make every pass idempo
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from service.webhooks.sender import AttemptResult, next_attempt_at, post_deliver
 logger = logging.getLogger(__name__)
 
 BATCH = 50
-SENDERS = 8  # concurrent POSTs, so one slow receiver does not hold up the others
+SENDERS = 8  # endpoints sent to at once, so one slow receiver does not hold up the others
 # The cursor moves past an event only this long after it was written (see enqueue_new_events).
 SETTLE_SECONDS = 30.0
 
@@ -46,18 +47,28 @@ def dispatch_once(
             session, delivery_for_event, settle_seconds=SETTLE_SECONDS
         )
     # A claim outlasts every attempt of the batch, so no other dispatcher sends them twice.
-    claim = settings.webhook_timeout_seconds * (BATCH / SENDERS + 1) + 30
+    claim = settings.webhook_timeout_seconds * BATCH + 30
     with session_scope(factory) as session:
         claimed = deliveries_repo.claim_due(session, limit=BATCH, claim_seconds=claim)
     outcomes = {"succeeded": 0, "retrying": 0, "gave_up": 0}
-    if claimed:
-        with ThreadPoolExecutor(max_workers=min(SENDERS, len(claimed))) as pool:
-            allow = settings.webhooks_may_reach_private_networks
-            results = list(
-                pool.map(lambda d: post_delivery(client, d, allow_private=allow), claimed)
-            )
-        for delivery, result in zip(claimed, results, strict=True):
-            outcomes[_record(factory, settings, delivery, result)] += 1
+    # One endpoint's deliveries go one after another, in claim order (a job's events in
+    # order); different endpoints are sent to in parallel.
+    by_endpoint: dict[uuid.UUID, list[ClaimedDelivery]] = {}
+    for delivery in claimed:
+        by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery)
+    allow = settings.webhooks_may_reach_private_networks
+
+    def send_all(queue: list[ClaimedDelivery]) -> list[str]:
+        return [
+            _record(factory, settings, d, post_delivery(client, d, allow_private=allow))
+            for d in queue
+        ]
+
+    if by_endpoint:
+        with ThreadPoolExecutor(max_workers=min(SENDERS, len(by_endpoint))) as pool:
+            for results in pool.map(send_all, by_endpoint.values()):
+                for outcome in results:
+                    outcomes[outcome] += 1
     report = DispatchReport(
         created, outcomes["succeeded"], outcomes["retrying"], outcomes["gave_up"]
     )
