@@ -14,9 +14,9 @@ import time
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.artifact_store import ArtifactStore
 from persistence.db import make_engine, make_session_factory
 from persistence.settings import Settings, get_settings
+from persistence.storage import open_store
 from service.retention import DeletesKeys, remove_expired_artifacts
 from service.webhooks.dispatch import dispatch_once
 from service.webhooks.sender import http_client
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     factory = make_session_factory(make_engine(settings.db_url))
-    store = ArtifactStore(settings.artifact_root)
+    store = open_store(settings)  # the bucket too when CLO_STORAGE_URL is s3://
     if args.once:
         with http_client(settings) as client:
             run_once(factory, settings, client, store)
