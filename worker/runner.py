@@ -162,17 +162,19 @@ def _run_attempt(
         recorder.flush()
         return _stopped(held, fence)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
+        if not isinstance(exc, Exception):
+            # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
+            # which is no fault of the job: hand it back with the attempt refunded (only a
+            # death of the job's own process counts toward the cap, via its expired lease).
+            # Always re-raised: the process must go on exiting.
+            if not held.lost.is_set():
+                _hand_back(held, f"worker process terminated ({type(exc).__name__})")
+            raise
         recorder.flush()
         if held.lost.is_set():
             return "lease_lost"
         if held.cancel_requested.is_set():
             return _stopped(held, fence)
-        if not isinstance(exc, Exception):
-            # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
-            # which is no fault of the job: hand it back with the attempt refunded (only a
-            # death of the job's own process counts toward the cap, via its expired lease).
-            _hand_back(held, f"worker process terminated ({type(exc).__name__})")
-            raise
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
             return _abandon(held, f"database unavailable: {type(exc).__name__}")
