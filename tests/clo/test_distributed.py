@@ -77,11 +77,11 @@ def rank_target(
     model, tok = load(model_dir)
     run = make_run(model, tok, QUADS, cfg, out / "work", reference_cache)
     calls = iter(range(10**6))
-    steps: list[int] = []
+    history: list[dict[str, Any]] = []
     try:
         result = run_distributed(
             run,
-            lambda m: "loss" in m and steps.append(m["step"]),
+            lambda m: "loss" in m and history.append(m),
             lambda: stop_after is not None and next(calls) == stop_after,
         )
     except Stopped:
@@ -90,7 +90,11 @@ def rank_target(
     weights = (
         full_state_dict(run.model) if run.sharded else {n: p.detach() for n, p in run.named_params}
     )
-    info = {"optimizer_bytes": optimizer_state_bytes(run.optimizer), "steps": steps}
+    info = {
+        "optimizer_bytes": optimizer_state_bytes(run.optimizer),
+        "steps": [m["step"] for m in history],
+        "history": history,
+    }
     (out / f"rank-{ranks.rank}.json").write_text(json.dumps(info))
     if ranks.is_main:
         save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "weights.safetensors"))
@@ -103,7 +107,7 @@ def one_process(
     model, tok = load(model_dir)
     run = TrainingRun(model, tok, QUADS, cfg, workdir, None)
     result = run_training(run, None, None)
-    return result.metrics, run
+    return {**result.metrics, "history": result.history}, run
 
 
 def assert_same_weights(got: dict[str, torch.Tensor], run: TrainingRun) -> None:
@@ -131,7 +135,8 @@ def test_two_ranks_train_what_one_process_trains(
     assert_same_weights(load_file(str(tmp_path / "weights.safetensors")), single)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == RANKS and metrics["train_steps"] == 3
-    for key in ("loss", "nll", "cl_loss", "margin_en", "accuracy_tgt"):
+    # grad_norm: AdamW would hide gradients off by a constant factor, the norm does not
+    for key in ("loss", "nll", "cl_loss", "margin_en", "accuracy_tgt", "grad_norm"):
         assert metrics[key] == pytest.approx(single_metrics[key], rel=1e-4, abs=1e-5), key
     # the reference pass: each rank scored half, gathered into one cache file by rank 0
     (cached,) = cache.iterdir()
@@ -202,3 +207,21 @@ def test_stop_and_resume_mid_run_gives_the_same_result(
         assert_same_weights(
             {n: p.detach() for n, p in resumed.model.named_parameters() if p.requires_grad}, single
         )
+
+
+def test_sft_plus_dpo_switches_phase_on_every_rank_alike(tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Full (FSDP2): the DPO phase's fresh optimizer over the shards and its reference,
+    scored by the sharded SFT model, give the one-process steps."""
+    cfg = config("full", 2, 1, method="sft+dpo", max_steps=4)
+    single, _ = one_process(
+        tiny_qwen2, config("full", 2 * RANKS, 1, method="sft+dpo", max_steps=4), tmp_path / "one"
+    )
+    run_ranks(rank_target, RANKS, (tiny_qwen2, cfg, tmp_path), timeout_s=240)
+    history = json.loads((tmp_path / "rank-0.json").read_text())["history"]
+    assert [m["phase"] for m in history] == ["sft", "sft", "dpo", "dpo"]
+    assert history[2]["margin_en"] == pytest.approx(0.0, abs=1e-5)  # the SFT model's own
+    for got, want in zip(history, single["history"], strict=True):
+        for key in ("loss", "nll", "grad_norm") + (
+            ("margin_tgt",) if got["phase"] == "dpo" else ()
+        ):
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), (got["step"], key)
