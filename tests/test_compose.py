@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-EXPECTED_SERVICES = {"postgres", "redis", "api", "worker", "reaper"}
+EXPECTED_SERVICES = {"postgres", "redis", "api", "worker", "reaper", "dispatcher"}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def _check_entry_point(argv: list[str]) -> None:
 def test_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == EXPECTED_SERVICES
-    for name in ("api", "worker", "reaper"):
+    for name in ("api", "worker", "reaper", "dispatcher"):
         dockerfile = ROOT / services[name]["build"]["dockerfile"]
         assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
     worker_df = (ROOT / services["worker"]["build"]["dockerfile"]).read_text()
@@ -127,7 +127,7 @@ def test_services_share_config_pointing_at_compose_services(compose: dict[str, A
     assert env["CLO_BROKER_URL"].startswith("redis://redis:6379")
 
 
-@pytest.mark.parametrize("service", ["api", "worker", "reaper"])
+@pytest.mark.parametrize("service", ["api", "worker", "reaper", "dispatcher"])
 def test_commands_resolve_to_entry_points(compose: dict[str, Any], service: str) -> None:
     spec = compose["services"][service]
     argv = _command(spec, ROOT / spec["build"]["dockerfile"])
