@@ -52,6 +52,11 @@ class JobRead(BaseModel):
     evaluation_ready: bool
     artifacts: list[ArtifactRead]
     spec: dict[str, Any]
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the service assumed about the request, e.g. a language tag reduced "
+        "to the code the models know ('zh-Hant': the script is not kept).",
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

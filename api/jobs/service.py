@@ -181,6 +181,7 @@ def _job_read(
         evaluation_ready=evaluation_ready,
         artifacts=artifacts,
         spec=job.spec,
+        notes=_notes(getattr(job, "resolved", None)),
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,
@@ -267,3 +268,9 @@ def get_evaluation(job: Job) -> EvaluationRead:
             code="evaluation_not_ready",
         )
     return EvaluationRead(job_id=str(job.id), report=job.evaluation)
+
+
+def _notes(resolved: Any) -> list[str]:
+    """The stored resolution's remarks for the client (rows from before it have none)."""
+    note = resolved.get("language_note") if isinstance(resolved, dict) else None
+    return [note] if isinstance(note, str) and note else []

@@ -73,3 +73,8 @@ def test_language_tags_users_type_are_accepted(client: TestClient, tenant: Tenan
         response = client.post("/v1/jobs", json=body, headers=tenant.headers)
         assert response.status_code == 201, response.text
         assert response.json()["target_language"] == code
+        notes = response.json()["notes"]
+        # Only the script is lost (zh-Hant -> zh); a region or an ISO 639-3 code is exact.
+        assert (tag == "zh-Hant") == any("Hant" in n for n in notes), (tag, notes)
+        read = client.get(f"/v1/jobs/{response.json()['id']}", headers=tenant.headers)
+        assert read.json()["notes"] == notes
