@@ -68,16 +68,17 @@ def run_point(model: Path, out: Path, lr: float, epochs: float, beta: float) -> 
     return train_and_evaluate(model, workdir, resolved, train_quads, dev, out / "base_cache")
 
 
+def _pooled(target: dict[str, Any], english: dict[str, Any], side: str) -> float:
+    """One side's usable rate over the German and English prompts together."""
+    count = target[f"{side}_count"] + english[f"{side}_count"]
+    return float(count / (target[f"{side}_total"] + english[f"{side}_total"]))
+
+
 def score(report: dict[str, Any]) -> dict[str, Any]:
     """The point's dev figures, trained and base."""
     metrics = report["versus_base"]["metrics"]
     target, english = metrics["usable_rate_target"], metrics["usable_rate_english"]
-    both = (target["trained_count"] + english["trained_count"]) / (
-        target["trained_total"] + english["trained_total"]
-    )
-    base_both = (target["base_count"] + english["base_count"]) / (
-        target["base_total"] + english["base_total"]
-    )
+    both, base_both = _pooled(target, english, "trained"), _pooled(target, english, "base")
     return {
         "score": both,
         "base_score": base_both,
