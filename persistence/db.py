@@ -26,8 +26,16 @@ RECYCLE_S = 1800
 _LAST_USED = "clo_last_used"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine that behaves the same on SQLite (embedded) and Postgres."""
+def make_engine(
+    url: str, *, idle_in_transaction_timeout_s: float | None = None, **kwargs: Any
+) -> Engine:
+    """An engine that behaves the same on SQLite (embedded) and Postgres.
+
+    `idle_in_transaction_timeout_s`: Postgres ends a session whose transaction sat idle that
+    long, releasing its row locks. Workers set it: a worker frozen mid-transaction (SIGSTOP,
+    a VM pause, a debugger) would otherwise keep its job row locked, and the reaper, which
+    skips locked rows, could never requeue the job its expired lease left behind.
+    """
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -37,6 +45,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if idle_in_transaction_timeout_s is not None:
+        timeout_ms = max(1, int(idle_in_transaction_timeout_s * 1000))
+        options = f"-c idle_in_transaction_session_timeout={timeout_ms}"
+        kwargs.setdefault("connect_args", {})["options"] = options
     if "poolclass" not in kwargs:  # sizes apply to the default QueuePool only
         kwargs.setdefault("pool_size", POOL_SIZE)
         kwargs.setdefault("max_overflow", MAX_OVERFLOW)
@@ -44,7 +56,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine)
+    event.listen(engine, "handle_error", _server_ended_session_is_disconnect)
     return engine
+
+
+# SQLSTATE 25P03: the server ended the session after the idle-in-transaction timeout.
+_IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
+
+
+def _server_ended_session_is_disconnect(context: Any) -> None:
+    """Treat a session the server ended for sitting idle as a lost connection: the pool drops
+    it (rollback and close then do not raise), and callers see connection_invalidated, which
+    the worker retries like any database blip, finding on retry that its lease is gone."""
+    if getattr(context.original_exception, "sqlstate", None) == _IDLE_IN_TRANSACTION_TIMEOUT:
+        context.is_disconnect = True
 
 
 def _ping_when_idle(engine: Engine) -> None:

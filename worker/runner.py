@@ -43,13 +43,17 @@ logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
-def _session_factory(url: str, pid: int) -> sessionmaker[Session]:
+def _session_factory(url: str, pid: int, lease_seconds: int) -> sessionmaker[Session]:
     # Keyed by pid: a forked pool child must not reuse its parent's connections.
-    return make_session_factory(make_engine(url))
+    # A transaction left idle for a lease (the process froze inside it) is ended by Postgres,
+    # so its row lock cannot hide the job from the reaper once the lease has expired.
+    engine = make_engine(url, idle_in_transaction_timeout_s=lease_seconds)
+    return make_session_factory(engine)
 
 
 def session_factory() -> sessionmaker[Session]:
-    return _session_factory(get_settings().db_url, os.getpid())
+    settings = get_settings()
+    return _session_factory(settings.db_url, os.getpid(), settings.lease_seconds)
 
 
 def error_for(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from persistence.artifact_store import StoredObject
 from persistence.db import session_scope
@@ -211,3 +214,36 @@ def test_release_refunds_the_attempt_but_never_undoes_a_cancel(factory, make_job
     with session_scope(factory) as s:
         assert not leases.release_job(s, lease, "shutting down")
     assert _job(factory, job_id).status == "cancelling"
+
+
+def test_frozen_worker_transaction_cannot_hide_an_expired_lease(pg_url, factory, make_job):
+    """A worker frozen inside a transaction holds its job row's lock; the reaper skips locked
+    rows, so without the worker engine's idle-in-transaction timeout it never requeued the job
+    (the paused-worker reliability test timed out on exactly this in CI)."""
+    from persistence.db import make_engine, make_session_factory
+
+    job_id = make_job()
+    _claim(factory, job_id)
+    _expire(factory, job_id)
+    worker_engine = make_engine(pg_url, idle_in_transaction_timeout_s=0.5)
+    frozen = make_session_factory(worker_engine)()
+    try:
+        frozen.execute(select(Job.id).where(Job.id == job_id).with_for_update())  # then idle
+        with session_scope(factory) as s:
+            assert leases.reap_expired(s) == []  # the locked row is skipped
+        deadline = time.monotonic() + 10
+        reaped: list = []
+        while not reaped and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with session_scope(factory) as s:
+                reaped = [r for r in leases.reap_expired(s) if r.job_id == job_id]
+        assert [r.outcome for r in reaped] == ["requeued"]
+        assert _job(factory, job_id).status == "queued"
+        # Thawed, the worker's next statement fails as a lost connection (which the worker
+        # retries, then finds its lease gone), not as an error that would fail the job.
+        with pytest.raises(DBAPIError) as failed:
+            frozen.execute(select(Job.status).where(Job.id == job_id))
+        assert failed.value.connection_invalidated
+    finally:
+        frozen.close()
+        worker_engine.dispose()
