@@ -35,7 +35,7 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cance
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_STATUSES = frozenset({"queued", "running", "cancelling"})
 JOB_STAGES = ("translating", "training", "evaluating", "packaging")
-ARTIFACT_KINDS = ("adapter", "merged", "report")
+ARTIFACT_KINDS = ("adapter", "merged", "report", "checkpoint")
 
 # SQLite only autoincrements INTEGER PRIMARY KEY columns.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -338,3 +338,42 @@ class DeletedJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+EXPORT_STATUSES = ("queued", "running", "succeeded", "failed")
+EXPORT_FORMATS = ("lora", "merged")
+
+
+class JobExport(Base):
+    """A re-export of a succeeded job's result (a plain LoRA, a merged model), run by a worker.
+
+    (job_id, request_hash) is unique: the same options name the same export. A worker claims
+    it with a lease like a job's (lease_token fences every write); the result is an artifact
+    of the job (`artifact_name`), and `report` keeps what the export measured.
+    """
+
+    __tablename__ = "job_exports"
+    __table_args__ = (
+        UniqueConstraint("job_id", "request_hash", name="uq_job_exports_job_request"),
+        Index("ix_job_exports_job_created", "job_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    format: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    artifact_name: Mapped[str] = mapped_column(String(200))
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

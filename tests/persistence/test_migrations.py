@@ -25,6 +25,7 @@ TABLES = {
     "webhook_deliveries",
     "webhook_attempts",
     "deleted_jobs",
+    "job_exports",
     "alembic_version",
 }
 
