@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import (
     CurrentJob,
@@ -26,7 +27,7 @@ from api.jobs.schemas import (
     JobRead,
     MetricsRead,
 )
-from api.jobs.sse import event_stream, parse_last_event_id
+from api.jobs.sse import StreamFrom, event_stream
 from persistence.models import JOB_STATUSES
 from persistence.repositories.jobs import JobFilters
 
@@ -114,29 +115,27 @@ def list_events(
     return service.list_events(session, job, after=after, limit=limit)
 
 
-@router.get(
-    "/{job_id}/events/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-def stream_events(
-    request: Request,
-    job: CurrentJob,
-    settings: SettingsDep,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> StreamingResponse:
-    """Server-sent events; reconnects resume after the Last-Event-ID header."""
-    resumed = parse_last_event_id(last_event_id)
-    start = after if resumed is None else resumed
-    stream = event_stream(
-        request, request.app.state.session_factory, job.id, start, settings.sse_poll_seconds
-    )
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+# Errors stay JSON on the event-stream route: FastAPI would document a route's extra responses
+# in the route's own media type (text/event-stream); a route-level entry overrides the router's.
+_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": doc["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+    for status, doc in COMMON_ERRORS.items()
+}
+
+
+@router.get("/{job_id}/events/stream", response_class=EventSourceResponse, responses=_JSON_ERRORS)
+async def stream_events(
+    request: Request, start: StreamFrom, settings: SettingsDep
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events; reconnects resume after the Last-Event-ID header (or `after`)."""
+    factory = request.app.state.session_factory
+    async for event in event_stream(
+        request, factory, start.job_id, start.after, settings.sse_poll_seconds
+    ):
+        yield event
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead)

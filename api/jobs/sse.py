@@ -1,5 +1,12 @@
 """Server-sent events for one job: replays from Last-Event-ID, then follows until terminal
-(or until the key is revoked, or the server shuts down)."""
+(or until the key is revoked, or the server shuts down).
+
+The framing is FastAPI's own (`fastapi.sse`): the route declares `EventSourceResponse` and
+yields `ServerSentEvent`s; FastAPI writes the `id:`/`event:`/`data:`/`retry:` lines, the
+no-cache and no-buffering headers, and a `: ping` comment whenever 15 s pass without an
+event (what our own keep-alive did). What stays here is what FastAPI cannot know: where the
+stream resumes, when it ends, and what it says when it ends.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Header, Query, Request
+from fastapi.sse import ServerSentEvent, format_sse_event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import bearer_secret
+from api.deps import CurrentJob, bearer_secret
 from api.errors import InvalidRequest, error_body
 from api.jobs.service import event_read
 from api.ops.draining import Draining
@@ -21,13 +31,16 @@ from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import tenants as tenants_repo
 
-KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000  # reconnect delay after a network drop
 SHUTDOWN_RETRY_MS = 500  # after a shutdown: soon, another replica is likely up
 # No `end`, so EventSource (and the dashboard) reconnect after the hint and resume.
-SHUTDOWN_FRAME = (
-    f"retry: {SHUTDOWN_RETRY_MS}\n: server shutting down; reconnect with Last-Event-ID\n\n"
+SHUTDOWN_EVENT = ServerSentEvent(
+    retry=SHUTDOWN_RETRY_MS, comment="server shutting down; reconnect with Last-Event-ID"
 )
+SHUTDOWN_FRAME = format_sse_event(
+    retry=SHUTDOWN_EVENT.retry, comment=SHUTDOWN_EVENT.comment
+).decode()
+END_EVENT = ServerSentEvent(event="end", raw_data="{}")
 MAX_EVENT_ID = 2**31 - 1  # job_events.seq is a 32-bit integer column
 
 
@@ -49,11 +62,33 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value)
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    """Which job's stream, resuming after which seq."""
+
+    job_id: uuid.UUID
+    after: int
+
+
+def stream_start(
+    job: CurrentJob,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
+) -> StreamStart:
+    """Checked as a dependency, before the response starts: a generator endpoint's own body
+    runs only once the 200 is on its way, too late for a 404 or a 422."""
+    resumed = parse_last_event_id(last_event_id)
+    return StreamStart(job.id, after if resumed is None else resumed)
+
+
+StreamFrom = Annotated[StreamStart, Depends(stream_start)]
+
+
 def _poll(
     factory: sessionmaker[Session], job_id: uuid.UUID, after: int, key_id: uuid.UUID | None
-) -> tuple[list[str], int, bool, bool]:
-    """New events as SSE frames, the last id sent, whether the job is over, and whether the
-    key that opened the stream is still valid (revoking it ends its open streams)."""
+) -> tuple[list[ServerSentEvent], int, bool, bool]:
+    """New events, the last id sent, whether the job is over, and whether the key that
+    opened the stream is still valid (revoking it ends its open streams)."""
     with factory() as session:
         key_valid = (
             key_id is not None and tenants_repo.active_key_tenant(session, key_id) is not None
@@ -64,12 +99,14 @@ def _poll(
         job = jobs_repo.get_job(session, job_id)
         terminal = job is None or job.status in TERMINAL_STATUSES
         rows = events_repo.list_events(session, job_id, after=after, limit=500)
-    frames = []
+    events = []
     for row in rows:
         payload = event_read(row).model_dump(mode="json")
-        frames.append(f"id: {row.seq}\nevent: {row.type}\ndata: {json.dumps(payload)}\n\n")
+        events.append(
+            ServerSentEvent(id=str(row.seq), event=row.type, raw_data=json.dumps(payload))
+        )
         after = row.seq
-    return frames, after, terminal and len(rows) < 500, True
+    return events, after, terminal and len(rows) < 500, True
 
 
 def _key_id(factory: sessionmaker[Session], secret: str) -> uuid.UUID | None:
@@ -77,17 +114,17 @@ def _key_id(factory: sessionmaker[Session], secret: str) -> uuid.UUID | None:
         return tenants_repo.active_key_id(session, secret)
 
 
-def _revoked_frame() -> str:
+def _revoked_event() -> ServerSentEvent:
     body = error_body(
         "user_error", "api_key_revoked", "the API key of this stream was revoked", None
     )
-    return f"event: error\ndata: {json.dumps(body)}\n\n"
+    return ServerSentEvent(event="error", raw_data=json.dumps(body))
 
 
 async def event_stream(
     request: Request, factory: sessionmaker[Session], job_id: uuid.UUID, after: int, poll: float
-) -> AsyncIterator[str]:
-    """Polls the database (no session held between polls) and yields SSE frames.
+) -> AsyncIterator[ServerSentEvent]:
+    """Polls the database (no session held between polls) and yields events.
 
     Ends at the job's terminal status (`end`), when the key is revoked (`error`), or when the
     server begins shutting down: then with a `retry:` hint and no `end`, so the client
@@ -95,29 +132,22 @@ async def event_stream(
     """
     draining: Draining = request.app.state.draining
     key_id = await run_in_threadpool(_key_id, factory, bearer_secret(request))
-    yield f"retry: {RETRY_MS}\n\n"
-    idle = 0.0
+    yield ServerSentEvent(retry=RETRY_MS)
     while True:
-        frames, after, done, key_valid = await run_in_threadpool(
+        events, after, done, key_valid = await run_in_threadpool(
             _poll, factory, job_id, after, key_id
         )
         if not key_valid:
-            yield _revoked_frame()
+            yield _revoked_event()
             return
-        for frame in frames:
-            yield frame
+        for event in events:
+            yield event
         if done:
-            yield "event: end\ndata: {}\n\n"
+            yield END_EVENT
             return
         if draining.is_set():
-            yield SHUTDOWN_FRAME
+            yield SHUTDOWN_EVENT
             return
-        if frames:
-            idle = 0.0
-        elif idle >= KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"  # comment line: keeps proxies from closing the stream
-            idle = 0.0
         if await request.is_disconnected():
             return
         await asyncio.sleep(poll)
-        idle += poll
