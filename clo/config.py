@@ -10,6 +10,7 @@ Trainable = Literal["attention", "lora", "full"]
 PreferenceLoss = Literal["sigmoid", "ipo", "hinge"]
 Schedule = Literal["cosine", "linear", "constant"]
 ExportDtype = Literal["model", "bfloat16", "float16", "float32"]
+OptimizerName = Literal["adamw", "adamw_8bit"]
 
 # Fields a stored config may still carry but that mean nothing now; dropped on load.
 # sft_steps_fraction: sft+dpo split one pass over the data between its phases; each phase
@@ -45,6 +46,11 @@ class TrainConfig(BaseModel):
     )
     learning_rate: float = Field(5e-6, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    optimizer: OptimizerName = Field(
+        "adamw",
+        description="adamw: torch AdamW (fp32 moments, 8 B a trainable parameter); adamw_8bit: "
+        "bitsandbytes AdamW8bit (8-bit moments, ~2 B), CUDA only (clo.optimizers).",
+    )
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (β1, β2).")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps warming up.")
     schedule: Schedule = Field("cosine", description="Decay after warmup.")

@@ -73,6 +73,7 @@ class DistributedRun(TrainingRun):
             raise CloError(
                 f"{len(self.encoded)} training examples give micro-batches of "
                 f"{self.plan.micro_batch}, fewer than the {ranks.world_size} ranks",
+                code="batch_size_not_divisible",
                 param="gpus",
             )
 

@@ -96,6 +96,10 @@ class Catalog(Protocol):
         """The translator a job that names none gets; None: the spec's own default."""
         ...
 
+    def max_gpus(self) -> int:
+        """The most GPUs (training processes) one job may ask for: a worker node's count."""
+        ...
+
 
 class ResolvedJob(BaseModel):
     """A spec with every name resolved and every default filled: what a run needs."""
@@ -140,6 +144,7 @@ def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
     baseline = _baseline(spec, catalog, needs_bundle=judge is not None)
     trainable = spec.trainable or recommended_trainable(language.code)
     _check_lora_fields(spec, trainable)
+    _check_gpus(spec, trainable, catalog.max_gpus())
     # The stored spec names the translator and held-out size actually used, so a later
     # resolution (the worker's, for old rows) sees them as set and cannot pick others.
     filled = spec.model_copy(
@@ -194,6 +199,34 @@ def _check_lora_fields(spec: JobSpec, trainable: str) -> None:
                 code="hyperparameter_not_applicable",
                 param=f"hyperparameters.{name}",
             )
+
+
+def _check_gpus(spec: JobSpec, trainable: str, max_gpus: int) -> None:
+    """`gpus` against what a worker node owns; the global micro-batch must split evenly over
+    them (each rank forwards its equal share: the result does not depend on `gpus`)."""
+    gpus, hp = spec.gpus, spec.hyperparameters
+    if gpus > max_gpus:
+        raise CloError(
+            f"gpus {gpus} is more than a worker of this service owns ({max_gpus}, "
+            "CLO_WORKER_GPUS); ask for at most that many",
+            code="too_many_gpus",
+            param="gpus",
+        )
+    if hp.batch_size % gpus:
+        raise CloError(
+            f"hyperparameters.batch_size {hp.batch_size} (the global micro-batch) does not "
+            f"split evenly over {gpus} GPUs; use a multiple of {gpus}",
+            code="batch_size_not_divisible",
+            param="gpus",
+        )
+    if gpus > 1 and trainable == "full" and hp.optimizer == "adamw_8bit":
+        raise CloError(
+            "optimizer 'adamw_8bit' keeps whole-tensor 8-bit state, which FSDP2's sharded "
+            "parameters (trainable 'full' over several GPUs) do not support; use 'adamw' "
+            "(sharding already divides its state by the GPU count) or gpus 1",
+            code="optimizer_unavailable",
+            param="hyperparameters.optimizer",
+        )
 
 
 def _allowed(catalog: Catalog, name: str, kind: ModelKind, param: str) -> ModelRef:
@@ -341,7 +374,13 @@ def _baseline(spec: JobSpec, catalog: Catalog, needs_bundle: bool) -> BaselineRe
 
 class LocalCatalog:
     """The library's catalog for `clo run`: a model is named by its folder or hub id, a
-    seed file by its path; there are no earlier jobs and no judge."""
+    seed file by its path; there are no earlier jobs and no judge. `max_gpus`: the most
+    training processes a job may ask for (default 64, the spec's bound)."""
+
+    _max_gpus = 64  # a class default: subclasses with their own __init__ keep it
+
+    def __init__(self, max_gpus: int = 64) -> None:
+        self._max_gpus = max_gpus
 
     def model(self, name: str, kind: ModelKind) -> ModelRef | None:
         return ModelRef(name=name, source=name)
@@ -363,3 +402,7 @@ class LocalCatalog:
 
     def default_translator(self) -> str | None:
         return None
+
+    def max_gpus(self) -> int:
+        # `clo run` on one machine: a CPU run may use several gloo processes (tests, trials)
+        return self._max_gpus

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from clo.config import Method, SftVariant, Trainable
+from clo.config import Method, OptimizerName, SftVariant, Trainable
 
 SeedSource = Literal["builtin", "oasst1", "file", "parallel"]
 QualityCheck = Literal["drop", "report", "off"]
@@ -149,6 +149,15 @@ class Hyperparameters(BaseModel):
     lora_r: int = Field(16, ge=1, le=1024, description="trainable lora: adapter rank r.")
     lora_alpha: int = Field(32, ge=1, le=4096, description="trainable lora: scaling alpha.")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="trainable lora: LoRA dropout.")
+    # Memory levers for one GPU (docs/DISTRIBUTED.md).
+    optimizer: OptimizerName = Field(
+        "adamw",
+        description="adamw; adamw_8bit: bitsandbytes AdamW8bit, 8-bit moments (CUDA workers "
+        "only; optimizer_unavailable elsewhere).",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward: less memory, ~30% slower."
+    )
 
 
 class JobSpec(BaseModel):
@@ -173,6 +182,14 @@ class JobSpec(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export_merged: bool = Field(False, description="Also write a merged full model.")
+    gpus: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs (training processes) of one worker node the training stage runs "
+        "over: DDP for attention/lora, FSDP2 for full; at most the service's CLO_WORKER_GPUS. "
+        "hyperparameters.batch_size stays the global micro-batch, split over the GPUs.",
+    )
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from clo.config import TrainConfig
 from clo.encoding import EncodedSequence, encode_quads, encoding_fingerprint, pad_token_id
 from clo.errors import CloError, Stopped
 from clo.loss import PAIRS
+from clo.optimizers import make_optimizer
 from clo.pairs import Quadruple
 from clo.plan import global_batch_config, make_plan
 from clo.reference import compute_logps, reference_logps
@@ -85,7 +86,7 @@ UNFINGERPRINTED = {
     "export_dtype",
 }
 # Fields added after checkpoints existed count only when set away from their default.
-ADDED_FIELDS = ("disable_dropout",)
+ADDED_FIELDS = ("disable_dropout", "optimizer")
 
 
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
@@ -211,13 +212,7 @@ class TrainingRun:
     # --- the run ---
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        return torch.optim.AdamW(
-            [p for _, p in self.named_params],
-            lr=cfg.learning_rate,
-            betas=cfg.adam_betas,
-            weight_decay=cfg.weight_decay,
-        )
+        return make_optimizer((p for _, p in self.named_params), self.config)
 
     def resume(self) -> None:
         path = latest_checkpoint(self.ckpt_dir)

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         description="Allow-listed translator for jobs that name none; default: the spec's "
         "default if allow-listed, else the first allow-listed translator.",
     )
+    worker_gpus: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs each worker (one node) owns: a job's `gpus` may ask for at most this "
+        "many; its training stage then runs over that many processes (torchrun).",
+    )
     lease_seconds: int = Field(120, ge=5)
     heartbeat_seconds: int = Field(20, ge=1)
     max_attempts: int = Field(3, ge=1)

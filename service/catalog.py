@@ -80,6 +80,9 @@ class ServiceCatalog:
             return None
         return names[0]
 
+    def max_gpus(self) -> int:
+        return self._settings.worker_gpus
+
     def judge(self, kind: Literal["openai", "local"]) -> JudgeRef | None:
         settings = self._settings
         if not settings.judge_model:
