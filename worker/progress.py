@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clo.checkpoint import OWNER_PREFIX, discard_other_owners
+from clo.checkpoint import OWNER_PREFIX, checkpoint_at, discard_other_owners
 from clo.errors import Stopped
 from clo.events import CheckpointSaved, Event, StepDone
 from persistence.repositories import leases
+from worker.checkpoint_store import CheckpointSync
 from worker.lease import HeldLease
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,11 @@ class ProgressRecorder:
     throttled progress write, so none is lost and Postgres sees ~1 write per second.
     """
 
-    def __init__(self, held: HeldLease, interval_seconds: float = 1.0) -> None:
+    def __init__(
+        self, held: HeldLease, interval_seconds: float = 1.0, sync: CheckpointSync | None = None
+    ) -> None:
         self.held = held
+        self.sync = sync  # set when checkpoints must reach the object store (other hosts)
         self.interval = interval_seconds
         self.stage: str | None = None
         self._stage_started = 0.0
@@ -46,11 +50,16 @@ class ProgressRecorder:
             self.held.write(leases.set_stage, event.stage)
             self._last_write = None  # show a new stage's first step at once
         if isinstance(event, CheckpointSaved):
+            checkpoint = checkpoint_at(Path(event.path), event.step)
+            if self.sync is not None and not self.sync.push(checkpoint):
+                return  # not in the store: the previous commit stays the resume point
             # The commit point: a resumed attempt takes only the checkpoint recorded here.
             committed = self.held.write(leases.record_checkpoint, event.path, event.step)
             folder = Path(event.path)
             if committed and folder.name.startswith(OWNER_PREFIX):
                 discard_other_owners(folder.parent, self.held.lease.token.hex)
+            if committed and self.sync is not None:
+                self.sync.prune(checkpoint)
             # Clients see the step, not the worker's filesystem.
             self.held.write(
                 leases.add_event,

@@ -22,7 +22,7 @@ from clo.errors import CloError, JobError, Stopped, new_reference
 from clo.pipeline import PipelineHooks, PipelineResult, RunInputs, run_pipeline
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
-from persistence.artifact_store import StoredObject, make_key
+from persistence.artifact_store import StorageUnavailableError, StoredObject, make_key
 from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.models import Job
 from persistence.repositories import jobs as jobs_repo
@@ -32,6 +32,7 @@ from persistence.storage import open_store
 from service.catalog import ServiceCatalog
 from worker import evaluation_env, work_folders
 from worker.base_cache import DbBaseCache
+from worker.checkpoint_store import CheckpointSync
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease, is_transient_db_error
 from worker.progress import ProgressRecorder
@@ -123,12 +124,23 @@ def _run_claimed(
     held: HeldLease, settings: Settings, wsettings: WorkerSettings, factory: sessionmaker[Session]
 ) -> str:
     workdir = wsettings.work_root / str(held.lease.job_id)
-    recorder = ProgressRecorder(held, wsettings.progress_interval_seconds)
-    outcome = _run_attempt(held, recorder, workdir, settings, factory)
+    sync = _checkpoint_sync(held, settings, workdir)
+    recorder = ProgressRecorder(held, wsettings.progress_interval_seconds, sync)
+    outcome = _run_attempt(held, recorder, workdir, settings, factory, sync)
     if outcome in work_folders.TERMINAL:
         # Only a resumed attempt reads the folder; a released or lost job keeps it for that.
         work_folders.remove_work_folder(workdir, outcome, wsettings.keep_failed_work)
+        if sync is not None:
+            sync.remove_all()
     return outcome
+
+
+def _checkpoint_sync(held: HeldLease, settings: Settings, workdir: Path) -> CheckpointSync | None:
+    """With a storage URL set (hosts share no disk), checkpoints go to the store too; on the
+    embedded default (one host, `artifact_dir`) the work folder is enough."""
+    if settings.storage_url is None:
+        return None
+    return CheckpointSync(open_store(settings), str(held.lease.job_id), workdir, held.confirm)
 
 
 def _run_attempt(
@@ -137,6 +149,7 @@ def _run_attempt(
     workdir: Path,
     settings: Settings,
     factory: sessionmaker[Session],
+    sync: CheckpointSync | None = None,
 ) -> str:
     lease = held.lease
 
@@ -154,7 +167,10 @@ def _run_attempt(
         # Resume only from what an earlier holder committed under its lease, never from
         # whatever is newest on disk (a fenced-out worker may have written that).
         if job.checkpoint_path and job.checkpoint_step is not None:
-            fence.committed = checkpoint_at(Path(job.checkpoint_path), job.checkpoint_step)
+            if sync is not None:  # possibly written on another host: fetched from the store
+                fence.committed = sync.restore(job.checkpoint_path, job.checkpoint_step)
+            else:
+                fence.committed = checkpoint_at(Path(job.checkpoint_path), job.checkpoint_step)
         resolved, inputs = _prepare(job, workdir, settings, factory)
         aliases = _model_aliases(resolved)
         hooks = PipelineHooks(progress=recorder, should_stop=should_stop)
@@ -164,7 +180,7 @@ def _run_attempt(
         _store_results(held, settings, result)
     except Stopped:
         recorder.flush()
-        return _stopped(held, fence)
+        return _stopped(held, fence, sync)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
         if not isinstance(exc, Exception):
             # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
@@ -178,10 +194,12 @@ def _run_attempt(
         if held.lost.is_set():
             return "lease_lost"
         if held.cancel_requested.is_set():
-            return _stopped(held, fence)
+            return _stopped(held, fence, sync)
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
             return _abandon(held, f"database unavailable: {type(exc).__name__}")
+        if isinstance(exc, StorageUnavailableError):
+            return _abandon(held, f"object store unavailable: {exc}")
         reference = new_reference()
         error = error_for(exc, reference=reference, aliases=aliases)
         _log_failure(lease.job_id, exc, error, reference)
@@ -194,12 +212,12 @@ def _run_attempt(
     return "succeeded"
 
 
-def _stopped(held: HeldLease, fence: CheckpointFence) -> str:
+def _stopped(held: HeldLease, fence: CheckpointFence, sync: CheckpointSync | None) -> str:
     if held.lost.is_set():
         logger.warning("job %s: lease lost; leaving the job to its new holder", held.lease.job_id)
         return "lease_lost"
     if not held.cancel_requested.is_set() and shutdown_requested():
-        return _release(held, fence)
+        return _release(held, fence, sync)
     if not held.write(
         leases.finish_job, "cancelled", message="cancelled on request; finished artifacts kept"
     ):
@@ -208,16 +226,19 @@ def _stopped(held: HeldLease, fence: CheckpointFence) -> str:
     return "cancelled"
 
 
-def _release(held: HeldLease, fence: CheckpointFence) -> str:
+def _release(held: HeldLease, fence: CheckpointFence, sync: CheckpointSync | None) -> str:
     """Worker shutting down: commit the stop checkpoint, hand the job back (attempt refunded)
     and wake another worker."""
     from worker.enqueue import enqueue_job
 
-    if fence.saved is not None:
-        # The stop checkpoint is the newest: the next holder resumes from it.
+    # The stop checkpoint is the newest: the next holder resumes from it (on another host
+    # only once it is in the store; else the last committed one stays the resume point).
+    if fence.saved is not None and (sync is None or sync.push(fence.saved)):
         step = step_of(fence.saved)
         if not held.write(leases.record_checkpoint, str(fence.saved.parent), step):
             return "lease_lost"
+        if sync is not None:
+            sync.prune(fence.saved)
     reason = "worker shutting down; checkpointed, back in the queue"
     if not held.write(leases.release_job, reason):
         return "lease_lost"

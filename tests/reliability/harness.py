@@ -224,8 +224,10 @@ class Stack:
     def wait_api(self) -> None:
         wait_http(f"{self.base}/healthz", self.procs["api"], timeout=120)
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        proc = start_worker(self.env, self.env["CLO_QUEUE"], f"{name}@reliability",
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A Celery worker; `env` overrides the stack's (another host's data and work dirs)."""
+        env = {**self.env, **(env or {})}
+        proc = start_worker(env, env["CLO_QUEUE"], f"{name}@reliability",
                             self.logs / f"{name}.log")  # fmt: skip
         self.procs[name] = proc
         return proc
