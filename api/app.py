@@ -21,6 +21,7 @@ from api.deps import reject_repeated_query_parameters
 from api.docs import install_docs
 from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import install_error_handlers
+from api.exports.router import router as exports_router
 from api.files.router import router as files_router
 from api.jobs.router import router as jobs_router
 from api.lifecycle.router import router as lifecycle_router
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     for router in (
         jobs_router,
         lifecycle_router,
+        exports_router,
         webhooks_router,
         job_deliveries_router,
         comparisons_router,

@@ -1,0 +1,1 @@
+"""Exports of a succeeded job (a plain LoRA, a merged model), run by a worker."""
