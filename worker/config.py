@@ -37,6 +37,16 @@ class WorkerSettings(BaseSettings):
         "state removes it.",
     )
     max_tasks_per_child: int = Field(1, ge=1, description="1: a fresh process (clean GPU) per job.")
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve the worker's Prometheus metrics on this port (from its main "
+        "process, pool children included); unset: not served.",
+    )
+    worker_metrics_host: str = Field(
+        "0.0.0.0", description="The address the worker's metrics server listens on."
+    )
 
     @property
     def work_root(self) -> Path:
