@@ -73,6 +73,12 @@ def fenced_checkpoints(fence: CheckpointFence) -> Iterator[CheckpointFence]:
         _fence.reset(token)
 
 
+def current_fence() -> CheckpointFence | None:
+    """The fence of the enclosing `fenced_checkpoints` block (handed on to training
+    subprocesses: clo.distributed_stage), or None."""
+    return _fence.get()
+
+
 def owner_folder(directory: Path, owner: str) -> Path:
     return Path(directory) / f"{OWNER_PREFIX}{owner}"
 

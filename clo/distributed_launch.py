@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from clo.distributed import Ranks, gather_to_all, init_process_group
+from clo.distributed_train import make_run, run_distributed
 
 RankTarget = Callable[..., None]
 
@@ -93,33 +94,69 @@ def peak_rss_bytes() -> int:
 
 
 def run_job(ranks: Ranks, job: dict[str, Any]) -> None:
-    """Train `job` (model, data, config, workdir) on this rank; rank 0 writes
-    workdir/final/weights.safetensors (the trained weights) and workdir/result.json."""
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Train `job` (model, revision, data, config, workdir; output_dir, reference_cache_dir
+    and control optional) on this rank; rank 0 writes output_dir/final/weights.safetensors
+    (the trained weights) and output_dir/result.json (default output_dir: workdir).
 
+    `control` (clo.distributed_stage.RankControl, from the pipeline's training stage): rank
+    0's progress goes to a file, a stop file stops every rank at the same step (result.json
+    then says "stopped" and names the checkpoint), checkpoints follow the pipeline's fence.
+    A CloError is also written for the pipeline to raise again (error-rank-N.json)."""
+    from clo.checkpoint import latest_checkpoint
+    from clo.distributed_stage import RankControl, write_error
+    from clo.errors import CloError, Stopped
+
+    workdir = Path(job["workdir"])
+    output = Path(job.get("output_dir") or workdir)
+    control = RankControl.from_job(job)
+    stopped: dict[str, Any] | None = None
+    try:
+        with control.fenced() as fence:
+            run = _make_run(ranks, job)
+            try:
+                result = run_distributed(run, control.progress, control.should_stop)
+            except Stopped as exc:
+                stopped = {"stopped": str(exc), "checkpoint": fence.saved if fence else None}
+    except CloError as exc:
+        write_error(output, ranks.rank, exc)
+        raise
+    if stopped is None:
+        _write_outcome(ranks, run, result, output)
+        return
+    if stopped["checkpoint"] is None:  # unfenced, or FSDP2's (in ckpt_dir itself)
+        stopped["checkpoint"] = latest_checkpoint(run.ckpt_dir)
+    if ranks.is_main:
+        (output / "result.json").write_text(json.dumps(stopped, default=str))
+    torch.distributed.barrier()
+
+
+def _make_run(ranks: Ranks, job: dict[str, Any]) -> Any:
     from clo.config import TrainConfig
-    from clo.distributed_model import full_state_dict, local_bytes, optimizer_state_bytes
-    from clo.distributed_train import make_run, run_distributed
+    from clo.loading import load_model_and_tokenizer
     from clo.pairs import read_quadruples
 
     if not ranks.is_main:
         logging.getLogger("clo").setLevel(logging.WARNING)  # rank 0 alone logs progress
-    workdir = Path(job["workdir"])
-    model: Any = AutoModelForCausalLM.from_pretrained(job["model"])
-    model.to(ranks.device)
-    tokenizer = AutoTokenizer.from_pretrained(job["model"])
-    config = TrainConfig.model_validate(job["config"])
+    # the one-process stage's loader (fp32, pad token fallback), on this rank's device
+    model, tokenizer = load_model_and_tokenizer(
+        job["model"], revision=job.get("revision"), device=ranks.device
+    )
     cache = job.get("reference_cache_dir")
-    run = make_run(
+    return make_run(
         model,
         tokenizer,
         read_quadruples(Path(job["data"])),
-        config,
-        workdir,
+        TrainConfig.model_validate(job["config"]),
+        Path(job["workdir"]),
         Path(cache) if cache else None,
     )
-    result = run_distributed(run, None, None)
+
+
+def _write_outcome(ranks: Ranks, run: Any, result: Any, output: Path) -> None:
+    from safetensors.torch import save_file
+
+    from clo.distributed_model import full_state_dict, local_bytes, optimizer_state_bytes
+
     memory = {
         "optimizer_bytes": optimizer_state_bytes(run.optimizer),
         "parameter_bytes": sum(local_bytes(p) for p in run.model.parameters()),
@@ -132,13 +169,13 @@ def run_job(ranks: Ranks, job: dict[str, Any]) -> None:
     else:
         weights = {name: p.detach().cpu() for name, p in run.named_params}
     if ranks.is_main:
-        (workdir / "final").mkdir(parents=True, exist_ok=True)
+        (output / "final").mkdir(parents=True, exist_ok=True)
         save_file(
             {k: v.contiguous() for k, v in weights.items()},
-            workdir / "final" / "weights.safetensors",
+            output / "final" / "weights.safetensors",
         )
-        summary = {"metrics": result.metrics, "ranks": per_rank}
-        (workdir / "result.json").write_text(json.dumps(summary, indent=2))
+        summary = {"metrics": result.metrics, "truncation": result.truncation, "ranks": per_rank}
+        (output / "result.json").write_text(json.dumps(summary, indent=2))
     torch.distributed.barrier()
 
 

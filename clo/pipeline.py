@@ -231,19 +231,37 @@ def stage_train(
     held = heldout_count(resolved, len(all_quads))
     train_quads, heldout = split_heldout(all_quads, size=held, seed=config.seed)
     write_quadruples(out_dir / "heldout.jsonl", heldout)
-    model, tokenizer = load_model_and_tokenizer(
-        base.source, revision=base.revision, device=device_option(inputs.device)
-    )
-    result = train(
-        model,
-        tokenizer,
-        train_quads,
-        config,
-        out_dir,
-        progress=_within_stage(hooks, "training"),
-        should_stop=hooks.should_stop,
-        reference_cache_dir=out_dir / "reference",
-    )
+    if resolved.spec.gpus > 1:
+        # torchrun over the worker's GPUs (gloo processes on CPU); the model comes back
+        # in-process with the trained weights, as train() leaves it (clo.distributed_stage)
+        from clo.distributed_stage import train_over_ranks
+
+        result, tokenizer = train_over_ranks(
+            base.source,
+            base.revision,
+            train_quads,
+            config,
+            out_dir,
+            resolved.spec.gpus,
+            progress=_within_stage(hooks, "training"),
+            should_stop=hooks.should_stop,
+            device=device_option(inputs.device),
+        )
+        model = result.model
+    else:
+        model, tokenizer = load_model_and_tokenizer(
+            base.source, revision=base.revision, device=device_option(inputs.device)
+        )
+        result = train(
+            model,
+            tokenizer,
+            train_quads,
+            config,
+            out_dir,
+            progress=_within_stage(hooks, "training"),
+            should_stop=hooks.should_stop,
+            reference_cache_dir=out_dir / "reference",
+        )
     summary: dict[str, Any] = {
         **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
         "train_examples": len(train_quads),
@@ -267,7 +285,8 @@ def stage_train(
     write_json_atomic(summary_path, summary)
     del model, result
     free_memory()
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the export supersedes them
+    for folder in ("checkpoints", "checkpoints-sharded"):  # the export supersedes them
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
     return exported, summary
 
 
