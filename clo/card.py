@@ -174,9 +174,11 @@ def model_card(
     base_source: str | None = None,
     languages: Sequence[str] = (),
     evaluation: Sequence[str] = (),
+    dtype_note: str | None = None,
 ) -> str:
     """README.md of an export: what was trained on what, license, how to load and serve
-    it, the evaluation lines given (markdown) and the final training metrics."""
+    it, the evaluation lines given (markdown) and the final training metrics. `dtype_note`
+    says why the weights have their dtype (a later export's --dtype)."""
     hub_id = published_base(base_model, base_source or base_model)
     shown = hub_id or base_model
     license_id = base_license(hub_id, base_source or base_model)
@@ -198,6 +200,7 @@ def model_card(
     ]
     if weights_dtype:
         note = ": the base model's own dtype)" if config.export_dtype == "model" else ")"
+        note = f": {dtype_note})" if dtype_note else note
         lines.append(
             f"- weights stored as `{weights_dtype}` (export_dtype={config.export_dtype}{note}"
         )
@@ -293,7 +296,12 @@ def extraction_card(source: ExtractionSource, report: dict[str, Any], folder: Pa
         else "- license: not known here; the base model's license applies",
         f"- trained: `{meta.get('trainable', source.kind)}`, method `{meta.get('method')}`, "
         f"seed-data sha256 `{meta.get('data_hash')}`",
-        f"- LoRA r={report['rank']}, alpha={report['alpha']:g}, weights `{report['dtype']}`",
+        f"- LoRA r={report['rank']}, alpha={report['alpha']:g}, weights `{report['dtype']}` "
+        + (
+            "(cast on export)"
+            if report.get("dtype_source") == "cast"
+            else "(the dtype the job exported the trained weights in)"
+        ),
         "",
         *_extraction_section(report),
         *evaluation,

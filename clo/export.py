@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -38,6 +38,26 @@ logger = logging.getLogger(__name__)
 
 PEFT_PREFIX = "base_model.model."
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# dtype choices of a later export (API, CLI): trained = no cast, the dtype the job's export
+# holds the trained weights in; the others cast to that dtype
+DTYPE_CHOICES: dict[str, str | None] = {
+    "trained": None,
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp32": "float32",
+}
+
+
+def dtype_choice(name: str | None) -> str | None:
+    """The dtype name a --dtype choice means (None: trained, no cast); long names pass."""
+    if name is None or name in DTYPES:
+        return name
+    if name in DTYPE_CHOICES:
+        return DTYPE_CHOICES[name]
+    raise CloError(
+        f"dtype must be one of {', '.join(DTYPE_CHOICES)} (or {', '.join(DTYPES)}), got {name!r}",
+        param="dtype",
+    )
 
 
 def _is_peft(model: Any) -> bool:
@@ -165,6 +185,7 @@ class ExportMeta(TypedDict):
     base_revision: str | None
     data_hash: str
     metrics: dict[str, Any]
+    dtype_note: NotRequired[str]  # why the weights have their dtype, for the card
 
 
 def _metadata(
@@ -265,10 +286,15 @@ def merge_export(
     base: str | None = None,
     base_revision: str | None = None,
     device: str | None = None,
+    dtype: str | None = None,
 ) -> dict[str, str]:
     """A merged full model from an adapter export (or a run folder) already on disk: base +
-    adapter through stock PEFT, merged, written as export_merged writes it (same dtype rule,
-    card and metadata). For jobs that did not ask for a merged model when they were created."""
+    adapter through stock PEFT, merged, written as export_merged writes it (card and
+    metadata). For jobs that did not ask for a merged model when they were created.
+
+    `dtype` (a DTYPE_CHOICES key or a dtype name): None / "trained" writes the dtype the
+    adapter export holds the trained weights in (its clo_metadata.json export_dtype), else
+    casts to the one named; the card says which."""
     from peft import PeftModel
 
     from clo.loading import load_model_and_tokenizer
@@ -287,6 +313,14 @@ def merge_export(
             f"{source.path} is not a CLO export (training_config.json / clo_metadata.json: {exc})",
             param="path",
         ) from exc
+    cast = dtype_choice(dtype)
+    trained = recorded.get("export_dtype")
+    name = cast or (trained if trained in DTYPES else None)
+    if name is not None:
+        note = "cast on export" if cast else "the dtype the job exported the trained weights in"
+        config = config.model_copy(update={"export_dtype": name})
+    else:  # an export from before clo_metadata.json named its dtype: the training's rule
+        note = "the training config's export_dtype rule"
     model, tokenizer = load_model_and_tokenizer(
         source.base_source, revision=source.base_revision, dtype=torch.float32, device=device
     )
@@ -295,6 +329,7 @@ def merge_export(
         merged,
         tokenizer,
         out_dir,
+        dtype_note=note,
         config=config,
         base_model=source.base_name,
         base_revision=source.base_revision,

@@ -30,6 +30,7 @@ from clo.atomic_dir import write_dir_atomically, write_json_atomic
 from clo.checksum import write_sha256sums
 from clo.encoding import EncodedSequence, encode_quads, pad_token_id
 from clo.errors import CloError
+from clo.export import dtype_choice
 from clo.loading import DTYPES, free_memory, load_model_and_tokenizer
 from clo.lora_source import PEFT_PREFIX, ExtractionSource, find_source, trained_tensors
 from clo.reference import compute_logps
@@ -62,7 +63,7 @@ class ExtractOptions:
     alpha: int | None = None
     lora_bias: bool = False  # bias deltas as PEFT lora_bias (exact, but not every server reads it)
     svd: Literal["auto", "full", "lowrank"] = "auto"
-    dtype: str | None = None  # default: the source export's weight dtype
+    dtype: str | None = None  # None / "trained": the source export's; bf16 | fp16 | fp32 cast
     heldout: Path | None = None  # quadruples JSONL; default: the run's held-out file
     texts: tuple[str, ...] = ()  # or plain texts, scored whole
     limit: int = 64  # held-out examples scored at most
@@ -78,8 +79,7 @@ def _check(opts: ExtractOptions) -> None:
         raise CloError(f"energy must be in (0, 1], got {opts.energy}", param="energy")
     if opts.alpha is not None and opts.alpha <= 0:
         raise CloError(f"alpha must be positive, got {opts.alpha}", param="alpha")
-    if opts.dtype is not None and opts.dtype not in DTYPES:
-        raise CloError(f"dtype must be one of {', '.join(DTYPES)}", param="dtype")
+    dtype_choice(opts.dtype)  # a CloError (param dtype) for an unknown name
     if opts.limit < 1:
         raise CloError("limit must be at least 1", param="limit")
 
@@ -266,7 +266,8 @@ def extract_lora(
     rank = _energy_rank(deltas, opts.energy, cap) if opts.energy is not None else cap
     alpha = int(opts.alpha or rank)
     scale = alpha / rank
-    dtype = DTYPES[opts.dtype] if opts.dtype else _source_dtype(source)
+    cast = dtype_choice(opts.dtype)
+    dtype = DTYPES[cast] if cast else _source_dtype(source)
 
     tensors: dict[str, torch.Tensor] = {}
     projections: dict[str, dict[str, Any]] = {}
@@ -314,6 +315,8 @@ def extract_lora(
         "alpha": alpha,
         "energy_threshold": opts.energy,
         "dtype": str(dtype).removeprefix("torch."),
+        # trained: the dtype the source export holds the trained weights in; cast: asked for
+        "dtype_source": "cast" if cast else "trained",
         "lora_bias": opts.lora_bias,
         "target_modules": sorted({n.rsplit(".", 1)[-1] for n in targets}),
         "overall": {"relative_error": (err2 / norm2) ** 0.5 if norm2 > 0 else 0.0},

@@ -29,6 +29,13 @@ _OPTIONS = {
 }
 
 
+_DTYPE_HELP = (
+    "trained | bf16 | fp16 | fp32 (or float32, bfloat16, float16). trained: the dtype the "
+    "export holds the trained weights in (clo_metadata.json export_dtype), no cast; the card "
+    "says which."
+)
+
+
 @export_app.command("lora")
 def lora_command(
     source: Annotated[
@@ -64,9 +71,7 @@ def lora_command(
         bool,
         typer.Option(help="Keep bias changes as PEFT lora_bias (exact; not every server)."),
     ] = False,
-    dtype: Annotated[
-        str | None, typer.Option(help="float32 | bfloat16 | float16 (default: the export's).")
-    ] = None,
+    dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "trained",
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: best).")] = None,
 ) -> None:
     """Extract a LoRA by truncated SVD of the weight change; report its error."""
@@ -114,6 +119,7 @@ def merged_command(
         str | None, typer.Option(help="Base model folder or hub id (default: from the export).")
     ] = None,
     base_revision: Annotated[str | None, typer.Option(help="Base model revision.")] = None,
+    dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "trained",
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: best).")] = None,
 ) -> None:
     """Merge the adapter into its base and write the full model (any server loads it)."""
@@ -121,7 +127,9 @@ def merged_command(
     from clo.export import merge_export
 
     try:
-        sums = merge_export(source, out, base=base, base_revision=base_revision, device=device)
+        sums = merge_export(
+            source, out, base=base, base_revision=base_revision, device=device, dtype=dtype
+        )
     except CloError as exc:
         raise typer.BadParameter(str(exc), param_hint=_OPTIONS.get(exc.param or "")) from exc
     typer.echo(json.dumps({"output": str(out), "files": sorted(sums)}, indent=2))
