@@ -167,7 +167,7 @@ def fsdp_full_finetune(
     if gpus > 1:
         gathered = (shape.root_params + prefetch_units * shape.layer_params) * per_param.weights
         layer_grads = shape.layer_params * (per_param.weights + per_param.grads)
-        in_flight = gathered + layer_grads
+        in_flight = math.ceil(gathered + layer_grads)
     return MemoryEstimate(
         gpus=gpus,
         weights=_share(n * per_param.weights, gpus),
