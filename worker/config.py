@@ -25,6 +25,12 @@ class WorkerSettings(BaseSettings):
     progress_interval_seconds: float = Field(
         1.0, gt=0, description="Progress writes at most this often."
     )
+    cancel_poll_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="A running job reads its cancel flag between steps at most this often "
+        "(0: only at heartbeats).",
+    )
     reaper_interval_seconds: float = Field(15.0, gt=0, description="How often the reaper runs.")
     requeue_after_seconds: float = Field(
         600.0,

@@ -115,7 +115,13 @@ def run_job(
         logger.info("job %s is not claimable (finished, cancelled, or held): skipping", job_id)
         return "not_claimable"
     logger.info("job %s claimed by %s (attempt %d)", job_id, worker_id, lease.attempt)
-    held = HeldLease(lease, factory, settings.lease_seconds, settings.heartbeat_seconds)
+    held = HeldLease(
+        lease,
+        factory,
+        settings.lease_seconds,
+        settings.heartbeat_seconds,
+        cancel_poll_seconds=wsettings.cancel_poll_seconds,
+    )
     with held:
         return _run_claimed(held, settings, wsettings, factory)
 
@@ -155,7 +161,7 @@ def _run_attempt(
 
     def should_stop() -> bool:
         # still_held asks the database when this process may have slept past its lease.
-        return held.cancel_requested.is_set() or not held.still_held() or shutdown_requested()
+        return held.poll_cancel() or not held.still_held() or shutdown_requested()
 
     aliases: dict[str, str] = {}  # filled once the job is resolved: paths -> client names
     fence = CheckpointFence(owner=lease.token.hex, may_write=held.confirm)

@@ -152,6 +152,13 @@ def renew_lease(session: Session, lease: Lease, lease_seconds: int) -> LeaseStat
     return LeaseState(cancel_requested=row[0] is not None)
 
 
+def cancel_requested(session: Session, lease: Lease) -> bool:
+    """Whether a cancel is pending: a primary-key read with no write and no row lock, cheap
+    enough for the worker to ask about once a second between steps."""
+    at = session.scalar(select(Job.cancel_requested_at).where(Job.id == lease.job_id))
+    return at is not None
+
+
 def add_event(
     session: Session,
     lease: Lease,
