@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -17,12 +18,14 @@ from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
 from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
+from api.deadline import RequestDeadline
 from api.deps import reject_repeated_query_parameters
 from api.docs import install_docs
 from api.enqueue import JobEnqueuer, SendFn, default_send
 from api.errors import install_error_handlers
 from api.exports.router import router as exports_router
 from api.files.router import router as files_router
+from api.hops import commit_in_endpoint_hops
 from api.jobs.router import router as jobs_router
 from api.lifecycle.router import router as lifecycle_router
 from api.logs import configure_json_logging
@@ -78,7 +81,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         docs_url=None,  # self-served by install_docs: FastAPI's pages load from a CDN
         redoc_url=None,
     )
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, **api_pool(settings))
     draining = Draining()
     app.state.draining = draining
     app.state.settings = settings
@@ -110,11 +113,29 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     ):
         app.include_router(router)
     install_docs(app)
+    commit_in_endpoint_hops(app)  # no pooled connection held across thread hops (api/hops)
 
+    # Inside ObserveRequests, so the request log and metrics see its 503s.
+    app.add_middleware(RequestDeadline, seconds=settings.request_deadline_seconds)
     app.add_middleware(
         ObserveRequests, metrics=app.state.metrics, max_request_bytes=settings.max_request_bytes
     )
     return app
+
+
+def api_pool(settings: Settings) -> dict[str, Any]:
+    """The API's pool: as many connections as request threads (connections are held only
+    inside a hop, so never more are in use; bench/RESULTS.md has the measured peak), a short
+    wait for one, and a statement timeout, each ending as a 503 rather than a hang."""
+    if settings.db_url.startswith("sqlite"):
+        return {}
+    size = settings.db_pool_size
+    return {
+        "pool_size": size // 2 or 1,
+        "max_overflow": size - (size // 2 or 1),
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "statement_timeout_s": settings.db_statement_timeout_seconds,
+    }
 
 
 _default_app: FastAPI | None = None

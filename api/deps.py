@@ -56,6 +56,19 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+def release_connection(session: Session) -> None:
+    """End the session's transaction so its pooled connection goes back to the pool now.
+
+    FastAPI runs each sync dependency and the endpoint in its own thread-pool hop. A
+    connection kept from one hop to the next is held while the request waits for a free
+    thread; with every thread in turn waiting for a connection, nothing moved until the pool
+    timed out (issue 15: 100 concurrent job lists stalled 30 s). So every hop gives its
+    connection back before it ends; the next query of the request takes one again.
+    """
+    if session.in_transaction():
+        session.commit()
+
+
 @contextmanager
 def read_connection(request: Request) -> Iterator[Connection]:
     """A pooled connection in autocommit mode, for a read that is one statement.
@@ -102,6 +115,7 @@ def invalid_key() -> Unauthorized:
 def get_current_tenant(request: Request, session: SessionDep) -> Tenant:
     """The tenant of the Bearer API key; checked against the database on every request."""
     tenant = tenants_repo.tenant_for_key(session, bearer_secret(request))
+    release_connection(session)
     if tenant is None:
         raise invalid_key()
     request.state.tenant = tenant.name
@@ -124,6 +138,7 @@ def get_current_job(
 ) -> Job:
     """The tenant's job or 404 (another tenant's job looks exactly like a missing one)."""
     job = jobs_repo.get_job_for_tenant(session, tenant.id, parse_uuid(job_id, "job"))
+    release_connection(session)
     if job is None:
         raise NotFound(f"job {job_id!r} not found", code="job_not_found")
     request.state.job_id = str(job.id)

@@ -259,7 +259,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _db_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == "57014":
+        return await _db_busy(request, exc)  # statement_timeout: overloaded, not down
     # Postgres down or restarting: the client should retry, so 503 and not a 500.
     logger.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
     return JSONResponse(

@@ -3,6 +3,7 @@ on loopback, Postgres behind.
 
     python -m bench.bench_api_load                  # 2 uvicorn workers, 20 s per endpoint
     python -m bench.bench_api_load --duration 10 --connections 32
+    python -m bench.bench_api_load --sweep 100,200,500   # list + events at each concurrency
 
 Creates a fresh Postgres database (migrated with Alembic), tenants and API keys, starts
 uvicorn on 127.0.0.1 in production settings (Redis broker on a private queue, JSON request
@@ -31,6 +32,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` and the service importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import api_sweep  # noqa: E402
 from bench.common import format_table, load_average, machine_line, save_result  # noqa: E402
 from service_cli.processes import free_port, start_api  # noqa: E402
 
@@ -235,6 +237,21 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
             "body": json.dumps(JOB_BODY),
         }
         run_wrk("warm-up", base, get_script, args.connections, 3, tmp)  # JIT-free, but warms pools
+        info = {
+            "workers": args.workers,
+            "connections": args.connections,
+            "post_connections": args.post_connections,
+            "tenants": len(keys),
+            "seed_jobs": len(ids),
+            "duration_s": args.duration,
+        }
+        if args.sweep:
+            concurrencies = [int(c) for c in args.sweep.split(",")]
+            rows = api_sweep.sweep(
+                base, keys[0], ids, concurrencies, args.duration, args.timeout, tmp
+            )
+            info = {**info, "sweep": concurrencies, "wrk_timeout_s": args.timeout}
+            return rows, info  # type: ignore[return-value]
         results = []
         list_script = LIST_LUA % {"key": keys[0]}
         for name, script, conns in (
@@ -250,14 +267,6 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
                 file=sys.stderr,
             )
             results.append(res)
-        info = {
-            "workers": args.workers,
-            "connections": args.connections,
-            "post_connections": args.post_connections,
-            "tenants": len(keys),
-            "seed_jobs": len(ids),
-            "duration_s": args.duration,
-        }
         return results, info
     finally:
         if proc is not None:
@@ -318,7 +327,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tenants", type=int, default=8, help="tenants the POSTs rotate over")
     p.add_argument("--seed-jobs", type=int, default=50, help="jobs created before the reads")
     p.add_argument("--duration", type=float, default=20, help="seconds per endpoint")
-    p.add_argument("--out", type=Path, default=RESULTS / "api_load.txt")
+    p.add_argument("--sweep", help="comma-separated concurrencies: list + events reads only")
+    p.add_argument("--timeout", type=float, default=10, help="wrk timeout per request, --sweep")
+    p.add_argument("--out", type=Path, default=None)
     return p.parse_args(argv)
 
 
@@ -329,16 +340,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("wrk not found: install it (apt-get install -y wrk)")
     with tempfile.TemporaryDirectory() as tmp:
         results, info = scenario(args, Path(tmp))
+    rows = api_sweep.table(results) if args.sweep else table(results)  # type: ignore[arg-type]
+    out = args.out or RESULTS / ("api_sweep.txt" if args.sweep else "api_load.txt")
     text = "\n\n".join(
         [
             "API under load (wrk on loopback, uvicorn + Postgres + Redis on the same machine)",
             machine_line(),
-            table(results),
+            rows,
             "settings: " + json.dumps(info),
         ]
     )
     print(text)
-    save_result(args.out, text)
+    save_result(out, text)
 
 
 if __name__ == "__main__":

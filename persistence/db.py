@@ -27,7 +27,11 @@ _LAST_USED = "clo_last_used"
 
 
 def make_engine(
-    url: str, *, idle_in_transaction_timeout_s: float | None = None, **kwargs: Any
+    url: str,
+    *,
+    idle_in_transaction_timeout_s: float | None = None,
+    statement_timeout_s: float | None = None,
+    **kwargs: Any,
 ) -> Engine:
     """An engine that behaves the same on SQLite (embedded) and Postgres.
 
@@ -35,6 +39,9 @@ def make_engine(
     long, releasing its row locks. Workers set it: a worker frozen mid-transaction (SIGSTOP,
     a VM pause, a debugger) would otherwise keep its job row locked, and the reaper, which
     skips locked rows, could never requeue the job its expired lease left behind.
+
+    `statement_timeout_s`: Postgres cancels a statement running that long (SQLSTATE 57014);
+    the API sets it so a slow query ends as a 503 instead of holding a connection for ever.
     """
     if url.startswith("sqlite"):
         database = make_url(url).database
@@ -45,10 +52,14 @@ def make_engine(
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    options = []
     if idle_in_transaction_timeout_s is not None:
         timeout_ms = max(1, int(idle_in_transaction_timeout_s * 1000))
-        options = f"-c idle_in_transaction_session_timeout={timeout_ms}"
-        kwargs.setdefault("connect_args", {})["options"] = options
+        options.append(f"-c idle_in_transaction_session_timeout={timeout_ms}")
+    if statement_timeout_s is not None:
+        options.append(f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}")
+    if options:
+        kwargs.setdefault("connect_args", {})["options"] = " ".join(options)
     if "poolclass" not in kwargs:  # sizes apply to the default QueuePool only
         kwargs.setdefault("pool_size", POOL_SIZE)
         kwargs.setdefault("max_overflow", MAX_OVERFLOW)

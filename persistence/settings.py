@@ -94,6 +94,22 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     migrate_on_start: bool = True
     sse_poll_seconds: float = Field(0.5, gt=0)
+    # The API's database budget per request (issue 15: under load a request waited for ever).
+    db_pool_size: int = Field(
+        40, ge=1, le=500, description="API connections per process (pool_size + max_overflow)."
+    )
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Wait for a pooled connection, then 503 database_busy."
+    )
+    db_statement_timeout_seconds: float | None = Field(
+        10.0, gt=0, description="Postgres statement_timeout of API connections, then 503."
+    )
+    request_deadline_seconds: float | None = Field(
+        15.0,
+        gt=0,
+        description="An API request not answered this long after its body arrived is "
+        "answered 503 request_deadline_exceeded; unset: no deadline.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token /metrics requires (Prometheus `authorization`); unset: "
