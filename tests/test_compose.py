@@ -13,7 +13,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-EXPECTED_SERVICES = {"postgres", "redis", "api", "worker", "reaper", "dispatcher"}
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "api",
+    "worker",
+    "reaper",
+    "dispatcher",
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +105,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
 
 def test_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("postgres", "redis", "api", "worker"):
+    for name in ("postgres", "redis", "minio", "api", "worker"):
         check = services[name].get("healthcheck")
         assert check and check["test"], f"{name} has no healthcheck"
     api_deps = services["api"]["depends_on"]
@@ -139,3 +148,37 @@ def test_dockerfile_cmds_resolve_too() -> None:
     for dockerfile in (ROOT / "docker").glob("Dockerfile.*"):
         for command in _split_commands(_command({}, dockerfile)):
             _check_entry_point(command)
+
+
+def test_object_store_is_the_only_thing_api_and_worker_share(compose: dict[str, Any]) -> None:
+    """MinIO holds uploads, artifacts and checkpoints; the API and the worker mount no common
+    volume (as on separate hosts), and the bucket exists before the API starts."""
+    from persistence.settings import Settings
+    from persistence.storage_url import parse_storage_url
+
+    services = compose["services"]
+    assert services["minio"]["image"].startswith("minio/minio:")
+    assert services["minio-init"]["image"].startswith("minio/mc:")
+    assert "mc mb --ignore-existing store/clo" in services["minio-init"]["command"][0]
+    assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    init = services["api"]["depends_on"]["minio-init"]["condition"]
+    assert init == "service_completed_successfully"
+    env = services["api"]["environment"]
+    location = parse_storage_url(env["CLO_STORAGE_URL"])
+    assert location.scheme == "s3" and location.bucket == "clo"
+    assert env["CLO_STORAGE_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
+    assert "CLO_ARTIFACT_DIR" not in env
+    settings = Settings(
+        storage_url=env["CLO_STORAGE_URL"],
+        storage_endpoint_url=env["CLO_STORAGE_ENDPOINT_URL"],
+        storage_region=env["CLO_STORAGE_REGION"],
+    )
+    assert settings.storage_url == "s3://clo/store"
+
+    def mounts(name: str) -> set[str]:
+        return {m.split(":")[0] for m in services[name].get("volumes", [])}
+
+    assert not mounts("api") & mounts("worker")
+    for name in ("reaper", "dispatcher"):
+        assert not mounts(name), f"{name} needs no disk: it reaches the store"
