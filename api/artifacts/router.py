@@ -44,6 +44,14 @@ def download_artifact(name: str, session: SessionDep, job: CurrentJob, store: St
     return service.download(session, job, name, store)
 
 
+# HEAD: the same headers as GET (Content-Length, ETag / X-Checksum-Sha256 / Repr-Digest),
+# no body, so a client can check size and checksum before (or instead of) downloading. Out of
+# the schema: the GET documents the headers, and a body-less operation only confuses clients.
+@router.head("/{job_id}/artifacts/{name}", include_in_schema=False)
+def head_artifact(name: str, session: SessionDep, job: CurrentJob, store: StoreDep) -> Response:
+    return service.download(session, job, name, store, head=True)
+
+
 @router.post("/{job_id}/artifacts/{name}/link", response_model=DownloadLink, status_code=201)
 def create_download_link(
     name: str, request: Request, session: SessionDep, job: CurrentJob
@@ -64,6 +72,7 @@ def create_download_link(
     response_class=FileResponse,
     responses={**_FILE_RESPONSES, 410: _LINK_GONE},
 )
+@downloads_router.head("/{token}", include_in_schema=False)
 def download_by_link(
     token: str, request: Request, session: SessionDep, store: StoreDep
 ) -> Response:
@@ -82,4 +91,4 @@ def download_by_link(
     if key_tenant != job.tenant_id:  # cannot be issued so; refuse rather than trust it
         raise NotFound("no such download link", code="download_link_not_found")
     request.state.job_id = str(job.id)
-    return service.download(session, job, name, store)
+    return service.download(session, job, name, store, head=request.method == "HEAD")

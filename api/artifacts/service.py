@@ -78,8 +78,11 @@ def find_artifact(session: Session, job_id: uuid.UUID, name: str) -> Artifact:
     return row
 
 
-def download(session: Session, job: Job, name: str, store: BlobStore) -> Response:
-    """Serve the stored key the job's artifact row of that name maps to."""
+def download(
+    session: Session, job: Job, name: str, store: BlobStore, *, head: bool = False
+) -> Response:
+    """Serve the stored key the job's artifact row of that name maps to; `head`: its headers
+    only (FileResponse answers a HEAD itself; an object is not read, nor redirected to)."""
     row = find_artifact(session, job.id, name)
     try:
         path = store.local_path(row.key)
@@ -94,7 +97,7 @@ def download(session: Session, job: Job, name: str, store: BlobStore) -> Respons
     }
     if path is None:  # an object store (CLO_STORAGE_URL=s3://...): streamed or redirected
         parse_range = ArtifactFileResponse._parse_range_header
-        return store_download(store, row.key, row.name, headers, parse_range)
+        return store_download(store, row.key, row.name, headers, parse_range, head=head)
     if not path.is_file():
         logger.error("artifact file missing from store", extra={"job_id": str(job.id)})
         raise NotFound(f"artifact {name!r} is unavailable", code="artifact_missing")

@@ -74,6 +74,8 @@ def store_download(
     filename: str,
     headers: dict[str, str],
     parse_range: RangeParser,
+    *,
+    head: bool = False,
 ) -> Response:
     """The response for an artifact in an object store, 404 when the object is missing."""
     try:
@@ -88,6 +90,17 @@ def store_download(
             code="storage_unavailable",
             headers={"Retry-After": "5"},
         ) from None
+    if head:  # answered here even in redirect mode: a presigned GET URL refuses a HEAD
+        return Response(
+            status_code=200,
+            media_type="application/octet-stream",
+            headers={
+                **headers,
+                "Accept-Ranges": "bytes",
+                "Content-Disposition": f'attachment; filename="{quote(filename)}"',
+                "Content-Length": str(size),
+            },
+        )
     seconds = store.download_redirect_seconds
     if seconds is not None:
         # The store checks the signature; the checksum header lets the client verify bytes
