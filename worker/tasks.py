@@ -1,4 +1,4 @@
-"""Celery tasks: thin adapters that hand the job id to the runner."""
+"""Celery tasks: thin adapters that hand the job (or export) id to its runner."""
 
 import logging
 import os
@@ -6,7 +6,9 @@ import socket
 
 from celery.signals import worker_init
 
+from persistence.export_wakeup import EXPORT_TASK_NAME
 from worker.celery_app import TASK_NAME, app
+from worker.exports import run_export
 from worker.runner import run_job
 
 logger = logging.getLogger(__name__)
@@ -28,3 +30,10 @@ def run_job_task(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     """Claim and run one job; a message for a job held by someone else is a no-op."""
     worker_id = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
     return run_job(job_id, worker_id=worker_id)
+
+
+@app.task(name=EXPORT_TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_export_task(self, export_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Claim and run one export of a succeeded job (same queue and workers as jobs)."""
+    worker_id = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    return run_export(export_id, worker_id=worker_id)
