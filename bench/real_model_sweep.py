@@ -60,7 +60,15 @@ def run_point(model: Path, out: Path, lr: float, epochs: float, beta: float) -> 
     pool, _heldout = split_heldout(builtin_parallel(LANG), size=HELDOUT, seed=0)
     train_quads, dev = pool[:N], pool[-DEV:]
     assert len(pool) - DEV >= N, "the dev set would overlap the training examples"
-    hyper = {**HYPERPARAMETERS, "learning_rate": lr, "epochs": epochs, "beta": beta}
+    # fp32 and unpacked, as the recorded points ran (HYPERPARAMETERS pins them too)
+    hyper = {
+        **HYPERPARAMETERS,
+        "learning_rate": lr,
+        "epochs": epochs,
+        "beta": beta,
+        "precision": "fp32",
+        "pack_prompts": False,
+    }
     resolved = resolved_arm(
         model, "clo", None, N, hyperparameters=hyper, evaluation=SWEEP_EVALUATION
     )

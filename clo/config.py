@@ -10,6 +10,7 @@ Trainable = Literal["attention", "lora", "full"]
 PreferenceLoss = Literal["sigmoid", "ipo", "hinge"]
 Schedule = Literal["cosine", "linear", "constant"]
 ExportDtype = Literal["model", "bfloat16", "float16", "float32"]
+PrecisionSetting = Literal["auto", "fp32", "bf16"]
 OptimizerName = Literal["adamw", "adamw_8bit"]
 
 # Fields a stored config may still carry but that mean nothing now; dropped on load.
@@ -85,6 +86,25 @@ class TrainConfig(BaseModel):
         "training (clo, dpo, the DPO phase of sft+dpo), so policy and reference agree at step 0.",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations (saves memory).")
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=1,
+        description="(ours) Training memory to fit in; when the estimate without gradient "
+        "checkpointing exceeds it, checkpointing turns on (clo.activation_policy). None: the "
+        "device's free memory; the estimate also applies when gradient_checkpointing is off.",
+    )
+    precision: PrecisionSetting = Field(
+        "fp32",
+        description="fp32, or bf16: bf16 frozen weights and autocast, fp32 master weights for "
+        "the trained parameters, fp32 log-softmax and loss (clo.precision); auto: bf16 on CUDA "
+        "and on CPUs with AMX / AVX512-BF16, else fp32. Jobs default to auto (clo.spec).",
+    )
+    pack_prompts: bool = Field(
+        True,
+        description="(ours) Forward each prompt once, with both its responses in one row "
+        "(4-D mask, restarted positions; clo.packing); models whose attention takes no custom "
+        "mask are scored unpacked.",
+    )
     # 256 tokens x 151,936 vocab x 4 B = 156 MB of fp32 logits per chunk (see clo.logprobs)
     logprob_chunk_tokens: int = Field(
         256, ge=16, description="Response tokens per chunk through the LM head."

@@ -38,15 +38,18 @@ def sharded_reference_logps(
     cache_dir: Path | None = None,
     batch_size: int = 8,
     chunk_tokens: int = 1024,
+    precision: str | None = None,
 ) -> torch.Tensor:
     """Reference log-probs [N, 4] on every rank; each example scored by one rank only."""
-    path = reference_cache_path(model, tokenizer, encoded, cache_dir)
+    path = reference_cache_path(model, tokenizer, encoded, cache_dir, precision)
     cached = read_cached_reference(path, len(encoded))
     if all_agree(cached is not None):
         assert cached is not None
         return cached
     start, end = shard_bounds(len(encoded), ranks.rank, ranks.world_size)
-    local, _ = compute_logps(model, encoded[start:end], pad_id, batch_size, chunk_tokens)
+    local, _ = compute_logps(
+        model, encoded[start:end], pad_id, batch_size, chunk_tokens, precision=precision
+    )
     logger.info("rank %d scored reference examples [%d, %d)", ranks.rank, start, end)
     logps = torch.cat(gather_to_all(local.reshape(-1, 4)))
     if path is not None and ranks.is_main:

@@ -88,6 +88,7 @@ class DistributedRun(TrainingRun):
             cache_dir=cache_dir,
             batch_size=cfg.batch_size,
             chunk_tokens=cfg.logprob_chunk_tokens,
+            precision=self.precision,
         )
 
     def _wrap(self, model: Any) -> Any:

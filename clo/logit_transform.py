@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from clo.errors import CloError
+from clo.precision import holds_mixed_dtypes
 
 PROBE_TOKENS = 8
 # The probe compares in fp32 (autocast off); bf16 weights still round the head's GEMM.
@@ -92,7 +93,9 @@ def _probe_difference(
     was_training = model.training
     model.eval()  # no dropout
     try:
-        with torch.autocast(device.type, enabled=False):
+        # without autocast, except for a model holding bf16 frozen weights next to fp32
+        # trained ones (clo.precision), whose matmuls need autocast to see one dtype
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=holds_mixed_dtypes(model)):
             theirs = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
             ours = transform.apply_(head(seen[-1]).float())
     finally:

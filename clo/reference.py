@@ -23,15 +23,24 @@ from safetensors.torch import load_file, save_file
 
 from clo.distributed_scorer import score_sequences
 from clo.encoding import EncodedSequence, collate, encoding_fingerprint
+from clo.packing import pack_examples, packed_logprobs
+from clo.precision import autocast_for
 
 logger = logging.getLogger(__name__)
 
 
-def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slow and imprecise)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast_context(
+    device: torch.device, precision: str | None = None, model: Any = None
+) -> contextlib.AbstractContextManager[Any]:
+    """The autocast of a run's precision (clo.precision.autocast_for; None: bf16 on CUDA,
+    fp32 elsewhere unless `model` holds bf16 and fp32 weights side by side)."""
+    return autocast_for(device, precision, model)
+
+
+def autocast_name(device: torch.device, precision: str | None, model: Any = None) -> str:
+    """ "bf16" or "fp32": what `autocast_context` runs the matmuls in (part of cache keys)."""
+    with autocast_context(device, precision, model):
+        return "bf16" if torch.is_autocast_enabled(device.type) else "fp32"
 
 
 def model_identity(model: Any) -> dict[str, Any]:
@@ -71,15 +80,17 @@ def reference_key(
     tokenizer: Any,
     encoded: Sequence[tuple[EncodedSequence, ...]],
     extra: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> str:
-    """Cache key: model (name, revision, config, dtype, weight sums), tokenizer, encoded data."""
+    """Cache key: model (name, revision, config, dtype, weight sums), tokenizer, encoded data,
+    and the precision the scores are computed in."""
     device = next(model.parameters()).device
     parts = {
         "model": model_identity(model),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         # token ids already encode the data, the template and the truncation lengths
         "encoded": encoding_fingerprint(encoded),
-        "autocast": "bf16" if device.type == "cuda" else "fp32",
+        "autocast": autocast_name(device, precision, model),
         "extra": extra or {},
         "version": 1,
     }
@@ -93,13 +104,18 @@ def compute_logps(
     pad_id: int,
     batch_size: int = 8,
     chunk_tokens: int = 1024,
+    precision: str | None = None,
+    packed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probs and token counts, both [N, 4], for every encoded example (no grad).
 
     Results do not depend on order, so the 4·N sequences are scored longest first in batches
     of similar length (4·batch_size sequences each): far less padding than batching examples
-    as they come, and a batch too large for memory fails at once.
+    as they come, and a batch too large for memory fails at once. `packed`: each prompt with
+    both its responses in one row (clo.packing), as the training steps forward them.
     """
+    if packed and encoded:
+        return _compute_packed(model, encoded, batch_size, chunk_tokens, precision)
     device = next(model.parameters()).device
     width = len(encoded[0]) if encoded else 4
     flat = [seq for seqs in encoded for seq in seqs]
@@ -113,7 +129,7 @@ def compute_logps(
         for start in range(0, len(order), per_batch):
             ids = order[start : start + per_batch]
             batch = collate([flat[k] for k in ids], pad_id).to(device)
-            with autocast_context(device):
+            with autocast_context(device, precision, model):
                 lp, n = score_sequences(
                     model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
                 )
@@ -125,16 +141,53 @@ def compute_logps(
     return logps.view(-1, width), counts.view(-1, width)
 
 
+@torch.no_grad()
+def _compute_packed(
+    model: Any,
+    encoded: Sequence[tuple[EncodedSequence, ...]],
+    batch_size: int,
+    chunk_tokens: int,
+    precision: str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """compute_logps over packed rows (two per example), longest first."""
+    device = next(model.parameters()).device
+    rows = [row for seqs in encoded for row in pack_examples(list(seqs))]
+    order = sorted(range(len(rows)), key=lambda k: -len(rows[k].input_ids))
+    logps = torch.zeros(len(rows), 2, dtype=torch.float32)
+    counts = torch.zeros(len(rows), 2, dtype=torch.long)
+    per_batch = 2 * batch_size  # the rows of batch_size examples
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), per_batch):
+            ids = order[start : start + per_batch]
+            with autocast_context(device, precision, model):
+                lp, n = packed_logprobs(model, [rows[k] for k in ids], chunk_tokens)
+            index = torch.tensor(ids)
+            logps[index] = lp.float().cpu().view(-1, 2)
+            counts[index] = n.cpu().view(-1, 2)
+    finally:
+        model.train(was_training)
+    return logps.view(len(encoded), -1), counts.view(len(encoded), -1)
+
+
 def reference_cache_path(
     model: Any,
     tokenizer: Any,
     encoded: Sequence[tuple[EncodedSequence, ...]],
     cache_dir: Path | None,
+    precision: str | None = None,
+    packed: bool = False,
 ) -> Path | None:
-    """Where the reference log-probs of this model and data are cached (None: no cache)."""
+    """Where the reference log-probs of this model and data are cached (None: no cache).
+
+    Keyed by precision (bf16 and fp32 scores differ); packed scores only by their own key,
+    so the step-0 margin of a packed run is exactly 0 (unpacked keys are unchanged).
+    """
     if cache_dir is None:
         return None
-    return Path(cache_dir) / f"reference-{reference_key(model, tokenizer, encoded)}.safetensors"
+    key = reference_key(model, tokenizer, encoded, {"packed": True} if packed else None, precision)
+    return Path(cache_dir) / f"reference-{key}.safetensors"
 
 
 def read_cached_reference(path: Path | None, n_examples: int) -> torch.Tensor | None:
@@ -165,13 +218,15 @@ def reference_logps(
     cache_dir: Path | None = None,
     batch_size: int = 8,
     chunk_tokens: int = 1024,
+    precision: str | None = None,
+    packed: bool = False,
 ) -> torch.Tensor:
     """Reference log-probs [N, 4], read from the cache when the key matches."""
-    path = reference_cache_path(model, tokenizer, encoded, cache_dir)
+    path = reference_cache_path(model, tokenizer, encoded, cache_dir, precision, packed)
     cached = read_cached_reference(path, len(encoded))
     if cached is not None:
         return cached
-    logps, _ = compute_logps(model, encoded, pad_id, batch_size, chunk_tokens)
+    logps, _ = compute_logps(model, encoded, pad_id, batch_size, chunk_tokens, precision, packed)
     if path is not None:
         write_cached_reference(path, logps)
     return logps

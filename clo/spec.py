@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from clo.config import Method, OptimizerName, SftVariant, Trainable
+from clo.config import Method, OptimizerName, PrecisionSetting, SftVariant, Trainable
 
 SeedSource = Literal["builtin", "oasst1", "file", "parallel"]
 QualityCheck = Literal["drop", "report", "off"]
@@ -157,6 +157,24 @@ class Hyperparameters(BaseModel):
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward: less memory, ~30% slower."
+    )
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=1,
+        le=16_777_216,
+        description="Training memory to fit in: gradient checkpointing turns on when the "
+        "estimate without it is larger (reported as train summary activation_memory); "
+        "None: the worker device's free memory.",
+    )
+    # Speed (docs/PERFORMANCE.md); the same maths up to rounding.
+    precision: PrecisionSetting = Field(
+        "auto",
+        description="auto: bf16 where the worker is fast at it (CUDA, CPUs with AMX / "
+        "AVX512-BF16), else fp32; bf16 keeps fp32 master weights for what trains and fp32 "
+        "losses. The summary and model card say which ran.",
+    )
+    pack_prompts: bool = Field(
+        True, description="Forward each prompt once with both its responses (4-D mask)."
     )
 
 

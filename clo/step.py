@@ -21,6 +21,7 @@ from clo.loss import (
     nll_columns,
     sft_loss,
 )
+from clo.packing import pack_examples, packed_logprobs
 from clo.reference import autocast_context
 
 
@@ -79,16 +80,27 @@ def loss_step(
     pad_id: int,
     chunk_tokens: int,
     width: int = len(SEQUENCE_NAMES),
+    precision: str | None = None,
+    packed: bool = False,
 ) -> tuple[LossOutput, int]:
-    """One forward over the `width`·B sequences of B examples; returns the loss and tokens."""
+    """One forward over the `width`·B sequences of B examples; returns the loss and tokens.
+
+    `precision`: the run's (clo.precision; None: bf16 autocast on CUDA only). `packed`:
+    each prompt once, with both its responses in one row (clo.packing; whole quadruples
+    only). Tokens are the unpacked sequences' either way, so tokens/s stays comparable.
+    """
     device = next(model.parameters()).device
-    batch = collate(sequences, pad_id).to(device)
-    with autocast_context(device):
-        logps, tokens = score_sequences(
-            model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
-        )
+    tokens = sum(len(s.input_ids) for s in sequences)
+    with autocast_context(device, precision, model):
+        if packed and width == len(SEQUENCE_NAMES):
+            logps, counts = packed_logprobs(model, pack_examples(sequences), chunk_tokens, pad_id)
+        else:
+            batch = collate(sequences, pad_id).to(device)
+            logps, counts = score_sequences(
+                model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
+            )
     ref = ref.to(device) if ref is not None else None
-    return loss_fn(logps.view(-1, width), ref, tokens.view(-1, width)), batch.num_tokens
+    return loss_fn(logps.view(-1, width), ref, counts.view(-1, width)), tokens
 
 
 # Per-micro-batch metrics that are shares of the step's value (see clo.loss.StepTotals)

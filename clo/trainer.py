@@ -26,14 +26,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from clo.activation_policy import MicroBatchShape, choose_checkpointing, enable_checkpointing
 from clo.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from clo.config import TrainConfig
 from clo.encoding import EncodedSequence, encode_quads, encoding_fingerprint, pad_token_id
 from clo.errors import CloError, Stopped
 from clo.loss import PAIRS
 from clo.optimizers import make_optimizer
+from clo.packing import packable, packing_unsupported
 from clo.pairs import Quadruple
 from clo.plan import global_batch_config, make_plan
+from clo.precision import (
+    fp32_masters,
+    resolve_precision,
+    store_frozen_in_bf16,
+    trained_parameter_names,
+)
 from clo.reference import compute_logps, reference_logps
 from clo.schedule import lr_at
 from clo.step import (
@@ -67,6 +75,8 @@ class TrainResult:
     metrics: dict[str, float]
     truncation: dict[str, int]
     history: list[dict[str, Any]] = field(default_factory=list)
+    # how it ran: precision, packed prompts, the activation-memory choice (TrainingRun.runtime)
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -84,9 +94,13 @@ UNFINGERPRINTED = {
     "logprob_chunk_tokens",
     "group_by_length",
     "export_dtype",
+    "pack_prompts",  # the same log-probs up to rounding (clo.packing)
+    "memory_budget_mb",  # only decides gradient checkpointing
 }
 # Fields added after checkpoints existed count only when set away from their default.
-ADDED_FIELDS = ("disable_dropout", "optimizer")
+# precision is fingerprinted as resolved (never "auto"): fp32, what every run before it
+# trained in on CPU, leaves the fingerprint as it was.
+ADDED_FIELDS = ("disable_dropout", "optimizer", "precision")
 
 
 def run_fingerprint(config: TrainConfig, encoded: Sequence[tuple[EncodedSequence, ...]]) -> str:
@@ -132,21 +146,34 @@ class TrainingRun:
         )
         self.truncation = report.as_dict()
         self.pad_id = pad_token_id(tokenizer)
+        self.precision = resolve_precision(config.precision, next(model.parameters()).device)
+        self.packed = self._packing(model)
+        if self.precision == "bf16":  # before the reference pass, which must see the same
+            store_frozen_in_bf16(model, trained_parameter_names(model, config.trainable))
         # Scored with the untouched base model, before adapters exist or any update happens.
         self.ref: torch.Tensor | None = None
         if needs_base_reference(config.method):
             self.ref = self._base_reference(model, tokenizer, reference_cache_dir)
         self.phase_ref: torch.Tensor | None = None
         self.model = apply_trainable(model, config)
-        if config.gradient_checkpointing:
-            # non-reentrant: works with frozen inputs (attention-only) and LoRA without hacks
-            enable = getattr(self.model, "activation_checkpointing_enable", None)
-            if enable is not None:
-                enable({"use_reentrant": False})
-            else:
-                self.model.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False}
-                )
+        if self.precision == "bf16":
+            fp32_masters([p for _, p in trainable_parameters(self.model)])
+        self.activation = choose_checkpointing(
+            self.model,
+            self._largest_micro_batch(),
+            requested=config.gradient_checkpointing,
+            budget_mb=config.memory_budget_mb,
+            precision=self.precision,
+            optimizer=config.optimizer,
+            chunk_tokens=config.logprob_chunk_tokens,
+        )
+        if self.activation.gradient_checkpointing:
+            enable_checkpointing(self.model)
+        self.runtime: dict[str, Any] = {
+            "precision": self.precision,
+            "packed_prompts": self.packed,
+            "activation_memory": self.activation.as_dict(),
+        }
         # what the steps forward: the model itself, or its distributed wrapper (hook)
         self.step_model = self._wrap(self.model)
         self.named_params = trainable_parameters(self.model)
@@ -157,7 +184,9 @@ class TrainingRun:
         lengths = [max(len(seq.input_ids) for seq in ex) for ex in self.encoded]
         plan_config = global_batch_config(config, self.world_size)
         self.plan = make_plan(len(self.encoded), plan_config, lengths)
-        self.fingerprint = run_fingerprint(plan_config, self.encoded)
+        self.fingerprint = run_fingerprint(
+            plan_config.model_copy(update={"precision": self.precision}), self.encoded
+        )
         self.step = 0
         # the phase the optimizer state belongs to; a new phase starts a fresh optimizer
         self.optimizer_phase = self.plan.phase(0, config.method)
@@ -168,6 +197,31 @@ class TrainingRun:
             count_parameters(self.model),
             self.plan.total_steps,
         )
+
+    def _packing(self, model: Any) -> bool:
+        """Whether steps and reference pass forward each prompt once (clo.packing)."""
+        if not self.config.pack_prompts:
+            return False
+        why = packing_unsupported(model)
+        if why is None and self.world_size > 1:
+            why = "the distributed wrappers forward unpacked rows"
+        if why is None and not packable(self.encoded):
+            why = "an example's sequences do not share their prompts"
+        if why is not None:
+            logger.info("prompts scored unpacked: %s", why)
+        return why is None
+
+    def _largest_micro_batch(self) -> MicroBatchShape:
+        """An upper bound of the micro-batch this process forwards (rows x widest row)."""
+        examples = self.config.batch_size
+        if self.packed:
+            widths = [len(ex[0].input_ids) + ex[1].response_len for ex in self.encoded]
+            widths += [len(ex[2].input_ids) + ex[3].response_len for ex in self.encoded]
+        else:
+            widths = [len(seq.input_ids) for ex in self.encoded for seq in ex]
+        responses = max(sum(seq.response_len for seq in ex) for ex in self.encoded)
+        rows = examples * (2 if self.packed else 4)
+        return MicroBatchShape(rows=rows, width=max(widths), response_tokens=examples * responses)
 
     # --- hooks (one process: the plain behaviour) ---
 
@@ -181,6 +235,8 @@ class TrainingRun:
             cache_dir=cache_dir,
             batch_size=cfg.batch_size,
             chunk_tokens=cfg.logprob_chunk_tokens,
+            precision=self.precision,
+            packed=self.packed,
         )
 
     def _wrap(self, model: Any) -> Any:
@@ -269,6 +325,8 @@ class TrainingRun:
                 self.pad_id,
                 self.config.batch_size,
                 self.config.logprob_chunk_tokens,
+                precision=self.precision,
+                packed=self.packed,
             )
 
     def _reference_for(self, phase: str) -> torch.Tensor | None:
@@ -309,6 +367,8 @@ class TrainingRun:
                     self.pad_id,
                     cfg.logprob_chunk_tokens,
                     width=len(columns),
+                    precision=self.precision,
+                    packed=self.packed,
                 )
                 self._backward(out.loss)
             tokens += n_tok
@@ -404,6 +464,7 @@ def run_training(
         metrics=final,
         truncation=run.truncation,
         history=history,
+        runtime=run.runtime,
     )
 
 

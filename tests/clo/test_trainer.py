@@ -177,6 +177,10 @@ def test_configs_and_checkpoints_from_before_sft_dpo_changed_still_load(
             "group_by_length",
             "export_dtype",
             "disable_dropout",
+            "optimizer",
+            "precision",  # fp32, as every CPU run trained before the setting existed
+            "pack_prompts",
+            "memory_budget_mb",
         },
     )
     old.update(sft_steps_fraction=0.5, sft_variant="target")
@@ -275,11 +279,11 @@ def test_sft_plus_dpo_runs_both_phases_over_all_the_data(
     seen: dict[int, list[int]] = {}  # sequences per example forwarded -> examples, in order
     real_step = trainer.loss_step
 
-    def counting_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width=4):  # type: ignore[no-untyped-def]
+    def counting_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width=4, **kw):  # type: ignore[no-untyped-def]
         ids = [example_of[s.input_ids] for s in sequences[::width]]
         assert all(example_of[s.input_ids] == ids[k // width] for k, s in enumerate(sequences))
         seen.setdefault(width, []).extend(ids)
-        return real_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width)
+        return real_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width, **kw)
 
     monkeypatch.setattr(trainer, "loss_step", counting_step)
     states: list[int] = []  # optimizer state entries just before each optimizer step

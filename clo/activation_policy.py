@@ -1,0 +1,190 @@
+"""Activation memory by policy: gradient checkpointing on only when the run would not fit.
+
+Before the first step the trainer estimates the training memory of its largest micro-batch
+twice, without and with full gradient checkpointing (each decoder layer recomputed in the
+backward), and turns checkpointing on only when the first estimate exceeds the budget: a
+job that fits keeps the ~30% of step time recomputation costs, one that does not fit still
+runs instead of failing out of memory. The choice and both estimates go into the training
+summary (`activation_memory`).
+
+The budget is `TrainConfig.memory_budget_mb`, else what the device has: CUDA's free memory,
+or the CPU's MemAvailable, plus the weights already loaded, times clo.memory_estimate's
+usable share. Totals are clo.memory_estimate.MemoryEstimate's parts:
+
+- weights: the parameters as held (bf16 frozen ones at 2 B) plus, in bf16, the autocast
+  working copies of the trained ones (2 B each); master: the fp32 trained parameters of a
+  bf16 run; grads: 4 B per trained parameter; optimizer: AdamW 8 B (adamw_8bit 2 B);
+- activations: per decoder layer and token, what autograd saves for a Llama-style layer:
+  about 12·hidden + 4·intermediate values (norm inputs and their fp32 upcasts, q/k/v and
+  the attention output, the MLP's gate, up, activation and product), plus eager attention's
+  score and probability rows (2·heads·length); with checkpointing, one hidden state per
+  layer plus one layer's full set while it is recomputed. The LM head adds its fp32 logits
+  chunk (3 buffers of chunk × vocab) and the saved [response tokens, hidden] fp32 residual.
+
+It is an estimate (within tens of percent on the tiny models and SmolLM2-135M); the point is
+the order of magnitude that separates fitting from not fitting.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clo.memory_estimate import USABLE_SHARE, MemoryEstimate, ModelShape
+
+logger = logging.getLogger(__name__)
+
+MB = 2**20
+OPTIMIZER_BYTES = {"adamw": 8, "adamw_8bit": 2}
+
+
+@dataclass(frozen=True)
+class MicroBatchShape:
+    """The largest micro-batch a run forwards: rows, their padded width, response tokens."""
+
+    rows: int
+    width: int
+    response_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.rows * self.width
+
+
+@dataclass(frozen=True)
+class ActivationChoice:
+    """Whether checkpointing runs, why, and the estimates (bytes) it was chosen from."""
+
+    gradient_checkpointing: bool
+    reason: str  # requested | fits | over_budget | over_budget_even_checkpointed | no_budget
+    budget_bytes: int | None
+    estimate_off_bytes: int
+    estimate_on_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("budget_bytes", "estimate_off_bytes", "estimate_on_bytes"):
+            value = out.pop(key)
+            out[key.replace("_bytes", "_mb")] = None if value is None else round(value / MB, 1)
+        return out
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def device_budget(device: torch.device, loaded_bytes: int) -> int | None:
+    """Bytes a run on `device` may use in all (None: unknown)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        available: int | None = int(free)
+    elif device.type == "cpu":
+        available = _meminfo_available()
+    else:
+        available = None
+    if available is None:
+        return None
+    return int((available + loaded_bytes) * USABLE_SHARE)
+
+
+def _layer_values(config: Any, width: int) -> tuple[int, int]:
+    """(values saved per token by one decoder layer, attention score values per token)."""
+    hidden = config.hidden_size
+    intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
+    heads = config.num_attention_heads
+    eager = getattr(config, "_attn_implementation", None) == "eager"
+    return 12 * hidden + 4 * intermediate, (2 * heads * width if eager else 0)
+
+
+def estimate(
+    model: Any,
+    shape: MicroBatchShape,
+    *,
+    precision: str,
+    optimizer: str,
+    chunk_tokens: int,
+    checkpointing: bool,
+) -> MemoryEstimate:
+    """Training memory of one step on `shape` (module doc), as MemoryEstimate parts."""
+    config = model.config
+    layers = ModelShape.from_hf_config(config).layers if hasattr(config, "vocab_size") else 1
+    trained = [p for p in model.parameters() if p.requires_grad]
+    n_trained = sum(p.numel() for p in trained)
+    held = sum(p.numel() * p.element_size() for p in model.parameters())
+    bf16 = precision == "bf16"
+    act = 2 if bf16 else 4
+    per_token, scores = _layer_values(config, shape.width)
+    full_layer = shape.tokens * (per_token * act + scores * 4)
+    if checkpointing:
+        body = layers * shape.tokens * config.hidden_size * act + full_layer
+    else:
+        body = layers * full_layer
+    head = 3 * min(chunk_tokens, max(shape.response_tokens, 1)) * config.vocab_size * 4
+    head += shape.response_tokens * config.hidden_size * 4
+    return MemoryEstimate(
+        gpus=1,
+        weights=held + (2 * n_trained if bf16 else 0),
+        master=0,  # the fp32 trained parameters are the masters: counted in `held`
+        optimizer=OPTIMIZER_BYTES.get(optimizer, 8) * n_trained,
+        grads=4 * n_trained,
+        in_flight=0,
+        activations=body + head,
+    )
+
+
+def choose_checkpointing(
+    model: Any,
+    shape: MicroBatchShape,
+    *,
+    requested: bool,
+    budget_mb: int | None,
+    precision: str,
+    optimizer: str,
+    chunk_tokens: int,
+) -> ActivationChoice:
+    """Checkpointing on when requested, or when the run would not fit its budget without."""
+    kw: dict[str, Any] = dict(precision=precision, optimizer=optimizer, chunk_tokens=chunk_tokens)
+    off = estimate(model, shape, checkpointing=False, **kw)
+    on = estimate(model, shape, checkpointing=True, **kw)
+    device = next(model.parameters()).device
+    loaded = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = budget_mb * MB if budget_mb is not None else device_budget(device, loaded)
+    if requested:
+        reason, enabled = "requested", True
+    elif budget is None:
+        reason, enabled = "no_budget", False
+    elif off.fits(budget, usable=1.0):
+        reason, enabled = "fits", False
+    else:
+        enabled = True
+        reason = "over_budget" if on.fits(budget, usable=1.0) else "over_budget_even_checkpointed"
+    choice = ActivationChoice(enabled, reason, budget, off.total, on.total)
+    if reason.startswith("over_budget"):
+        logger.warning(
+            "estimated %.0f MB without gradient checkpointing, budget %.0f MB: checkpointing on "
+            "(estimated %.0f MB)",
+            off.total / MB,
+            budget / MB if budget else 0,
+            on.total / MB,
+        )
+    return choice
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Full gradient checkpointing, non-reentrant: works with frozen inputs (attention-only)
+    and LoRA without hacks."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
