@@ -351,6 +351,9 @@ def stage_package(
     shutil.rmtree(tmp, ignore_errors=True)
     link_tree(exported, tmp)
     (tmp / "SHA256SUMS").unlink(missing_ok=True)
+    heldout = workdir / "train" / "heldout.jsonl"
+    if heldout.is_file():  # what a later LoRA extraction scores itself on (clo.lora_source)
+        shutil.copy2(heldout, tmp / "heldout.jsonl")
     base, mt = resolved.base_model, resolved.translator
     write_json_atomic(
         tmp / "clo_job.json",

@@ -1,0 +1,120 @@
+"""Exports end to end: a real uvicorn and a real Celery worker (subprocesses on Postgres +
+Redis, tiny models) run a job, then a LoRA export of it on the worker; the export's artifact
+downloads (API key and signed link) and loads with stock PEFT as a plain LoRA."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from clo.checksum import sha256_file
+from service_cli.demo import build_tiny_models
+from service_cli.jobs_client import JobsClient, download_artifact, extract_bundle
+from service_cli.processes import free_port, start_api, start_worker, stop, wait_http
+from tests.support.specs import train_spec
+from tests.support.tenants import new_tenant
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Stack:
+    base: str
+    client: JobsClient
+    data_dir: Path
+    logs: Path
+
+
+@pytest.fixture(scope="module")
+def stack(make_service_env, factory, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    data_dir = tmp_path_factory.mktemp("exports")
+    build_tiny_models(data_dir / "models")
+    env = make_service_env(data_dir)
+    logs, port = data_dir / "logs", free_port()
+    api = start_api(env, port, logs / "api.log")
+    worker = start_worker(env, env["CLO_QUEUE"], f"w-{env['CLO_QUEUE']}@exp", logs / "worker.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", api)
+        client = JobsClient(base, new_tenant(factory, "exp").key)
+        yield Stack(base, client, data_dir, logs)
+        client.close()
+    finally:
+        stop(worker)
+        stop(api)
+        redis.Redis.from_url(env["CLO_BROKER_URL"]).delete(env["CLO_QUEUE"])
+
+
+def _logs(stack: Stack) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in stack.logs.glob("*.log"))
+
+
+def _until(stack: Stack, path: str, done: set[str], timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        read = stack.client.request("GET", path)
+        if read["status"] in done:
+            return read  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"{path} still {read['status']}\n{_logs(stack)}")
+
+
+def test_a_lora_export_runs_on_the_worker_and_loads_as_a_plain_lora(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    # attention-only (the default): the job's own adapter is modules_to_save, not a LoRA
+    evaluation = {"heldout_size": 2, "max_new_tokens": 2, "prompt_set_limit": 0, "benchmarks": []}
+    job = stack.client.submit(train_spec(3, 2, data_size=10, evaluation=evaluation))
+    done = _until(stack, f"/v1/jobs/{job['id']}", {"succeeded", "failed", "cancelled"})
+    assert done["status"] == "succeeded", f"{done['error']}\n{_logs(stack)}"
+
+    path = f"/v1/jobs/{job['id']}/exports"
+    body = {"format": "lora", "rank": 8, "dtype": "bf16"}
+    posted = stack.client.http.post(path, json=body)
+    assert posted.status_code == 202, posted.text
+    export = _until(stack, f"{path}/{posted.json()['id']}", {"succeeded", "failed"})
+    assert export["status"] == "succeeded", f"{export['error']}\n{_logs(stack)}"
+    report = export["report"]
+    assert report["rank"] == 8 and report["weights_dtype"] == "bfloat16"
+    assert 0 < report["approximation_error"] < 1
+    assert report["heldout_sequences"] == 8  # 2 held-out quadruples, 4 sequences each
+    assert 0 <= report["heldout_mean_abs_delta_logp"] <= report["heldout_max_abs_delta_logp"]
+    assert report["training_mean_abs_delta_logp"] > 0
+    assert export["artifact"]["name"] == "lora-r8-bf16.tar"
+    again = stack.client.http.post(path, json=body)
+    assert again.status_code == 200 and again.json()["id"] == export["id"]
+
+    listed = {a["name"]: a for a in stack.client.artifacts(job["id"])}
+    assert set(listed) >= {"adapter.tar", "lora-r8-bf16.tar"}
+    archive = download_artifact(stack.client, job["id"], "lora-r8-bf16.tar", tmp_path)
+    assert sha256_file(archive) == listed["lora-r8-bf16.tar"]["sha256"]
+    link = stack.client.request("POST", f"/v1/jobs/{job['id']}/artifacts/lora-r8-bf16.tar/link")
+    by_link = httpx.get(stack.base + link["url"])  # no API key
+    assert by_link.status_code == 200 and by_link.content == archive.read_bytes()
+
+    lora = extract_bundle(archive, tmp_path / "lora")
+    config = json.loads((lora / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 8
+    assert config["modules_to_save"] is None
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    with safe_open(str(lora / "adapter_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {__import__("torch").bfloat16}
+    base = AutoModelForCausalLM.from_pretrained(stack.data_dir / "models" / "tiny-qwen2")
+    model = PeftModel.from_pretrained(base, str(lora))
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    assert len(layers) == 4 * base.config.num_hidden_layers
+    assert not [n for n, _ in model.named_modules() if "modules_to_save" in n]
+    assert "(cast on export)" in (lora / "README.md").read_text()
