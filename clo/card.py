@@ -198,6 +198,15 @@ def model_card(
         f"λ={config.lambda_nll}, β={config.beta}, lr={config.learning_rate}",
         f"- seed-data sha256: `{data_hash}`",
     ]
+    precision = metrics.get("precision")
+    if precision:  # clo.precision: what the training run resolved "auto" to
+        detail = (
+            ": bf16 frozen weights and matmuls, fp32 master weights for the trained "
+            "parameters, fp32 log-softmax and loss"
+            if precision == "bf16"
+            else ""
+        )
+        lines.append(f"- trained in `{precision}`{detail}")
     if weights_dtype:
         note = ": the base model's own dtype)" if config.export_dtype == "model" else ")"
         note = f": {dtype_note})" if dtype_note else note

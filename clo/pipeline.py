@@ -268,6 +268,8 @@ def stage_train(
         "heldout_examples": len(heldout),
         "trainable": config.trainable,
         "truncation": result.truncation,
+        # precision trained in, packed prompts, the gradient-checkpointing choice
+        **result.runtime,
     }
     meta: dict[str, Any] = dict(
         config=config,
