@@ -30,7 +30,7 @@ from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
 from persistence.storage import open_store
 from service.catalog import ServiceCatalog
-from worker import admission, evaluation_env, work_folders
+from worker import evaluation_env, work_folders
 from worker.base_cache import DbBaseCache
 from worker.checkpoint_store import CheckpointSync
 from worker.config import WorkerSettings, get_worker_settings
@@ -110,13 +110,7 @@ def run_job(
     except Exception:  # noqa: BLE001 - housekeeping must not keep a job from running
         logger.exception("sweeping finished jobs' work folders failed")
     with session_scope(factory) as session:
-        lease = leases.claim_job(
-            session,
-            job_uuid,
-            worker_id,
-            settings.lease_seconds,
-            running_cap=settings.max_concurrent_jobs_per_tenant,
-        )
+        lease = leases.claim_job(session, job_uuid, worker_id, settings.lease_seconds)
     if lease is None:
         logger.info("job %s is not claimable (finished, cancelled, or held): skipping", job_id)
         return "not_claimable"
@@ -140,8 +134,6 @@ def _run_claimed(
     recorder = ProgressRecorder(held, wsettings.progress_interval_seconds, sync)
     outcome = _run_attempt(held, recorder, workdir, settings, factory, sync)
     if outcome in work_folders.TERMINAL:
-        # A running slot of the tenant is free: its next held job may start.
-        admission.wake_admitted(factory, held.lease.job_id, settings)
         # Only a resumed attempt reads the folder; a released or lost job keeps it for that.
         work_folders.remove_work_folder(workdir, outcome, wsettings.keep_failed_work)
         if sync is not None:

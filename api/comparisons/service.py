@@ -75,7 +75,15 @@ def create_comparison(
     for i, spec in enumerate(specs):
         _validated(lambda s=spec: jobs_service.resolve_spec(session, tenant, s, settings), i, runs)
     tenants_repo.lock_tenant(session, tenant.id)
-    jobs_service.check_queued_bound(session, tenant, settings, adding=len(specs))
+    active = jobs_repo.count_active_jobs(session, tenant.id)
+    limit = settings.max_concurrent_jobs_per_tenant
+    if active + len(specs) > limit:
+        raise TooManyRequests(
+            f"this comparison adds {len(specs)} jobs to the {active} queued or running; the "
+            f"limit is {limit} per tenant. Retry when jobs finish.",
+            code="concurrent_job_limit",
+            headers={"Retry-After": str(jobs_service.RETRY_AFTER_SECONDS)},
+        )
     try:
         # The comparison first, in a savepoint: a concurrent retry with the same key loses
         # here, before it has created any job.

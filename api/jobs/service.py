@@ -36,7 +36,6 @@ from clo.errors import CloError
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
 from persistence.models import Job, JobEvent, Tenant
-from persistence.repositories import admission
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
@@ -66,8 +65,15 @@ def create_job(
         if existing is not None:
             return idempotency.same_request(existing, request_hash, "job"), False
     resolved = resolve_spec(session, tenant, spec, settings)
-    tenants_repo.lock_tenant(session, tenant.id)  # serialise the limit checks per tenant
-    check_queued_bound(session, tenant, settings, adding=1)
+    tenants_repo.lock_tenant(session, tenant.id)  # serialise the concurrency check per tenant
+    active = jobs_repo.count_active_jobs(session, tenant.id)
+    if active >= settings.max_concurrent_jobs_per_tenant:
+        raise TooManyRequests(
+            f"{active} jobs are queued or running; the limit is "
+            f"{settings.max_concurrent_jobs_per_tenant} per tenant. Retry when one finishes.",
+            code="concurrent_job_limit",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     insert = partial(
         jobs_repo.create_job,
         session,
@@ -97,27 +103,9 @@ def create_job(
         f"job accepted: {job.method} {job.base_model} -> "
         f"{job.target_language}, {job.data_size} examples",
     )
-    # Woken now only within the tenant's running cap; the rest wait in Postgres for one of
-    # its jobs to end (persistence.repositories.admission: fair order between tenants).
-    cap = settings.max_concurrent_jobs_per_tenant
-    if admission.is_admitted(session, tenant.id, job.id, cap):
-        after_commit(session, partial(enqueuer, str(job.id)))
+    after_commit(session, partial(enqueuer, str(job.id)))
     logger.info("job created", extra={"job_id": str(job.id), "tenant": tenant.name})
     return job, True
-
-
-def check_queued_bound(session: Session, tenant: Tenant, settings: Settings, adding: int) -> None:
-    """429 queued_job_limit when `adding` more queued jobs would pass the tenant's bound.
-    Running jobs do not count: they are limited by waiting, not by refusing."""
-    queued = admission.count_queued(session, tenant.id)
-    limit = settings.max_queued_jobs_per_tenant
-    if queued + adding > limit:
-        raise TooManyRequests(
-            f"{queued} jobs are queued; the limit is {limit} per tenant. "
-            "Retry when some have started.",
-            code="queued_job_limit",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
 
 
 def resolve_spec(
