@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import BodyTooLarge, error_body
 from api.logs import job_id_var, request_id_var
+from persistence.logs import valid_request_id
 
 logger = logging.getLogger("api.app")
 
@@ -44,7 +45,9 @@ class ObserveRequests:
         path: str = scope["path"]
         match = _JOB_PATH.match(path)
         job_token = job_id_var.set(match.group(1) if match else None)
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        # A client's own id is kept when it is short and printable: it goes on into log lines,
+        # the job's events and the worker's queue message.
+        request_id = valid_request_id(headers.get("x-request-id")) or uuid.uuid4().hex[:16]
         request_token = request_id_var.set(request_id)
         status = 500  # what is recorded if the app raises before sending a response
 

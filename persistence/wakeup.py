@@ -12,10 +12,15 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from persistence.logs import current_request_id
+
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "clo.run_job"
 DEFAULT_QUEUE = "gpu"
+# A message header, not a task argument: the request id of the POST that created the job, for
+# the worker's log lines (a worker of an older release ignores an unknown header).
+REQUEST_ID_HEADER = "clo_request_id"
 
 # Fail fast when the broker is down: the job row is already committed and the reaper
 # re-sends wake-ups of queued jobs, so a lost message only delays the job.
@@ -53,14 +58,26 @@ def broker_options(
     return {} if visibility_timeout is None else {"visibility_timeout": visibility_timeout}
 
 
-def send_wakeup(sender: TaskSender, job_id: str | uuid.UUID, queue: str) -> bool:
-    """Publish `clo.run_job(job_id)` on `queue`; False (logged) if the broker refused."""
+def send_wakeup(
+    sender: TaskSender, job_id: str | uuid.UUID, queue: str, request_id: str | None = None
+) -> bool:
+    """Publish `clo.run_job(job_id)` on `queue`; False (logged) if the broker refused.
+
+    The message carries `request_id` (default: the one bound to this request or job, see
+    persistence.logs) in its REQUEST_ID_HEADER header."""
+    request_id = request_id or current_request_id()
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
     try:
         sender.send_task(
-            TASK_NAME, args=[str(job_id)], queue=queue, retry=True, retry_policy=RETRY_POLICY
+            TASK_NAME,
+            args=[str(job_id)],
+            queue=queue,
+            retry=True,
+            retry_policy=RETRY_POLICY,
+            headers=headers,
         )
     except Exception:  # noqa: BLE001 - any broker failure is recoverable by the reaper
         logger.exception("could not enqueue job %s; the reaper will re-send it", job_id)
         return False
-    logger.info("enqueued job %s", job_id)
+    logger.info("enqueued job %s", job_id, extra={"job_id": str(job_id)})
     return True

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.db import make_engine, make_session_factory
+from persistence.logs import configure_logging
 from persistence.settings import Settings, get_settings
 from persistence.storage import open_store
 from service.retention import DeletesKeys, remove_expired_artifacts
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(json_lines=settings.log_json)  # the API's and worker's setup
     factory = make_session_factory(make_engine(settings.db_url))
     store = open_store(settings)  # the bucket too when CLO_STORAGE_URL is s3://
     if args.once:

@@ -38,9 +38,10 @@ def make_celery() -> Celery:
         result_backend=None,
         task_serializer="json",
         accept_content=["json"],
-        worker_hijack_root_logger=False,
+        worker_hijack_root_logger=False,  # and worker.observability sets up logging itself
         broker_connection_timeout=5,
     )
+    from worker import observability  # noqa: F401 - its signal receivers: logging, metrics
     from worker.shutdown import NotifyPoolOnShutdown
 
     app.steps["worker"].add(NotifyPoolOnShutdown)

@@ -13,6 +13,7 @@ from clo.events import CheckpointSaved, Event, StepDone
 from persistence.repositories import leases
 from worker.checkpoint_store import CheckpointSync
 from worker.lease import HeldLease
+from worker.metrics import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class ProgressRecorder:
         self.sync = sync  # set when checkpoints must reach the object store (other hosts)
         self.interval = interval_seconds
         self.stage: str | None = None
+        self.clock = StageClock()  # stage durations for the worker's metrics
         self._stage_started = 0.0
         self._stage_first_step: int | None = None
         self._last_write: float | None = None
@@ -44,6 +46,7 @@ class ProgressRecorder:
             raise Stopped("lease lost")
         if event.stage != self.stage:
             self.flush()
+            self.clock.enter(event.stage)
             self.stage = event.stage
             self._stage_started = time.monotonic()
             self._stage_first_step = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.db import session_scope
+from persistence.logs import configure_logging
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import get_settings
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
     parser.add_argument("--interval", type=float, default=ws.reaper_interval_seconds)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(json_lines=get_settings().log_json)  # the API's and worker's setup
     if args.once:
         print(reap_once(session_factory(), ws.requeue_after_seconds))
         return

@@ -24,13 +24,15 @@ from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
 from persistence.artifact_store import StorageUnavailableError, StoredObject, make_key
 from persistence.db import make_engine, make_session_factory, session_scope
-from persistence.models import Job
+from persistence.logs import bind_job
+from persistence.models import Job, utcnow
+from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
 from persistence.storage import open_store
 from service.catalog import ServiceCatalog
-from worker import evaluation_env, work_folders
+from worker import admission, evaluation_env, metrics, work_folders
 from worker.base_cache import DbBaseCache
 from worker.checkpoint_store import CheckpointSync
 from worker.config import WorkerSettings, get_worker_settings
@@ -92,11 +94,16 @@ def run_job(
     job_id: str,
     *,
     worker_id: str,
+    request_id: str | None = None,
     settings: Settings | None = None,
     wsettings: WorkerSettings | None = None,
     factory: sessionmaker[Session] | None = None,
 ) -> str:
-    """Claim and run a job; returns the outcome ("not_claimable", "lease_lost", or a status)."""
+    """Claim and run a job; returns the outcome ("not_claimable", "lease_lost", or a status).
+
+    `request_id`: of the POST that created the job (the message header); a wake-up without
+    one (re-sent by the reaper) takes it from the job's first event. Every log line of the
+    run carries both ids."""
     settings = settings or get_settings()
     wsettings = wsettings or get_worker_settings()
     factory = factory or session_factory()
@@ -109,12 +116,42 @@ def run_job(
         work_folders.sweep_finished(factory, wsettings.work_root, wsettings.keep_failed_work)
     except Exception:  # noqa: BLE001 - housekeeping must not keep a job from running
         logger.exception("sweeping finished jobs' work folders failed")
+    if request_id is None:
+        with session_scope(factory) as session:
+            request_id = events_repo.creating_request_id(session, job_uuid)
+    outcome = "interrupted"  # what is counted if the process is stopped from outside
+    with bind_job(str(job_uuid), request_id, process_wide=True):
+        try:
+            outcome = _claim_and_run(job_uuid, worker_id, settings, wsettings, factory)
+        finally:
+            metrics.count_outcome(outcome)
+    return outcome
+
+
+def _claim_and_run(
+    job_uuid: uuid.UUID,
+    worker_id: str,
+    settings: Settings,
+    wsettings: WorkerSettings,
+    factory: sessionmaker[Session],
+) -> str:
     with session_scope(factory) as session:
-        lease = leases.claim_job(session, job_uuid, worker_id, settings.lease_seconds)
+        entry = events_repo.queue_entry(session, job_uuid)
+        lease = leases.claim_job(
+            session,
+            job_uuid,
+            worker_id,
+            settings.lease_seconds,
+            running_cap=settings.max_concurrent_jobs_per_tenant,
+        )
     if lease is None:
-        logger.info("job %s is not claimable (finished, cancelled, or held): skipping", job_id)
+        logger.info("job %s is not claimable (finished, cancelled, or held): skipping", job_uuid)
         return "not_claimable"
-    logger.info("job %s claimed by %s (attempt %d)", job_id, worker_id, lease.attempt)
+    if entry is not None:
+        metrics.observe_queue_wait(entry.created_at, utcnow())
+        if entry.type != "queued":
+            metrics.count_requeue(entry.type)
+    logger.info("job %s claimed by %s (attempt %d)", job_uuid, worker_id, lease.attempt)
     held = HeldLease(
         lease,
         factory,
@@ -134,6 +171,8 @@ def _run_claimed(
     recorder = ProgressRecorder(held, wsettings.progress_interval_seconds, sync)
     outcome = _run_attempt(held, recorder, workdir, settings, factory, sync)
     if outcome in work_folders.TERMINAL:
+        # A running slot of the tenant is free: its next held job may start.
+        admission.wake_admitted(factory, held.lease.job_id, settings)
         # Only a resumed attempt reads the folder; a released or lost job keeps it for that.
         work_folders.remove_work_folder(workdir, outcome, wsettings.keep_failed_work)
         if sync is not None:
@@ -184,6 +223,7 @@ def _run_attempt(
             result = run_pipeline(resolved, workdir, hooks, inputs)
         recorder.flush()
         _store_results(held, settings, result)
+        recorder.clock.close()  # packaging ends once the results are stored
     except Stopped:
         recorder.flush()
         return _stopped(held, fence, sync)

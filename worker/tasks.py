@@ -9,6 +9,7 @@ from celery.signals import worker_init
 from persistence.export_wakeup import EXPORT_TASK_NAME
 from worker.celery_app import TASK_NAME, app
 from worker.exports import run_export
+from worker.observability import message_ids
 from worker.runner import run_job
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def _preload_ml_stack(**_: object) -> None:
 def run_job_task(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     """Claim and run one job; a message for a job held by someone else is a no-op."""
     worker_id = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-    return run_job(job_id, worker_id=worker_id)
+    _, request_id = message_ids(TASK_NAME, [job_id], self.request.__dict__)
+    return run_job(job_id, worker_id=worker_id, request_id=request_id)
 
 
 @app.task(name=EXPORT_TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)

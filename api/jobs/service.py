@@ -35,7 +35,9 @@ from api.pagination import CursorCodec
 from clo.errors import CloError
 from clo.resolve import ResolvedJob, resolve_job
 from clo.spec import JobSpec
+from persistence.logs import bind_job, current_request_id
 from persistence.models import Job, JobEvent, Tenant
+from persistence.repositories import admission
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
@@ -65,15 +67,8 @@ def create_job(
         if existing is not None:
             return idempotency.same_request(existing, request_hash, "job"), False
     resolved = resolve_spec(session, tenant, spec, settings)
-    tenants_repo.lock_tenant(session, tenant.id)  # serialise the concurrency check per tenant
-    active = jobs_repo.count_active_jobs(session, tenant.id)
-    if active >= settings.max_concurrent_jobs_per_tenant:
-        raise TooManyRequests(
-            f"{active} jobs are queued or running; the limit is "
-            f"{settings.max_concurrent_jobs_per_tenant} per tenant. Retry when one finishes.",
-            code="concurrent_job_limit",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+    tenants_repo.lock_tenant(session, tenant.id)  # serialise the limit checks per tenant
+    check_queued_bound(session, tenant, settings, adding=1)
     insert = partial(
         jobs_repo.create_job,
         session,
@@ -96,16 +91,44 @@ def create_job(
             if existing is None:
                 raise
             return idempotency.same_request(existing, request_hash, "job"), False
+    # The POST's request id goes with the job: into its first event, where the worker finds it
+    # when a wake-up comes without it (a re-sent one), and into the wake-up's header.
+    request_id = current_request_id()
     events_repo.append_event(
         session,
         job.id,
         "queued",
         f"job accepted: {job.method} {job.base_model} -> "
         f"{job.target_language}, {job.data_size} examples",
+        {"request_id": request_id} if request_id else None,
     )
-    after_commit(session, partial(enqueuer, str(job.id)))
+    # Woken now only within the tenant's running cap; the rest wait in Postgres for one of
+    # its jobs to end (persistence.repositories.admission: fair order between tenants).
+    cap = settings.max_concurrent_jobs_per_tenant
+    if admission.is_admitted(session, tenant.id, job.id, cap):
+        after_commit(session, partial(_enqueue_as, enqueuer, str(job.id), request_id))
     logger.info("job created", extra={"job_id": str(job.id), "tenant": tenant.name})
     return job, True
+
+
+def _enqueue_as(enqueuer: JobEnqueuer, job_id: str, request_id: str | None) -> None:
+    """Send the wake-up with the creating request's id bound (its header, its log lines)."""
+    with bind_job(job_id, request_id):
+        enqueuer(job_id)
+
+
+def check_queued_bound(session: Session, tenant: Tenant, settings: Settings, adding: int) -> None:
+    """429 queued_job_limit when `adding` more queued jobs would pass the tenant's bound.
+    Running jobs do not count: they are limited by waiting, not by refusing."""
+    queued = admission.count_queued(session, tenant.id)
+    limit = settings.max_queued_jobs_per_tenant
+    if queued + adding > limit:
+        raise TooManyRequests(
+            f"{queued} jobs are queued; the limit is {limit} per tenant. "
+            "Retry when some have started.",
+            code="queued_job_limit",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 def resolve_spec(

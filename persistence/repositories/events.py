@@ -62,3 +62,31 @@ def list_events_newest_first(
     if types:
         query = query.where(JobEvent.type.in_(types))
     return list(session.scalars(query.order_by(JobEvent.seq.desc()).limit(limit)))
+
+
+# Events written when a job (re)enters the queue: created, handed back, lease expired.
+QUEUE_ENTRY_TYPES = ("queued", "released", "lease_expired")
+
+
+def queue_entry(session: Session, job_id: uuid.UUID) -> JobEvent | None:
+    """The event of the job's latest entry into the queue (its queue wait starts there)."""
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.type.in_(QUEUE_ENTRY_TYPES))
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def creating_request_id(session: Session, job_id: uuid.UUID) -> str | None:
+    """The request id of the POST that created the job (its `queued` event's data)."""
+    query = (
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job_id, JobEvent.type == "queued")
+        .order_by(JobEvent.seq)
+        .limit(1)
+    )
+    data = session.execute(query).scalar_one_or_none()
+    value = data.get("request_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
