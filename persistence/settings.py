@@ -73,7 +73,12 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(1024 * 1024, ge=1, description="JSON request bodies.")
-    max_concurrent_jobs_per_tenant: int = Field(4, ge=1, description="queued+running+cancelling")
+    max_concurrent_jobs_per_tenant: int = Field(
+        4, ge=1, description="Running (and cancelling) jobs per tenant; more wait queued."
+    )
+    max_queued_jobs_per_tenant: int = Field(
+        100, ge=1, description="Queued jobs per tenant; more get 429 queued_job_limit."
+    )
     models: dict[str, ModelEntry] = Field(
         default_factory=dict, description="Allow-list: name -> {source, revision, kind}."
     )

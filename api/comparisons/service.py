@@ -26,7 +26,7 @@ from api.comparisons.schemas import (
     RunRead,
 )
 from api.enqueue import JobEnqueuer
-from api.errors import InvalidRequest, TooManyRequests
+from api.errors import InvalidRequest
 from api.jobs import service as jobs_service
 from api.pagination import CursorCodec
 from clo.errors import CloError
@@ -35,7 +35,6 @@ from clo.evaluate.report import EvaluationReport
 from clo.spec import JobSpec
 from persistence.models import ACTIVE_STATUSES, Comparison, Job, Tenant
 from persistence.repositories import comparisons as comparisons_repo
-from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import tenants as tenants_repo
 from persistence.settings import Settings
 
@@ -75,15 +74,7 @@ def create_comparison(
     for i, spec in enumerate(specs):
         _validated(lambda s=spec: jobs_service.resolve_spec(session, tenant, s, settings), i, runs)
     tenants_repo.lock_tenant(session, tenant.id)
-    active = jobs_repo.count_active_jobs(session, tenant.id)
-    limit = settings.max_concurrent_jobs_per_tenant
-    if active + len(specs) > limit:
-        raise TooManyRequests(
-            f"this comparison adds {len(specs)} jobs to the {active} queued or running; the "
-            f"limit is {limit} per tenant. Retry when jobs finish.",
-            code="concurrent_job_limit",
-            headers={"Retry-After": str(jobs_service.RETRY_AFTER_SECONDS)},
-        )
+    jobs_service.check_queued_bound(session, tenant, settings, adding=len(specs))
     try:
         # The comparison first, in a savepoint: a concurrent retry with the same key loses
         # here, before it has created any job.

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from persistence.artifact_store import StoredObject
 from persistence.models import Job, utcnow
+from persistence.repositories import admission
 from persistence.repositories import artifacts as artifacts_repo
 from persistence.repositories import events as events_repo
 from persistence.repositories import metrics as metrics_repo
@@ -61,13 +62,21 @@ class ReapedJob:
 
 
 def claim_job(
-    session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: int
+    session: Session,
+    job_id: uuid.UUID,
+    worker_id: str,
+    lease_seconds: int,
+    running_cap: int | None = None,
 ) -> Lease | None:
     """Take the job if it is queued, or running under an expired lease; None if not claimable.
 
     A second claim while the lease is live returns None, so a duplicate delivery exits
     without touching the GPU. Each claim counts one attempt; attempts never exceed the cap.
+    With `running_cap`, a queued job whose tenant already runs that many stays queued
+    (persistence.repositories.admission wakes it when one of them ends).
     """
+    if running_cap is not None and not admission.claim_allowed(session, job_id, running_cap):
+        return None
     now = utcnow()
     token = uuid.uuid4()
     claimable = or_(

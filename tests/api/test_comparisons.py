@@ -243,12 +243,13 @@ def test_comparison_over_the_job_limit_is_429_and_creates_nothing(
     pg_url, data_dir, make_tenant, factory
 ) -> None:  # type: ignore[no-untyped-def]
     tenant = make_tenant()
-    app = create_app(make_settings(pg_url, data_dir, max_concurrent_jobs_per_tenant=2), _ignore)
+    app = create_app(make_settings(pg_url, data_dir, max_queued_jobs_per_tenant=2), _ignore)
     with TestClient(app) as c:
         assert c.post("/v1/jobs", json=job_body(), headers=tenant.headers).status_code == 201
-        response = _post(c, tenant, {"base": job_body()})
+        response = _post(c, tenant, {"base": job_body()})  # 2 more jobs: 3 queued > 2
     assert response.status_code == 429 and response.headers["retry-after"]
-    assert "2 jobs" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "queued_job_limit"
+    assert "limit is 2" in response.json()["error"]["message"]
     assert _count(factory, Job, tenant) == 1 and _count(factory, Comparison, tenant) == 0
 
 

@@ -163,24 +163,31 @@ def test_other_tenants_file_cannot_seed_a_job(client, make_tenant) -> None:  # t
     assert too_many.status_code == 422 and too_many.json()["error"]["param"] == "data_size"
 
 
-def test_concurrent_job_limit_is_429_with_retry_after(pg_url, data_dir, make_tenant) -> None:  # type: ignore[no-untyped-def]
+def test_queued_jobs_past_the_bound_are_429_with_retry_after(pg_url, data_dir, make_tenant) -> None:  # type: ignore[no-untyped-def]
     sent: list[str] = []
-    app = create_app(make_settings(pg_url, data_dir, max_concurrent_jobs_per_tenant=2), sent.append)
+    settings = make_settings(
+        pg_url, data_dir, max_concurrent_jobs_per_tenant=2, max_queued_jobs_per_tenant=3
+    )
+    app = create_app(settings, sent.append)
     tenant = make_tenant()
     with TestClient(app) as limited:
-        codes = [
-            limited.post("/v1/jobs", json=job_body(), headers=tenant.headers).status_code
-            for _ in range(3)
+        created = [
+            limited.post("/v1/jobs", json=job_body(), headers=tenant.headers) for _ in range(3)
         ]
-        assert codes == [201, 201, 429]
+        # More than the running cap is fine: they wait queued (before: 429 at the 3rd).
+        assert [r.status_code for r in created] == [201, 201, 201]
         refused = limited.post("/v1/jobs", json=job_body(), headers=tenant.headers)
+        assert refused.status_code == 429
         assert refused.headers["retry-after"].isdigit()
-        assert refused.json()["error"]["code"] == "concurrent_job_limit"
-        # Cancelling a queued job frees a slot at once.
+        assert refused.json()["error"]["code"] == "queued_job_limit"
+        assert "limit is 3" in refused.json()["error"]["message"]
+        # Only the running cap's worth is woken; the third waits for one of them to end.
+        assert sent == [r.json()["id"] for r in created[:2]]
+        # Cancelling a queued job frees a queued slot at once.
         cancel = limited.post(f"/v1/jobs/{sent[0]}/cancel", headers=tenant.headers)
         assert cancel.json()["status"] == "cancelled"
         assert limited.post("/v1/jobs", json=job_body(), headers=tenant.headers).status_code == 201
-    assert len(sent) == 3
+    assert len(sent) == 2
 
 
 def test_request_body_size_limit_is_413(client, tenant) -> None:  # type: ignore[no-untyped-def]
