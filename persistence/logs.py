@@ -54,6 +54,7 @@ def bind_job(
     """Every log line inside carries `job_id` and `request_id` (those that are not None)."""
     job_token = job_id_var.set(job_id)
     request_token = request_id_var.set(request_id)
+    outer = dict(_process_job)  # a binding inside another one gives the outer one back
     if process_wide:
         _process_job.update(job_id=job_id, request_id=request_id)
     try:
@@ -62,7 +63,7 @@ def bind_job(
         job_id_var.reset(job_token)
         request_id_var.reset(request_token)
         if process_wide:
-            _process_job.update(job_id=None, request_id=None)
+            _process_job.update(outer)
 
 
 def _ids(record: logging.LogRecord) -> dict[str, str]:
