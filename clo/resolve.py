@@ -117,6 +117,9 @@ class ResolvedJob(BaseModel):
     # What of the typed target_language the registry cannot represent ("zh-Hant": the
     # script), so the run and the client can say what is trained instead; None: exact.
     language_note: str | None = None
+    # Training memory on one GPU (clo.memory_estimate), filled by the service at submission
+    # where the fleet has GPU classes (service.gpu_routing); None: not estimated.
+    memory_estimate_bytes: int | None = None
 
 
 def resolve_job(spec: JobSpec, catalog: Catalog) -> ResolvedJob:
