@@ -16,6 +16,7 @@ from api.artifacts.links import LinkSigner
 from api.artifacts.router import downloads_router
 from api.artifacts.router import router as artifacts_router
 from api.catalogue.router import router as catalogue_router
+from api.checkpoints.router import router as checkpoints_router
 from api.comparisons.router import router as comparisons_router
 from api.dashboard.router import router as dashboard_router
 from api.deadline import RequestDeadline
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
         jobs_router,
         lifecycle_router,
         exports_router,
+        checkpoints_router,
         webhooks_router,
         job_deliveries_router,
         comparisons_router,

@@ -34,6 +34,7 @@ from persistence.storage import open_store
 from service.catalog import ServiceCatalog
 from worker import admission, evaluation_env, metrics, work_folders
 from worker.base_cache import DbBaseCache
+from worker.checkpoint_artifacts import keep_committed_checkpoint
 from worker.checkpoint_store import CheckpointSync
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease, is_transient_db_error
@@ -226,6 +227,8 @@ def _run_attempt(
         recorder.clock.close()  # packaging ends once the results are stored
     except Stopped:
         recorder.flush()
+        if held.cancel_requested.is_set():
+            keep_committed_checkpoint(held, settings, factory)
         return _stopped(held, fence, sync)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
         if not isinstance(exc, Exception):
@@ -240,6 +243,7 @@ def _run_attempt(
         if held.lost.is_set():
             return "lease_lost"
         if held.cancel_requested.is_set():
+            keep_committed_checkpoint(held, settings, factory)
             return _stopped(held, fence, sync)
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
@@ -249,6 +253,7 @@ def _run_attempt(
         reference = new_reference()
         error = error_for(exc, reference=reference, aliases=aliases)
         _log_failure(lease.job_id, exc, error, reference)
+        keep_committed_checkpoint(held, settings, factory)
         if not held.write(leases.finish_job, "failed", error=error, message=error["message"]):
             return "lease_lost"
         return "failed"

@@ -118,3 +118,36 @@ def test_a_lora_export_runs_on_the_worker_and_loads_as_a_plain_lora(
     assert len(layers) == 4 * base.config.num_hidden_layers
     assert not [n for n, _ in model.named_modules() if "modules_to_save" in n]
     assert "(cast on export)" in (lora / "README.md").read_text()
+
+
+def test_a_cancelled_jobs_last_checkpoint_is_listed_and_downloadable(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+
+    job = stack.client.submit(train_spec(400, 2, data_size=10))
+    path = f"/v1/jobs/{job['id']}/checkpoints"
+    deadline = time.monotonic() + 180
+    while not stack.client.request("GET", path)["data"]:
+        assert time.monotonic() < deadline, _logs(stack)
+        time.sleep(0.2)
+    stack.client.cancel(job["id"])
+    done = _until(stack, f"/v1/jobs/{job['id']}", {"succeeded", "failed", "cancelled"})
+    assert done["status"] == "cancelled", f"{done['error']}\n{_logs(stack)}"
+
+    checkpoints = stack.client.request("GET", path)["data"]
+    steps = [c["step"] for c in checkpoints]
+    assert steps == sorted(steps, reverse=True) and all(s % 2 == 0 for s in steps)
+    kept = [c for c in checkpoints if c["artifact"] is not None]
+    assert [c["step"] for c in kept] == [steps[0]]  # the last committed one only
+    assert checkpoints[0]["train_loss"] is not None
+    name = f"checkpoint-step-{steps[0]}.tar"
+    listed = {a["name"]: a for a in stack.client.artifacts(job["id"])}
+    assert listed[name]["kind"] == "checkpoint" and "adapter.tar" not in listed
+
+    archive = download_artifact(stack.client, job["id"], name, tmp_path)
+    folder = extract_bundle(archive, tmp_path / "checkpoint")
+    assert json.loads((folder / "state.json").read_text())["step"] == steps[0]
+    assert (folder / "optimizer.pt").is_file()
+    with safe_open(str(folder / "trainable.safetensors"), "pt") as f:
+        assert any("q_proj" in k for k in f.keys())
