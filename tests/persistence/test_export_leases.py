@@ -31,6 +31,7 @@ def _claim(factory, export_id, lease_seconds=60):  # type: ignore[no-untyped-def
 def _row(factory, export_id) -> JobExport:  # type: ignore[no-untyped-def]
     with session_scope(factory) as s:
         row = s.get(JobExport, export_id)
+        assert row is not None
         s.expunge(row)
         return row
 
