@@ -1,7 +1,15 @@
 """Our CLO trainer against TRL's DPOTrainer on the same data, model, trainable set and steps.
 
     python -m bench.bench_trainer_vs_trl            # ~43M Qwen2, 151,936 vocab, CPU
-    python -m bench.bench_trainer_vs_trl --steps 4  # quicker
+    python -m bench.bench_trainer_vs_trl --model var/models/smollm2-135m-instruct  # real
+    python -m bench.bench_trainer_vs_trl --precision fp32   # both trainers in fp32
+
+Configurations, all in the same precision (--precision; auto: bf16 where the machine has
+bf16 matmul instructions, clo.precision): ours (the trainer's defaults), TRL's fastest
+(precomputed reference log-probs, no gradient checkpointing), TRL's leanest (the same plus
+gradient checkpointing) and TRL's defaults (a reference model copy, its own checkpointing).
+A matmul microbenchmark in the same run gives the machine's peak per precision, and each
+trainer's step rate is reported as FLOPs per second and as a share of that peak (bench.flops).
 
 Each configuration runs in its own process (so peak memory does not mix) and reports
 examples/s, tokens/s, training memory and the final loss. The clock starts after the model
@@ -23,7 +31,6 @@ import logging
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,6 @@ if __package__ in (None, ""):  # run as a file: make `bench` and `clo` importabl
 
 from bench.common import (  # noqa: E402
     SHAPES,
-    Meter,
     build_qwen2_model,
     format_table,
     load_average,
@@ -41,171 +47,15 @@ from bench.common import (  # noqa: E402
     run_worker,
     save_result,
 )
+from bench.flops import SIZES  # noqa: E402
+from bench.trainer_runs import run_ours, run_trl  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-CONFIGS = ("ours", "trl-best", "trl-default")
-# Optional: TRL's memory options with its default precision (bf16 autocast, slow on CPUs
-# without bf16 instructions); "trl-best" runs in our precision instead (fp32 on CPU).
-EXTRA_CONFIGS = ("trl-best-bf16",)
-LEARNING_RATE = 5e-6
-MAX_LENGTH = 512
-MAX_PROMPT_LENGTH = 256
+CONFIGS = ("ours", "trl-fastest", "trl-leanest", "trl-default")
+# "trl-best", the name bench/gpu_bench.py and older results use: TRL's leanest.
+EXTRA_CONFIGS = ("trl-best", "matmul")
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def load(model_dir: Path, device: str, dtype: str) -> tuple[Any, Any]:
-    from clo.loading import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(model_dir, dtype=dtype, device=device)
-
-
-def count_tokens(tokenizer: Any, quads: list[Any]) -> int:
-    """Prompt+response tokens of the four sequences of every example (what both trainers see)."""
-    from clo.encoding import encode_quads
-
-    encoded, _ = encode_quads(tokenizer, quads, MAX_LENGTH, MAX_PROMPT_LENGTH)
-    return sum(len(s.input_ids) for seqs in encoded for s in seqs)
-
-
-def run_ours(
-    model_dir: Path,
-    quads: list[Any],
-    steps: int,
-    batch: int,
-    device: str,
-    dtype: str,
-    chunk_tokens: int | None = None,
-) -> dict[str, Any]:
-    from clo.config import TrainConfig
-    from clo.trainer import train
-
-    model, tokenizer = load(model_dir, device, dtype)
-    config = TrainConfig(
-        trainable="attention",
-        max_steps=steps,
-        batch_size=batch,
-        learning_rate=LEARNING_RATE,
-        max_length=MAX_LENGTH,
-        max_prompt_length=MAX_PROMPT_LENGTH,
-        checkpoint_every=steps,
-        **({"logprob_chunk_tokens": chunk_tokens} if chunk_tokens else {}),
-    )
-    step_times: list[float] = []
-    first_step_at: list[float] = []
-    with tempfile.TemporaryDirectory() as workdir, Meter(device) as meter:
-
-        def progress(event: dict[str, Any]) -> None:
-            step_times.append(event["step_seconds"])
-            if not first_step_at:
-                first_step_at.append(time.perf_counter() - meter.started - event["step_seconds"])
-
-        result = train(model, tokenizer, quads, config, Path(workdir), progress=progress)
-    trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
-    return {
-        **meter.report(),
-        "final_loss": result.metrics.get("loss"),
-        "params_total": sum(p.numel() for p in result.model.parameters()),
-        "setup_s": first_step_at[0] if first_step_at else None,
-        "step_s": sorted(step_times)[len(step_times) // 2],
-        "trainable": trainable,
-        "tokens": count_tokens(tokenizer, quads),
-    }
-
-
-def trl_rows(tokenizer: Any, quads: list[Any]) -> list[dict[str, str]]:
-    """Two DPO rows per example; prompts rendered with the same chat template as ours."""
-
-    def prompt(text: str) -> str:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-
-    rows = []
-    for q in quads:
-        rows.append({"prompt": prompt(q.x_en), "chosen": q.y_en, "rejected": q.y_tgt})
-        rows.append({"prompt": prompt(q.x_tgt), "chosen": q.y_tgt, "rejected": q.y_en})
-    return rows
-
-
-def run_trl(
-    model_dir: Path, quads: list[Any], steps: int, batch: int, device: str, dtype: str, mode: str
-) -> dict[str, Any]:
-    """mode "best": precomputed reference log-probs + gradient checkpointing, our precision;
-    "best-bf16": the same with TRL's default precision; "default": DPOConfig's defaults
-    (a reference model copy, gradient checkpointing and bf16 on by default)."""
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from clo.config import TrainConfig
-    from clo.trainable import apply_trainable
-
-    model, tokenizer = load(model_dir, device, dtype)
-    apply_trainable(model, TrainConfig(trainable="attention"))
-    rows = trl_rows(tokenizer, quads)
-    step_times: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.begin = time.perf_counter()
-            self.last = self.begin
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            now = time.perf_counter()
-            step_times.append(now - self.last)
-            self.last = now
-
-    timer = Timer()
-    options: dict[str, Any] = {}
-    if mode.startswith("best"):
-        options = {"precompute_ref_log_probs": True, "gradient_checkpointing": True}
-    if mode == "best":
-        options["bf16"] = dtype == "bfloat16" or device.startswith("cuda")
-    with tempfile.TemporaryDirectory() as out_dir, Meter(device) as meter:
-        config = DPOConfig(
-            output_dir=out_dir,
-            per_device_train_batch_size=2 * batch,
-            max_steps=steps,
-            learning_rate=LEARNING_RATE,
-            lr_scheduler_type="cosine",
-            beta=0.1,
-            loss_type=["sigmoid", "sft"],
-            loss_weights=[0.5, 0.5],
-            max_length=MAX_LENGTH,
-            report_to="none",
-            save_strategy="no",
-            logging_steps=1,
-            disable_tqdm=True,
-            use_cpu=not device.startswith("cuda"),
-            dataloader_num_workers=0,
-            seed=0,
-            **options,
-        )
-        trainer = DPOTrainer(
-            model=model,
-            args=config,
-            processing_class=tokenizer,
-            train_dataset=Dataset.from_list(rows),
-            callbacks=[timer],
-        )
-        trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {
-        **meter.report(),
-        "final_loss": losses[-1] if losses else None,
-        "params_total": sum(p.numel() for p in model.parameters()),
-        "setup_s": timer.begin - meter.started,
-        "step_s": sorted(step_times)[len(step_times) // 2],
-        "trainable": trainable,
-        "tokens": count_tokens(tokenizer, quads),
-        "trl_options": {
-            "gradient_checkpointing": config.gradient_checkpointing,
-            "bf16": config.bf16,
-            "precompute_ref_log_probs": config.precompute_ref_log_probs,
-        },
-    }
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,11 +63,23 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(0)
+    if args.worker == "matmul":
+        from bench.flops import peak_gflops
+
+        return {"config": "matmul", "peak_gflops": peak_gflops(args.device, args.matmul_seconds)}
     quads = long_quadruples(args.lang, args.join, args.steps * args.batch)
     load_avg = load_average()
+    precision = resolved_precision(args.precision, args.device)
     if args.worker == "ours":
         out = run_ours(
-            args.model_dir, quads, args.steps, args.batch, args.device, args.dtype, args.ours_chunk
+            args.model_dir,
+            quads,
+            args.steps,
+            args.batch,
+            args.device,
+            args.dtype,
+            precision,
+            args.ours_chunk,
         )
     else:
         out = run_trl(
@@ -228,6 +90,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             args.device,
             args.dtype,
             args.worker.removeprefix("trl-"),
+            precision,
         )
     n = args.steps * args.batch
     out.update(
@@ -235,10 +98,20 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         examples=n,
         examples_per_s=n / out["seconds"],
         tokens_per_s=out["tokens"] / out["seconds"],
+        gflops_steps=out["train_flops"] / max(out["steps_s"], 1e-9) / 1e9,
+        gflops_wall=out["train_flops"] / out["seconds"] / 1e9,
         load_avg_before=load_avg,
         load_avg_after=load_average(),
     )
     return out
+
+
+def resolved_precision(setting: str, device: str) -> str:
+    import torch
+
+    from clo.precision import resolve_precision
+
+    return resolve_precision(setting, torch.device(device))
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -247,9 +120,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 LABELS = {
     "ours": "ours",
-    "trl-best": "TRL best",
+    "trl-fastest": "TRL fastest",
+    "trl-leanest": "TRL leanest",
+    "trl-best": "TRL leanest",
     "trl-default": "TRL default",
-    "trl-best-bf16": "TRL best (bf16)",
 }
 
 
@@ -263,6 +137,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("wall s (incl. ref pass)", "seconds"),
         ("setup + ref pass s", "setup_s"),
         ("median step s", "step_s"),
+        ("training GFLOP/s (steps)", "gflops_steps"),
+        ("share of matmul peak (steps)", "peak_share"),
+        ("training GFLOP/s (wall)", "gflops_wall"),
         ("final loss", "final_loss"),
         ("trainable params", "trainable"),
         ("load avg (1/5/15) after", "load_avg_after"),
@@ -290,34 +167,35 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def verdict(results: dict[str, dict[str, Any]]) -> str:
-    ours, best, default = (results.get(c, {}) for c in CONFIGS)
-    checks = [
-        (
-            "throughput >= 2x TRL best",
-            ratio(ours.get("examples_per_s"), best.get("examples_per_s")),
-            2.0,
-            True,
-        ),
-        (
-            "memory <= 0.5x TRL best",
-            ratio(ours.get("train_mem_mb"), best.get("train_mem_mb")),
-            0.5,
-            False,
-        ),
-        (
-            "throughput >= 2.5x TRL default",
-            ratio(ours.get("examples_per_s"), default.get("examples_per_s")),
-            2.5,
-            True,
-        ),
-    ]
+# issue 16's targets: (label, metric key, peer, target, higher is better)
+TARGETS = {
+    "real": [
+        ("throughput >= 3x TRL fastest", "examples_per_s", "trl-fastest", 3.0, True),
+        ("memory <= 0.4x TRL fastest", "train_mem_mb", "trl-fastest", 0.4, False),
+    ],
+    "synthetic": [
+        ("throughput >= 4.5x TRL fastest", "examples_per_s", "trl-fastest", 4.5, True),
+        ("memory <= 0.3x TRL fastest", "train_mem_mb", "trl-fastest", 0.3, False),
+    ],
+}
+PEAK_SHARE_TARGET = 0.5
+
+
+def verdict(results: dict[str, dict[str, Any]], kind: str) -> str:
+    ours = results.get("ours", {})
     lines = []
-    for name, value, target, higher in checks:
+    for name, key, peer, target, higher in TARGETS[kind]:
+        value = ratio(ours.get(key), results.get(peer, {}).get(key))
         ok = value is not None and (value >= target if higher else value <= target)
-        lines.append(
-            f"- {name}: {'-' if value is None else f'{value:.2f}x'} -> {'MET' if ok else 'MISSED'}"
-        )
+        shown = "-" if value is None else f"{value:.2f}x"
+        lines.append(f"- {name}: {shown} -> {'MET' if ok else 'MISSED'}")
+    share = ours.get("peak_share")
+    ok = share is not None and share >= PEAK_SHARE_TARGET
+    shown = "-" if share is None else f"{share:.1%}"
+    lines.append(
+        f"- our step >= {PEAK_SHARE_TARGET:.0%} of the matmul peak: {shown} -> "
+        f"{'MET' if ok else 'MISSED'}"
+    )
     return "\n".join(lines)
 
 
@@ -333,8 +211,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lang", default="de")
     p.add_argument("--shape", default="bench_43m", choices=sorted(SHAPES))
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a saved model to train instead of the synthetic --shape "
+        "(e.g. var/models/smollm2-135m-instruct, from ./scripts/fetch-real-model)",
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="dtype the weights are loaded (and a synthetic model built) in",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="training precision of every configuration (auto: clo.precision's choice)",
+    )
     p.add_argument(
         "--ours-chunk",
         type=int,
@@ -346,12 +242,29 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--model-dir",
         type=Path,
         default=None,
-        help="reuse a built model (default: build one in a temp dir)",
+        help="reuse a built synthetic model (default: build one in a temp dir)",
     )
-    p.add_argument("--out", type=Path, default=RESULTS / "trainer_vs_trl.txt")
+    p.add_argument("--matmul-seconds", type=float, default=1.0, help="per matmul size")
+    p.add_argument("--out", type=Path, default=None, help="default: bench/results/...txt")
     p.add_argument("--timeout", type=float, default=700, help="seconds per configuration")
     p.add_argument("--worker", choices=CONFIGS + EXTRA_CONFIGS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _run_config(name: str, common: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    print(f"running {name} (load avg {load_average()}) ...", file=sys.stderr, flush=True)
+    try:
+        return run_worker("bench.bench_trainer_vs_trl", [*common, "--worker", name], args.timeout)
+    except subprocess.TimeoutExpired:
+        # Keep the other configurations; this one's throughput is an upper bound.
+        n = args.steps * args.batch
+        return {
+            "config": name,
+            "timed_out": True,
+            "seconds": args.timeout,
+            "examples_per_s": n / args.timeout,
+            "load_avg_after": load_average(),
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -360,9 +273,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    precision = resolved_precision(args.precision, args.device)
+    kind = "real" if args.model else "synthetic"
+    label = args.model.name if args.model else args.shape
+    out = args.out or RESULTS / (
+        f"trainer_vs_trl_{label}_{precision}.txt" if args.model else "trainer_vs_trl.txt"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model_dir or Path(tmp) / "model"
-        build_qwen2_model(model_dir, SHAPES[args.shape], dtype=args.dtype)
+        model_dir = args.model or args.model_dir or Path(tmp) / "model"
+        if args.model is None:
+            build_qwen2_model(model_dir, SHAPES[args.shape], dtype=args.dtype)
         common = [
             "--model-dir",
             str(model_dir),
@@ -378,37 +298,34 @@ def main(argv: list[str] | None = None) -> None:
             args.device,
             "--dtype",
             args.dtype,
+            "--precision",
+            precision,
+            "--matmul-seconds",
+            str(args.matmul_seconds),
             *(["--ours-chunk", str(args.ours_chunk)] if args.ours_chunk else []),
         ]
+        peak = _run_config("matmul", common, args).get("peak_gflops", {})
         results = {}
         for name in args.configs.split(","):
-            print(f"running {name} (load avg {load_average()}) ...", file=sys.stderr, flush=True)
-            try:
-                results[name] = run_worker(
-                    "bench.bench_trainer_vs_trl", [*common, "--worker", name], args.timeout
-                )
-            except subprocess.TimeoutExpired:
-                # Keep the other configurations; this one's throughput is an upper bound.
-                n = args.steps * args.batch
-                results[name] = {
-                    "config": name,
-                    "timed_out": True,
-                    "seconds": args.timeout,
-                    "examples_per_s": n / args.timeout,
-                    "load_avg_after": load_average(),
-                }
+            results[name] = _run_config(name, common, args)
+            if "gflops_steps" in results[name] and peak.get(precision):
+                results[name]["peak_share"] = results[name]["gflops_steps"] / peak[precision]
             print(f"  {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     done = [r for r in results.values() if "tokens" in r]
     tokens = done[0]["tokens"] / (4 * args.steps * args.batch) if done else float("nan")
+    params = f"{done[0]['params_total']:,} params, {done[0]['trainable']:,} trained" if done else ""
     timed_out = [n for n, r in results.items() if r.get("timed_out")]
+    peaks = ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items()) or "not measured"
     text = "\n\n".join(
         [
-            f"CLO trainer vs TRL DPOTrainer — {args.shape}, {args.device} {args.dtype}, "
-            f"{args.steps} steps x {args.batch} example(s) (4 sequences each, "
-            f"{tokens:.0f} tokens/sequence on average)",
+            f"CLO trainer vs TRL DPOTrainer — {label} ({params}), {args.device}, precision "
+            f"{precision} (weights loaded in {args.dtype}), {args.steps} steps x {args.batch} "
+            f"example(s) (4 sequences each, {tokens:.0f} tokens/sequence on average)",
             machine_line(),
+            f"matmul peak (best of {', '.join(f'{n}²' for n in SIZES)}): {peaks}; training "
+            "FLOPs = (4N + 2N_trainable) per token + 6·L·d·s² per sequence (bench.flops)",
             table(results),
-            verdict(results),
+            verdict(results, kind),
             *(
                 [
                     f"TIMED OUT after {args.timeout:.0f} s (examples/s shown is an upper bound): "
@@ -417,14 +334,18 @@ def main(argv: list[str] | None = None) -> None:
                 if timed_out
                 else []
             ),
-            "TRL options used: "
+            "Options used: "
             + json.dumps(
-                {k: v.get("trl_options") for k, v in results.items() if v.get("trl_options")}
+                {
+                    k: v.get("trl_options") or v.get("ours_options")
+                    for k, v in results.items()
+                    if v.get("trl_options") or v.get("ours_options")
+                }
             ),
         ]
     )
     print(text)
-    save_result(args.out, text)
+    save_result(out, text)
 
 
 if __name__ == "__main__":
