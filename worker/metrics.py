@@ -13,12 +13,15 @@ in the process that recorded them (in-process tests read them from the default r
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -156,10 +159,9 @@ def serve(host: str, port: int) -> None:
     """Expose the samples of this process and its pool children on http://host:port/."""
     folder = prepare_multiprocess()  # first: before prometheus_client is imported
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=folder)
+    registry.register(_FoldSafeCollector(folder))
     worker_metrics()  # every family is listed from the first scrape, before any job ran
     start_http_server(port, addr=host, registry=registry)
     logger.info("worker metrics on http://%s:%d/ (multiprocess folder %s)", host, port, folder)
@@ -169,3 +171,67 @@ def cleanup() -> None:
     """Remove the temporary multiprocess folder this process created, if any."""
     if _owned_dir is not None:
         shutil.rmtree(_owned_dir, ignore_errors=True)
+
+
+# ---- keeping the folder small: one pool process per job would leave files per job -----------
+
+# Counters and histograms add up over processes; the GPU gauge keeps the newest value.
+_FOLDED = ("counter", "histogram", "gauge_mostrecent")
+_LOCK = ".fold.lock"
+
+
+@contextmanager
+def _folder_lock(folder: str, exclusive: bool) -> Iterator[None]:
+    with open(os.path.join(folder, _LOCK), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _FoldSafeCollector:
+    """prometheus_client's MultiProcessCollector, read under the folder's lock, so a scrape
+    never sees a sample both in a process's file and in the archive (or in neither)."""
+
+    def __init__(self, folder: str) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.folder = folder
+        self.inner = MultiProcessCollector(None, path=folder)
+
+    def collect(self) -> Iterator[Any]:
+        with _folder_lock(self.folder, exclusive=False):
+            families = list(self.inner.collect())
+        yield from families
+
+
+def fold_into_archive(folder: str, pid: int) -> None:
+    """Add process `pid`'s samples to the folder's `*_archive.db` files and delete its own.
+
+    Run by each pool process as it exits (after its one job), so the folder holds a few
+    files however many jobs ran, and a scrape reads those, not one set per job ever run.
+    A process killed outright skips this: its files stay and are still counted."""
+    from prometheus_client import values
+    from prometheus_client.mmap_dict import MmapedDict
+
+    close = getattr(values.ValueClass, "close_all_files", None)
+    if close is not None:
+        close()  # this process writes no more samples
+    with _folder_lock(folder, exclusive=True):
+        for prefix in _FOLDED:
+            own = os.path.join(folder, f"{prefix}_{pid}.db")
+            if not os.path.exists(own):
+                continue
+            archive = MmapedDict(os.path.join(folder, f"{prefix}_archive.db"))
+            try:
+                for key, value, stamp, _ in MmapedDict.read_all_values_from_file(own):
+                    old, old_stamp = archive.read_value(key)
+                    if prefix.startswith("gauge"):
+                        if stamp >= old_stamp:
+                            archive.write_value(key, value, stamp)
+                    else:
+                        archive.write_value(key, old + value, stamp)
+            finally:
+                archive.close()
+            os.remove(own)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import ExitStack
 from typing import Any
 
@@ -23,6 +24,7 @@ from celery.signals import (
     task_prerun,
     task_received,
     worker_init,
+    worker_process_shutdown,
     worker_shutdown,
 )
 
@@ -80,7 +82,16 @@ def _serve_metrics(**_: Any) -> None:
     """In the main process, before the pool forks (children inherit the folder setting)."""
     ws = get_worker_settings()
     if ws.worker_metrics_port is not None:
+        _configure_logging()  # Celery sets logging up only after this signal: say it here too
         metrics.serve(ws.worker_metrics_host, ws.worker_metrics_port)
+
+
+@worker_process_shutdown.connect
+def _fold_metrics(pid: int | None = None, **_: Any) -> None:
+    """A pool process ends (after its job): its samples go into the folder's archive."""
+    folder = os.environ.get(metrics.MULTIPROC_ENV)
+    if folder and get_worker_settings().worker_metrics_port is not None:
+        metrics.fold_into_archive(folder, pid or os.getpid())
 
 
 @worker_shutdown.connect

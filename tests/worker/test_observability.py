@@ -34,6 +34,8 @@ class Stack:
     key: str
     logs: Path
     metrics_url: str
+    metrics_dir: Path  # the worker's PROMETHEUS_MULTIPROC_DIR
+    worker_pid: int
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,8 @@ def stack(make_service_env, factory, tmp_path_factory) -> Iterator[Stack]:  # ty
     data_dir = tmp_path_factory.mktemp("observability")
     build_tiny_models(data_dir / "models")
     metrics_port = free_port()
+    metrics_dir = data_dir / "worker-metrics"
+    metrics_dir.mkdir()
     env = {
         **make_service_env(data_dir),
         "CLO_LOG_JSON": "true",
@@ -49,12 +53,17 @@ def stack(make_service_env, factory, tmp_path_factory) -> Iterator[Stack]:  # ty
     }
     logs, port = data_dir / "logs", free_port()
     api = start_api(env, port, logs / "api.log", access_log=False)
-    worker = start_worker(env, env["CLO_QUEUE"], f"w-{env['CLO_QUEUE']}@obs", logs / "worker.log")
+    # An operator's folder (the worker's own default is a fresh temporary one), to look into.
+    worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    name = f"w-{env['CLO_QUEUE']}@obs"
+    worker = start_worker(worker_env, env["CLO_QUEUE"], name, logs / "worker.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", api)
         wait_http(f"http://127.0.0.1:{metrics_port}/metrics", worker)
-        yield Stack(base, new_tenant(factory, "obs").key, logs, f"http://127.0.0.1:{metrics_port}")
+        key = new_tenant(factory, "obs").key
+        metrics_url = f"http://127.0.0.1:{metrics_port}"
+        yield Stack(base, key, logs, metrics_url, metrics_dir, worker.pid)
     finally:
         stop(worker)
         stop(api)
@@ -140,3 +149,27 @@ def test_worker_logs_and_metrics_follow_the_job_and_its_request(stack: Stack) ->
     assert not any(name == "clo_worker_requeues_total" and v for (name, _), v in after.items())
     # The CPU test machine has no CUDA: no GPU samples rather than zeros.
     assert not any(name == "clo_worker_gpu_memory_peak_bytes" for name, _ in after)
+
+
+def test_pool_processes_fold_their_samples_into_the_archive(stack: Stack) -> None:
+    """One pool process per job would leave files per job for every scrape to read: each
+    exiting process adds its samples to `*_archive.db` and deletes its own files, and no
+    count is lost or doubled by it."""
+    before = _samples(stack)
+    _run_job(stack, f"obs-{uuid.uuid4().hex[:12]}")
+    deadline = time.monotonic() + 20
+
+    def strays() -> list[str]:
+        own = (f"_{stack.worker_pid}.db", "_archive.db")
+        return [p.name for p in stack.metrics_dir.glob("*.db") if not p.name.endswith(own)]
+
+    while strays() and time.monotonic() < deadline:  # the pool process exits after its job
+        time.sleep(0.2)
+    assert not strays(), strays()
+    assert (stack.metrics_dir / "histogram_archive.db").is_file()
+    after = _samples(stack)
+    for stage in STAGES:
+        key = ("clo_worker_stage_duration_seconds_count", (("stage", stage),))
+        assert after[key] - before.get(key, 0.0) == 1, stage
+    # The first test's job is still counted, from the archive: two jobs in all.
+    assert after[("clo_worker_job_outcomes_total", (("outcome", "succeeded"),))] == 2
