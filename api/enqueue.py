@@ -22,7 +22,8 @@ RUN_JOB_TASK = TASK_NAME
 GPU_QUEUE = DEFAULT_QUEUE
 
 # Returns None or True when sent; False means "not sent" (persistence.wakeup's convention).
-SendFn = Callable[[str], object]
+# Called as send(job_id), or send(job_id, queue) for a GPU class's queue (service.gpu_routing).
+SendFn = Callable[..., object]
 
 
 class JobEnqueuer:
@@ -32,9 +33,9 @@ class JobEnqueuer:
         self.send = send
         self.session_factory = session_factory
 
-    def __call__(self, job_id: str) -> None:
-
-        if self.send(job_id) is False:
+    def __call__(self, job_id: str, queue: str | None = None) -> None:
+        sent = self.send(job_id) if queue is None else self.send(job_id, queue)
+        if sent is False:
             logger.warning("job not enqueued; the reaper will re-send it", extra={"job_id": job_id})
             return
         with session_scope(self.session_factory) as session:
@@ -52,8 +53,8 @@ def celery_send(
 ) -> SendFn:
     """Send `clo.run_job(job_id)` to `queue` through the API's own send-only Celery client."""
 
-    def send(job_id: str) -> bool:
-        return send_wakeup(_celery_client(broker_url, data_dir), job_id, queue)
+    def send(job_id: str, to: str = queue) -> bool:
+        return send_wakeup(_celery_client(broker_url, data_dir), job_id, to)
 
     return send
 

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="Default: sqlite:///<data_dir>/clo.db")
     broker_url: str | None = Field(None, description="Default: filesystem:// under data_dir")
     queue: str = Field(DEFAULT_QUEUE, description="Celery queue job wake-ups go to (GPU workers).")
+    # GPU-aware queues (service.gpu_routing): the fleet's GPU classes in GiB, e.g. [24, 80];
+    # a job goes to the queue of the smallest class its memory estimate fits, "<queue>-<N>gb".
+    # Empty: one queue (`queue`), no estimate at POST.
+    gpu_classes: list[int] = Field(
+        default_factory=list, description="GPU memory classes (GiB) of the fleet's workers."
+    )
+    gpu_memory_gib: int | None = Field(
+        None, ge=1, description="This worker's GPU class (GiB); it consumes that class's queue."
+    )
     artifact_dir: Path | None = Field(None, description="Default: <data_dir>/artifacts")
     # Object storage for everything another host must read (artifacts, uploads): a URL,
     # file:///folder or s3://bucket/prefix; unset: the local artifact_dir. S3 credentials come
@@ -147,8 +156,20 @@ class Settings(BaseSettings):
         "days ago; unset: keep them until deleted.",
     )
 
+    def class_queue(self, gib: int) -> str:
+        """The Celery queue of GPU class `gib`."""
+        return f"{self.queue}-{gib}gb"
+
+    @property
+    def worker_queue(self) -> str:
+        """The queue this worker consumes: its GPU class's, else the one queue."""
+        return self.queue if self.gpu_memory_gib is None else self.class_queue(self.gpu_memory_gib)
+
     @model_validator(mode="after")
     def _fill_defaults_and_check(self) -> Settings:
+        if any(gib < 1 for gib in self.gpu_classes):
+            raise ValueError("gpu_classes are GiB of GPU memory, each at least 1")
+        self.gpu_classes = sorted(set(self.gpu_classes))
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'clo.db'}"
         if self.broker_url is None:

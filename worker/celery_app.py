@@ -17,7 +17,8 @@ def make_celery() -> Celery:
     assert settings.broker_url is not None
     app = Celery("clo", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
-        task_default_queue=settings.queue,
+        # A worker started without --queues consumes its GPU class's queue (CLO_GPU_MEMORY_GIB).
+        task_default_queue=settings.worker_queue,
         task_routes={TASK_NAME: {"queue": settings.queue}},
         # Ack after the task ends, and requeue if the worker process dies mid-task.
         task_acks_late=True,

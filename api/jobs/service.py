@@ -44,6 +44,7 @@ from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import metrics as metrics_repo
 from persistence.repositories import tenants as tenants_repo
 from persistence.settings import Settings
+from service import gpu_routing
 from service.catalog import ServiceCatalog, as_uuid
 
 logger = logging.getLogger(__name__)
@@ -106,15 +107,19 @@ def create_job(
     # its jobs to end (persistence.repositories.admission: fair order between tenants).
     cap = settings.max_concurrent_jobs_per_tenant
     if admission.is_admitted(session, tenant.id, job.id, cap):
-        after_commit(session, partial(_enqueue_as, enqueuer, str(job.id), request_id))
+        # The GPU class's queue where the fleet has classes (service.gpu_routing).
+        queue = gpu_routing.queue_for(resolved, settings) if settings.gpu_classes else None
+        after_commit(session, partial(_enqueue_as, enqueuer, str(job.id), request_id, queue))
     logger.info("job created", extra={"job_id": str(job.id), "tenant": tenant.name})
     return job, True
 
 
-def _enqueue_as(enqueuer: JobEnqueuer, job_id: str, request_id: str | None) -> None:
+def _enqueue_as(
+    enqueuer: JobEnqueuer, job_id: str, request_id: str | None, queue: str | None = None
+) -> None:
     """Send the wake-up with the creating request's id bound (its header, its log lines)."""
     with bind_job(job_id, request_id):
-        enqueuer(job_id)
+        enqueuer(job_id, queue)
 
 
 def check_queued_bound(session: Session, tenant: Tenant, settings: Settings, adding: int) -> None:
@@ -136,7 +141,9 @@ def resolve_spec(
 ) -> ResolvedJob:
     """The spec resolved against this deployment (clo.resolve); a refusal is a 422."""
     try:
-        return resolve_job(spec, ServiceCatalog(session, settings, tenant.id))
+        resolved = resolve_job(spec, ServiceCatalog(session, settings, tenant.id))
+        # Its training memory, checked against the fleet's GPU classes (422 job_too_large).
+        return gpu_routing.with_estimate(resolved, settings)
     except CloError as exc:
         raise InvalidRequest(str(exc), code=exc.code, param=exc.param) from None
 

@@ -68,13 +68,14 @@ def render_metrics(state: Any) -> tuple[bytes, str]:
     return generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST
 
 
-def count_created(send: Callable[[str], object], counter: Counter) -> Callable[[str], object]:
+def count_created(send: Callable[..., object], counter: Counter) -> Callable[..., object]:
     """`send` (the after-commit wake-up of a new job) that first counts the job as created;
-    jobs, comparisons and any other surface that creates jobs all go through it."""
+    jobs, comparisons and any other surface that creates jobs all go through it. The queue,
+    when given (a GPU class's, service.gpu_routing), is passed on."""
 
-    def counted(job_id: str) -> object:
+    def counted(job_id: str, *queue: str) -> object:
         counter.inc()
-        return send(job_id)
+        return send(job_id, *queue)
 
     return counted
 
