@@ -68,7 +68,8 @@ class RequestDeadline:
                 )
                 if done:
                     break
-                if state["clock_from"] is not None and not state["started"]:
+                clock_from = state["clock_from"]
+                if clock_from is not None and loop.time() >= clock_from + self.seconds:
                     state["abandoned"] = True  # no await between the check and this flag
                     break
         finally:
