@@ -119,6 +119,18 @@ def test_a_lora_export_runs_on_the_worker_and_loads_as_a_plain_lora(
     assert not [n for n, _ in model.named_modules() if "modules_to_save" in n]
     assert "(cast on export)" in (lora / "README.md").read_text()
 
+    # the same job merged into its base, in fp16: a model any server loads as it is
+    merged = stack.client.http.post(path, json={"format": "merged", "dtype": "fp16"})
+    assert merged.status_code == 202, merged.text
+    done_merged = _until(stack, f"{path}/{merged.json()['id']}", {"succeeded", "failed"})
+    assert done_merged["status"] == "succeeded", f"{done_merged['error']}\n{_logs(stack)}"
+    assert done_merged["report"]["weights_dtype"] == "float16"
+    archive = download_artifact(stack.client, job["id"], "merged-fp16.tar", tmp_path)
+    full = AutoModelForCausalLM.from_pretrained(extract_bundle(archive, tmp_path / "merged"))
+    assert full.dtype == __import__("torch").float16 and not hasattr(full, "peft_config")
+    exports = stack.client.request("GET", path)["data"]
+    assert [e["format"] for e in exports] == ["merged", "lora"]
+
 
 def test_a_cancelled_jobs_last_checkpoint_is_listed_and_downloadable(
     stack: Stack, tmp_path: Path
