@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,7 @@ class SweepRow:
     statuses: dict[int, int] = field(default_factory=dict)
     timeouts: int = 0
     socket_errors: int = 0  # connect/read/write errors, timeouts not included
+    peak_connections: int = 0  # the API's Postgres connections, sampled every 0.2 s
 
     @property
     def errors(self) -> int:
@@ -109,17 +112,33 @@ def run(
     seconds: float,
     timeout_s: float,
     tmp: Path,
+    connections_in_use: Callable[[], int] | None = None,
 ) -> SweepRow:
     path = tmp / f"sweep_{connections}_{abs(hash(endpoint))}.lua"
     path.write_text(script + STATUS_LUA)
     cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency"]
     cmd += ["--timeout", f"{timeout_s:.0f}s", "-s", str(path), base]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 60, check=False
-    )
+    peak = [0]
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while connections_in_use is not None and not stop.wait(0.2):
+            peak[0] = max(peak[0], connections_in_use())
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 60, check=False
+        )
+    finally:
+        stop.set()
+        thread.join()
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {proc.stderr or proc.stdout}")
-    return parse(endpoint, connections, proc.stdout)
+    row = parse(endpoint, connections, proc.stdout)
+    row.peak_connections = peak[0]
+    return row
 
 
 def sweep(
@@ -130,6 +149,7 @@ def sweep(
     seconds: float,
     timeout_s: float,
     tmp: Path,
+    connections_in_use: Callable[[], int] | None = None,
 ) -> list[SweepRow]:
     scripts = {
         "GET /v1/jobs?limit=20": LIST_LUA % {"key": key},
@@ -139,7 +159,11 @@ def sweep(
     rows = []
     for endpoint, script in scripts.items():
         for connections in concurrencies:
-            rows.append(run(endpoint, base, script, connections, seconds, timeout_s, tmp))
+            rows.append(
+                run(
+                    endpoint, base, script, connections, seconds, timeout_s, tmp, connections_in_use
+                )
+            )
     return rows
 
 
@@ -159,7 +183,9 @@ def table(rows: list[SweepRow]) -> str:
                 by_status or "-",
                 r.timeouts,
                 r.socket_errors,
+                r.peak_connections,
             ]
         )
     head = ["endpoint", "conns", "requests", "req/s", "p50 ms", "p99 ms", "errors"]
-    return format_table([*head, "responses by status", "timeouts", "socket errors"], out)
+    tail = ["responses by status", "timeouts", "socket errors", "peak PG conns"]
+    return format_table([*head, *tail], out)

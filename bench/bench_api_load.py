@@ -248,7 +248,14 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
         if args.sweep:
             concurrencies = [int(c) for c in args.sweep.split(",")]
             rows = api_sweep.sweep(
-                base, keys[0], ids, concurrencies, args.duration, args.timeout, tmp
+                base,
+                keys[0],
+                ids,
+                concurrencies,
+                args.duration,
+                args.timeout,
+                tmp,
+                lambda: _connections(db),
             )
             info = {**info, "sweep": concurrencies, "wrk_timeout_s": args.timeout}
             return rows, info  # type: ignore[return-value]
@@ -277,6 +284,18 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
                 proc.kill()
         _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         _drop_queue(queue)
+
+
+def _connections(db: str) -> int:
+    """The API's open connections to the bench database (its pool's size in use)."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _drop_queue(queue: str) -> None:
