@@ -12,16 +12,19 @@ import logging
 import math
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.db import session_scope
-from persistence.logs import configure_logging
+from persistence.logs import bind_job, configure_logging
+from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import get_settings
 from worker.config import get_worker_settings
+from worker.export_reaper import resend_stalled_exports
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,6 @@ def reap_once(
     factory: sessionmaker[Session], requeue_after_seconds: float, reap_leases: bool = True
 ) -> ReapReport:
     """One pass: settle expired leases, then (re)send wake-ups of queued jobs without one."""
-    from worker.enqueue import enqueue_job
-
     reaped: list[leases.ReapedJob] = []
     if reap_leases:
         with session_scope(factory) as session:
@@ -48,10 +49,11 @@ def reap_once(
     to_send = [r.job_id for r in reaped if r.outcome == "requeued"]
     with session_scope(factory) as session:
         to_send += jobs_repo.queued_without_message(session, requeue_after_seconds)
-    sent = [job_id for job_id in dict.fromkeys(to_send) if enqueue_job(job_id)]
+    sent = [job_id for job_id in dict.fromkeys(to_send) if _resend(factory, job_id)]
     if sent:
         with session_scope(factory) as session:
             jobs_repo.mark_enqueued(session, sent)
+    resend_stalled_exports(factory, requeue_after_seconds)  # exports' lost wake-ups too
     outcomes = [r.outcome for r in reaped]
     report = ReapReport(
         outcomes.count("requeued"), outcomes.count("failed"), outcomes.count("cancelled"), len(sent)
@@ -59,6 +61,16 @@ def reap_once(
     if reaped or sent:
         logger.info("reaper: %s", report)
     return report
+
+
+def _resend(factory: sessionmaker[Session], job_id: uuid.UUID) -> bool:
+    """Re-send a job's wake-up with the creating request's id (its header, this log line)."""
+    from worker.enqueue import enqueue_job
+
+    with session_scope(factory) as session:
+        request_id = events_repo.creating_request_id(session, job_id)
+    with bind_job(str(job_id), request_id):
+        return enqueue_job(job_id)
 
 
 def run_forever(

@@ -93,6 +93,29 @@ def is_stalled(row: JobExport) -> bool:
     return row.status == "running" and expires is not None and expires < utcnow()
 
 
+def stalled_exports(
+    session: Session, older_than_seconds: float, limit: int = 100
+) -> list[uuid.UUID]:
+    """Exports whose wake-up may be lost (the reaper re-sends it): queued, or running under a
+    lease that ran out, with no wake-up sent for `older_than_seconds`."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    rows = session.execute(
+        select(JobExport.id)
+        .where(
+            or_(
+                JobExport.status == "queued",
+                and_(JobExport.status == "running", JobExport.lease_expires_at < now),
+            ),
+            or_(JobExport.enqueued_at.is_(None), JobExport.enqueued_at < cutoff),
+            JobExport.created_at < cutoff,
+        )
+        .order_by(JobExport.created_at)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
 def claim_export(
     session: Session, export_id: uuid.UUID, worker_id: str, lease_seconds: int
 ) -> ExportLease | None:

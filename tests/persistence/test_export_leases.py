@@ -72,3 +72,27 @@ def test_past_the_attempt_cap_an_expired_export_fails(factory, make_job) -> None
     row = _row(factory, export_id)
     assert row.status == "failed" and row.error is not None
     assert row.error["code"] == "worker_lost" and row.finished_at is not None
+
+
+def test_stalled_exports_are_the_ones_whose_wake_up_may_be_lost(factory, make_job) -> None:  # type: ignore[no-untyped-def]
+    queued, running, done = (_export(factory, make_job) for _ in range(3))
+    assert not {queued, running, done} & set(_stalled(factory))  # all fresh
+    old = utcnow() - timedelta(minutes=20)
+    with session_scope(factory) as s:
+        s.execute(update(JobExport).where(JobExport.id.in_([queued, running, done]))
+                  .values(created_at=old, enqueued_at=old))  # fmt: skip
+    lease = _claim(factory, running)
+    with session_scope(factory) as s:
+        assert exports_repo.finish_export(s, _claim(factory, done), "succeeded")
+    assert {queued, running} & set(_stalled(factory)) == {queued}  # running: lease is live
+    _expire(factory, running)
+    assert {queued, running, done} & set(_stalled(factory)) == {queued, running}
+    with session_scope(factory) as s:
+        exports_repo.mark_enqueued(s, queued)
+    assert queued not in _stalled(factory)  # just re-sent
+    assert lease is not None
+
+
+def _stalled(factory):  # type: ignore[no-untyped-def]
+    with session_scope(factory) as s:
+        return exports_repo.stalled_exports(s, older_than_seconds=600)
