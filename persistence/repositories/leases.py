@@ -369,6 +369,12 @@ def reap_expired(session: Session, now: datetime | None = None) -> list[ReapedJo
         events_repo.append_event(
             session, job_id, "lease_expired" if outcome == "requeued" else outcome, msg, data
         )
-        logger.warning("reaper: job %s %s (attempt %d)", job_id, outcome, attempt)
+        logger.warning(
+            "reaper: job %s %s (attempt %d)",
+            job_id,
+            outcome,
+            attempt,
+            extra={"job_id": str(job_id)},
+        )
         reaped.append(ReapedJob(job_id=job_id, outcome=outcome, attempt=attempt))
     return reaped
