@@ -91,6 +91,12 @@ class DistributedRun(TrainingRun):
             precision=self.precision,
         )
 
+    def _packing(self, model: Any) -> bool:
+        # the DDP/FSDP2 wrappers act only through SequenceScorer.forward (unpacked rows);
+        # packed rows call the decoder and head directly, which FSDP2's root unit would not
+        # gather. On 1 rank too: resuming an FSDP2 checkpoint on one rank runs this class.
+        return False
+
     def _wrap(self, model: Any) -> Any:
         return wrap_for_ranks(model, self.config.trainable, self.ranks)
 

@@ -1,11 +1,12 @@
 """A whole pipeline job whose training stage runs over 2 gloo processes (torchrun, CPU).
 
-The same job (lora, global micro-batch 2) run in one process and with gpus=2: the packaged
-adapters are equal within the equivalence tests' tolerance (tests/clo/test_distributed.py:
+The same job (global micro-batch 2, fp32, unpacked rows) run in one process and with
+gpus=2: lora (DDP) packages the same adapter, full (FSDP2, the weights gathered from the
+shards) the same model, within the equivalence tests' tolerance (tests/clo/test_distributed.py:
 float32, atol 2e-5, rtol 1e-4). The 2-process run is stopped mid-way through the stage's
 hook and run again, so the same comparison covers the stop file, the forwarded progress and
-checkpoint events, and the resume from the ranks' checkpoint; evaluation and packaging then
-run in this process from the stage's output.
+checkpoint events, and the resume from the ranks' checkpoint (DDP's and DCP's); evaluation
+and packaging then run in this process from the stage's output.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from clo.spec import JobSpec
 RTOL, ATOL = 1e-4, 2e-5  # the equivalence tests' tolerance
 
 
-def _resolved(model: Path, gpus: int):  # type: ignore[no-untyped-def]
+def _resolved(model: Path, gpus: int, trainable: str):  # type: ignore[no-untyped-def]
     spec = JobSpec.model_validate(
         {
             "base_model": str(model),
             "target_language": "de",
             "data_size": 12,
-            "trainable": "lora",
+            "trainable": trainable,
             "gpus": gpus,
             "seed_data": {"source": "parallel"},
             "hyperparameters": {
@@ -40,6 +41,10 @@ def _resolved(model: Path, gpus: int):  # type: ignore[no-untyped-def]
                 "learning_rate": 1e-2,
                 "max_length": 96,
                 "checkpoint_every": 2,
+                # the float32 tolerance (jobs default to auto: bf16 on this CPU), and the rows
+                # the ranks forward (packed prompts are one process only)
+                "precision": "fp32",
+                "pack_prompts": False,
             },
             "evaluation": {
                 "heldout_size": 2,
@@ -61,12 +66,14 @@ def _training_steps(events: list[Event]) -> list[int]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("trainable", ["lora", "full"])
 def test_two_process_training_stage_gives_the_one_process_adapter(
-    tiny_qwen2: Path, tmp_path: Path
+    tiny_qwen2: Path, tmp_path: Path, trainable: str
 ) -> None:
-    one = run_pipeline(_resolved(tiny_qwen2, 1), tmp_path / "one")
+    """lora: DDP, the adapter; full: FSDP2, the whole model gathered from the shards."""
+    one = run_pipeline(_resolved(tiny_qwen2, 1, trainable), tmp_path / "one")
 
-    resolved = _resolved(tiny_qwen2, 2)
+    resolved = _resolved(tiny_qwen2, 2, trainable)
     work = tmp_path / "two"
     first: list[Event] = []
     with pytest.raises(Stopped):
@@ -85,10 +92,17 @@ def test_two_process_training_stage_gives_the_one_process_adapter(
     assert two.evaluation is not None and (two.bundle_dir / "evaluation.json").is_file()
     assert not (work / "train" / "ranks").exists()  # the stage's scratch is gone
 
-    ours = load_file(str(two.bundle_dir / "adapter_model.safetensors"))
-    theirs = load_file(str(one.bundle_dir / "adapter_model.safetensors"))
+    weights = "adapter_model.safetensors" if trainable == "lora" else "model.safetensors"
+    assert two.bundle_kind == one.bundle_kind
+    ours = load_file(str(two.bundle_dir / weights))
+    theirs = load_file(str(one.bundle_dir / weights))
     assert ours.keys() == theirs.keys() and ours
     for name, tensor in theirs.items():
         torch.testing.assert_close(ours[name], tensor, rtol=RTOL, atol=ATOL, msg=name)
-    trained = max(t.abs().max().item() for n, t in theirs.items() if "lora_B" in n)
-    assert trained > 1e-3  # lora_B starts at zero: the steps moved it
+    if trainable == "lora":
+        trained = max(t.abs().max().item() for n, t in theirs.items() if "lora_B" in n)
+        assert trained > 1e-3  # lora_B starts at zero: the steps moved it
+    else:
+        base = load_file(str(tiny_qwen2 / "model.safetensors"))
+        moved = max((theirs[n] - t).abs().max().item() for n, t in base.items() if n in theirs)
+        assert moved > 1e-3  # the steps moved the weights
