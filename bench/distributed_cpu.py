@@ -52,6 +52,7 @@ def config(trainable: str, batch_size: int) -> TrainConfig:
         max_prompt_length=48,
         learning_rate=1e-3,
         checkpoint_every=1000,
+        pack_prompts=False,  # the rows the ranks forward (packing is one process only)
     )
 
 
