@@ -119,6 +119,13 @@ def test_a_lora_export_runs_on_the_worker_and_loads_as_a_plain_lora(
     assert not [n for n, _ in model.named_modules() if "modules_to_save" in n]
     assert "(cast on export)" in (lora / "README.md").read_text()
 
+    # a rank past the tiny model's projections (64) fails on the worker, naming the field
+    too_big = stack.client.http.post(path, json={"format": "lora", "rank": 512}).json()
+    failed = _until(stack, f"{path}/{too_big['id']}", {"succeeded", "failed"})
+    assert failed["status"] == "failed" and failed["artifact"] is None
+    assert (failed["error"]["code"], failed["error"]["param"]) == ("invalid_input", "rank")
+    assert "1..64" in failed["error"]["message"]
+
     # the same job merged into its base, in fp16: a model any server loads as it is
     merged = stack.client.http.post(path, json={"format": "merged", "dtype": "fp16"})
     assert merged.status_code == 202, merged.text
@@ -129,7 +136,7 @@ def test_a_lora_export_runs_on_the_worker_and_loads_as_a_plain_lora(
     full = AutoModelForCausalLM.from_pretrained(extract_bundle(archive, tmp_path / "merged"))
     assert full.dtype == __import__("torch").float16 and not hasattr(full, "peft_config")
     exports = stack.client.request("GET", path)["data"]
-    assert [e["format"] for e in exports] == ["merged", "lora"]
+    assert [e["format"] for e in exports] == ["merged", "lora", "lora"]
 
 
 def test_a_cancelled_jobs_last_checkpoint_is_listed_and_downloadable(
