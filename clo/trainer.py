@@ -203,7 +203,9 @@ class TrainingRun:
         if not self.config.pack_prompts:
             return False
         why = packing_unsupported(model)
-        if why is None and self.world_size > 1:
+        if why is None and (self.world_size > 1 or type(self)._wrap is not TrainingRun._wrap):
+            # DDP / FSDP2 act only through SequenceScorer's forward, which takes unpacked
+            # rows (a wrapped run on one rank too, e.g. an FSDP2 checkpoint resumed alone)
             why = "the distributed wrappers forward unpacked rows"
         if why is None and not packable(self.encoded):
             why = "an example's sequences do not share their prompts"
