@@ -28,6 +28,7 @@ class ExportCreate(BaseModel):
     )
     rank: int | None = Field(
         None,
+        strict=True,  # an integer: not true, "16" or 16.0
         ge=1,
         le=MAX_RANK,
         description=f"LoRA rank, lora only (default {DEFAULT_RANK}); at most the largest "

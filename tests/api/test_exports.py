@@ -79,6 +79,8 @@ def test_a_lora_export_is_queued_once_per_options(
         ({"format": "lora", "rank": 0}, "rank"),
         ({"format": "lora", "rank": 4096}, "rank"),
         ({"format": "lora", "rank": "sixteen"}, "rank"),
+        ({"format": "lora", "rank": True}, "rank"),
+        ({"format": "lora", "rank": 16.5}, "rank"),
         ({"format": "merged", "rank": 8}, "rank"),
         ({"format": "lora", "dtype": "int8"}, "dtype"),
         ({"format": "lora", "energy": 0.9}, "energy"),
