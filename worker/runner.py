@@ -331,6 +331,15 @@ def _prepare(
 ) -> tuple[ResolvedJob, RunInputs]:
     """The job as resolved at submission, and the local inputs its run needs (I/O only)."""
     resolved = stored_resolution(job, settings, factory)
+    if resolved.spec.gpus > settings.worker_gpus:
+        # resolved where workers owned more (or routed here by mistake): the training stage
+        # would start more ranks than this node has GPUs
+        raise CloError(
+            f"gpus {resolved.spec.gpus} is more than this worker owns "
+            f"({settings.worker_gpus}, CLO_WORKER_GPUS)",
+            code="too_many_gpus",
+            param="gpus",
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = None
     if resolved.seed_file is not None:
