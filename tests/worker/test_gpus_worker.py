@@ -50,7 +50,7 @@ def test_a_job_asking_for_more_gpus_than_the_worker_owns_fails_naming_gpus(
     )
     with session_scope(factory) as s:
         job = s.get(Job, job_id)
-        assert job is not None
+        assert job is not None and job.error is not None
         assert {k: job.error[k] for k in ("type", "code", "param")} == {
             "type": "user_error",
             "code": "too_many_gpus",
