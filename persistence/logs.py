@@ -27,7 +27,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # What threads without the context variables fall back to (one job per worker process).
 _process_job: dict[str, str | None] = {"job_id": None, "request_id": None}
 
-_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn adds `color_message` (the message with terminal colours) to its records.
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 # A request id a client may choose (X-Request-Id): short, printable, no spaces, so it can go
 # into log lines, job events and queue message headers as it is.
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
@@ -107,6 +108,11 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+# Loggers that come with their own handlers (uvicorn's, set up before the app is imported):
+# handed to ours, so the API's server lines are JSON too, and written once.
+ADOPTED = ("uvicorn", "uvicorn.access")
+
+
 def configure_logging(json_lines: bool = True, level: int | str = logging.INFO) -> None:
     """Send every logger's records to stderr through our handler and formatter.
 
@@ -121,3 +127,8 @@ def configure_logging(json_lines: bool = True, level: int | str = logging.INFO) 
         handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
         root.addHandler(handler)
     root.setLevel(level)
+    for name in ADOPTED:
+        adopted = logging.getLogger(name)
+        for own in list(adopted.handlers):
+            adopted.removeHandler(own)
+        adopted.propagate = True
