@@ -15,14 +15,18 @@ usable share. Totals are clo.memory_estimate.MemoryEstimate's parts:
   working copies of the trained ones (2 B each); master: the fp32 trained parameters of a
   bf16 run; grads: 4 B per trained parameter; optimizer: AdamW 8 B (adamw_8bit 2 B);
 - activations: per decoder layer and token, what autograd saves for a Llama-style layer:
-  about 12·hidden + 4·intermediate values (norm inputs and their fp32 upcasts, q/k/v and
-  the attention output, the MLP's gate, up, activation and product), plus eager attention's
-  score and probability rows (2·heads·length); with checkpointing, one hidden state per
-  layer plus one layer's full set while it is recomputed. The LM head adds its fp32 logits
-  chunk (3 buffers of chunk × vocab) and the saved [response tokens, hidden] fp32 residual.
+  6·hidden + 4·intermediate values in the compute dtype (norm inputs, q/k/v and the
+  attention output, the MLP's gate, up, activation and product) plus, in bf16, the two
+  norms' fp32 upcasts (2·hidden fp32 values), plus eager attention's score and probability
+  rows (2·heads·length); with checkpointing, one hidden state per layer plus one layer's
+  full set while it is recomputed. The LM head adds its fp32 logits chunk (3 buffers of
+  chunk × vocab) and the saved [response tokens, hidden] fp32 residual.
 
-It is an estimate (within tens of percent on the tiny models and SmolLM2-135M); the point is
-the order of magnitude that separates fitting from not fitting.
+Calibrated against the bytes autograd actually saves (saved-tensor hooks) for one packed
+example of SmolLM2-135M (2 rows of 758 tokens, attention-only): fp32 1,636 MB saved vs
+1,660 MB estimated for the layers, bf16 970 MB vs 1,028 MB (the head's 151 MB logits chunk
+comes on top: transient, not saved). It is an estimate: the point is the order of
+magnitude that separates fitting from not fitting.
 """
 
 from __future__ import annotations
@@ -97,13 +101,15 @@ def device_budget(device: torch.device, loaded_bytes: int) -> int | None:
     return int((available + loaded_bytes) * USABLE_SHARE)
 
 
-def _layer_values(config: Any, width: int) -> tuple[int, int]:
-    """(values saved per token by one decoder layer, attention score values per token)."""
+def _layer_bytes(config: Any, width: int, act: int) -> int:
+    """Bytes one decoder layer saves per token (module doc), `act` bytes per value."""
     hidden = config.hidden_size
     intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
     heads = config.num_attention_heads
     eager = getattr(config, "_attn_implementation", None) == "eager"
-    return 12 * hidden + 4 * intermediate, (2 * heads * width if eager else 0)
+    upcasts = 2 * hidden * 4 if act < 4 else 0  # RMSNorm computes in fp32
+    scores = 2 * heads * width * 4 if eager else 0
+    return (6 * hidden + 4 * intermediate) * act + upcasts + scores
 
 
 def estimate(
@@ -123,8 +129,7 @@ def estimate(
     held = sum(p.numel() * p.element_size() for p in model.parameters())
     bf16 = precision == "bf16"
     act = 2 if bf16 else 4
-    per_token, scores = _layer_values(config, shape.width)
-    full_layer = shape.tokens * (per_token * act + scores * 4)
+    full_layer = shape.tokens * _layer_bytes(config, shape.width, act)
     if checkpointing:
         body = layers * shape.tokens * config.hidden_size * act + full_layer
     else:
