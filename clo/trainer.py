@@ -146,7 +146,7 @@ class TrainingRun:
         )
         self.truncation = report.as_dict()
         self.pad_id = pad_token_id(tokenizer)
-        self.precision = resolve_precision(config.precision, next(model.parameters()).device)
+        self.precision = self._precision(next(model.parameters()).device)
         self.packed = self._packing(model)
         if self.precision == "bf16":  # before the reference pass, which must see the same
             store_frozen_in_bf16(model, trained_parameter_names(model, config.trainable))
@@ -197,6 +197,25 @@ class TrainingRun:
             count_parameters(self.model),
             self.plan.total_steps,
         )
+
+    def _precision(self, device: torch.device) -> str:
+        """The precision this run trains in. "auto" keeps the one its checkpoint trained in:
+        a job resumed after an upgrade, or on a host that resolves auto otherwise."""
+        cfg = self.config
+        chosen = resolve_precision(cfg.precision, device)
+        path = latest_checkpoint(self.ckpt_dir) if cfg.precision == "auto" else None
+        if path is None:
+            return chosen
+        try:
+            stored = json.loads((path / "state.json").read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            return chosen
+        plan_config = global_batch_config(cfg, self.world_size)
+        for candidate in (chosen, "fp32" if chosen == "bf16" else "bf16"):
+            update = {"precision": candidate}
+            if run_fingerprint(plan_config.model_copy(update=update), self.encoded) == stored:
+                return candidate
+        return chosen
 
     def _packing(self, model: Any) -> bool:
         """Whether steps and reference pass forward each prompt once (clo.packing)."""

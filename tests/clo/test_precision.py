@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clo.config import TrainConfig
 from clo.encoding import encode_quads, pad_token_id
-from clo.errors import CloError
+from clo.errors import CloError, Stopped
 from clo.precision import cpu_has_fast_bf16, resolve_precision
 from clo.reference import compute_logps
 from clo.seed import builtin_parallel
@@ -162,3 +162,22 @@ def test_auto_follows_the_hardware_and_fp32_keeps_old_fingerprints(tiny_qwen2: P
     same = config("fp32", pack_prompts=False, memory_budget_mb=100)
     assert run_fingerprint(same, encoded) == fp32
     assert run_fingerprint(config("bf16"), encoded) != fp32
+
+
+def test_auto_resumes_in_the_precision_its_checkpoint_trained_in(
+    tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    """A checkpoint written in fp32 (before precision existed, or on a host without fast
+    bf16) resumes under "auto" in fp32 wherever it runs; an explicit other precision is
+    refused like any other config change."""
+    model, tok = load(tiny_qwen2)
+    stops = iter([False, True])
+    with pytest.raises(Stopped):
+        train(model, tok, TRAIN, config("fp32"), tmp_path, should_stop=lambda: next(stops))
+    model, tok = load(tiny_qwen2)
+    resumed = train(model, tok, TRAIN, config("auto"), tmp_path)
+    assert resumed.runtime["precision"] == "fp32" and len(resumed.history) == STEPS - 1
+    if resolve_precision("auto", torch.device("cpu")) == "bf16":
+        model, tok = load(tiny_qwen2)
+        with pytest.raises(CloError, match="different config"):
+            train(model, tok, TRAIN, config("bf16"), tmp_path)
