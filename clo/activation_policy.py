@@ -32,13 +32,16 @@ magnitude that separates fitting from not fitting.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clo.encoding import EncodedSequence
 from clo.memory_estimate import USABLE_SHARE, MemoryEstimate, ModelShape
+from clo.packing import SHARED_PROMPT_PAIRS as PAIRS
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,20 @@ class MicroBatchShape:
     @property
     def tokens(self) -> int:
         return self.rows * self.width
+
+
+def largest_micro_batch(
+    encoded: Sequence[Sequence[EncodedSequence]], batch_size: int, packed: bool
+) -> MicroBatchShape:
+    """An upper bound of a micro-batch of `batch_size` examples: rows x the widest row
+    (packed: prompt + both responses, clo.packing), and the most response tokens."""
+    if packed:
+        widths = [len(ex[a].input_ids) + ex[b].response_len for ex in encoded for a, b in PAIRS]
+    else:
+        widths = [len(seq.input_ids) for ex in encoded for seq in ex]
+    responses = max(sum(seq.response_len for seq in ex) for ex in encoded)
+    rows = batch_size * (2 if packed else 4)
+    return MicroBatchShape(rows=rows, width=max(widths), response_tokens=batch_size * responses)
 
 
 @dataclass(frozen=True)

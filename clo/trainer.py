@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clo.activation_policy import MicroBatchShape, choose_checkpointing, enable_checkpointing
+from clo.activation_policy import choose_checkpointing, enable_checkpointing, largest_micro_batch
 from clo.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from clo.config import TrainConfig
 from clo.encoding import EncodedSequence, encode_quads, encoding_fingerprint, pad_token_id
@@ -160,7 +160,7 @@ class TrainingRun:
             fp32_masters([p for _, p in trainable_parameters(self.model)])
         self.activation = choose_checkpointing(
             self.model,
-            self._largest_micro_batch(),
+            largest_micro_batch(self.encoded, config.batch_size, self.packed),
             requested=config.gradient_checkpointing,
             budget_mb=config.memory_budget_mb,
             precision=self.precision,
@@ -231,18 +231,6 @@ class TrainingRun:
         if why is not None:
             logger.info("prompts scored unpacked: %s", why)
         return why is None
-
-    def _largest_micro_batch(self) -> MicroBatchShape:
-        """An upper bound of the micro-batch this process forwards (rows x widest row)."""
-        examples = self.config.batch_size
-        if self.packed:
-            widths = [len(ex[0].input_ids) + ex[1].response_len for ex in self.encoded]
-            widths += [len(ex[2].input_ids) + ex[3].response_len for ex in self.encoded]
-        else:
-            widths = [len(seq.input_ids) for ex in self.encoded for seq in ex]
-        responses = max(sum(seq.response_len for seq in ex) for ex in self.encoded)
-        rows = examples * (2 if self.packed else 4)
-        return MicroBatchShape(rows=rows, width=max(widths), response_tokens=examples * responses)
 
     # --- hooks (one process: the plain behaviour) ---
 
