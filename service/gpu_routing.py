@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from clo.config import TrainConfig
 from clo.errors import CloError
 from clo.memory_estimate import GIB, USABLE_SHARE, ModelShape, Precision, training_memory
 from clo.resolve import ResolvedJob
@@ -80,8 +81,12 @@ def trainable_params(
 
 def estimate(resolved: ResolvedJob, config: dict[str, Any]) -> JobMemory:
     """The job's one-GPU training memory from its model config (see the module doc)."""
+    return estimate_training(config, resolved.train)
+
+
+def estimate_training(config: dict[str, Any], train: TrainConfig) -> JobMemory:
+    """One-GPU training memory of `train` on the model of `config` (config.json values)."""
     shape = ModelShape.from_hf_config(SimpleNamespace(**config))
-    train = resolved.train
     trained = trainable_params(shape, config, train.trainable, train.lora_r)
     # "auto" is bf16 on a CUDA GPU, which is what a fleet class is.
     precision: Precision = "fp32" if train.precision == "fp32" else "bf16"
