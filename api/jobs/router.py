@@ -100,9 +100,13 @@ def get_job(job_id: str, request: Request) -> Response:
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)
-def cancel_job(session: SessionDep, job: CurrentJob) -> JobRead:
+def cancel_job(
+    request: Request, session: SessionDep, job: CurrentJob, settings: SettingsDep
+) -> JobRead:
     """queued -> cancelled at once; running -> cancelling until the worker stops it."""
-    return service.to_read(session, service.cancel_job(session, job))
+    enqueuer = request.app.state.enqueuer
+    cancelled = service.cancel_job(session, job, settings=settings, enqueuer=enqueuer)
+    return service.to_read(session, cancelled)
 
 
 @router.get("/{job_id}/events", response_model=EventList)

@@ -252,15 +252,38 @@ def list_jobs(
     )
 
 
-def cancel_job(session: Session, job: Job) -> Job:
-    """Cancel: immediate for a queued job; a running job's worker stops within one step."""
+def cancel_job(
+    session: Session,
+    job: Job,
+    *,
+    settings: Settings | None = None,
+    enqueuer: JobEnqueuer | None = None,
+) -> Job:
+    """Cancel: immediate for a queued job; a running job's worker stops within one step.
+    With `settings` and `enqueuer`, a queued job's cancel wakes the tenant's next held job
+    (its wake-up may have been held back by the running cap: admission)."""
     before = job.status
     job = jobs_repo.request_cancel(session, job)
     if job.status != before:
         message = "cancelled before it started" if job.status == "cancelled" else "cancel requested"
         events_repo.append_event(session, job.id, job.status, message)
         logger.info("job %s", job.status, extra={"job_id": str(job.id)})
+    if before == "queued" and job.status == "cancelled" and settings and enqueuer:
+        wake_admitted(session, job.tenant_id, settings, enqueuer)
     return job
+
+
+def wake_admitted(
+    session: Session, tenant_id: uuid.UUID, settings: Settings, enqueuer: JobEnqueuer
+) -> None:
+    """After commit, wake each queued job of the tenant now within its running cap (one that
+    already has a wake-up gets a duplicate, which its claim ignores)."""
+    for job_id in admission.admitted(session, tenant_id, settings.max_concurrent_jobs_per_tenant):
+        queue = None
+        if settings.gpu_classes:
+            row = session.get(Job, job_id)
+            queue = gpu_routing.queue_for(row.resolved if row else None, settings)
+        after_commit(session, partial(_enqueue_as, enqueuer, str(job_id), None, queue))
 
 
 def list_events(session: Session, job: Job, after: int, limit: int) -> EventList:

@@ -78,9 +78,15 @@ def get_job(session: SessionDep, tenant: CurrentTenant, job: CurrentJob) -> Fine
 
 
 @router.post("/{job_id}/cancel", response_model=FineTuningJob)
-def cancel_job(session: SessionDep, tenant: CurrentTenant, job: CurrentJob) -> FineTuningJob:
+def cancel_job(
+    request: Request,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    job: CurrentJob,
+    settings: SettingsDep,
+) -> FineTuningJob:
     """A queued job is cancelled at once; a running one reads `running` until it stops."""
-    return service.cancel_job(session, tenant, job)
+    return service.cancel_job(session, tenant, job, settings, request.app.state.enqueuer)
 
 
 @router.get("/{job_id}/events", response_model=FineTuningJobEventList)

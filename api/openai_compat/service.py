@@ -92,8 +92,14 @@ def get_job(session: Session, tenant: Tenant, job: Job) -> FineTuningJob:
     return mapping.job_out(jobs_service.to_read(session, job), tenant.name)
 
 
-def cancel_job(session: Session, tenant: Tenant, job: Job) -> FineTuningJob:
-    cancelled = jobs_service.cancel_job(session, job)
+def cancel_job(
+    session: Session,
+    tenant: Tenant,
+    job: Job,
+    settings: Settings | None = None,
+    enqueuer: JobEnqueuer | None = None,
+) -> FineTuningJob:
+    cancelled = jobs_service.cancel_job(session, job, settings=settings, enqueuer=enqueuer)
     return mapping.job_out(jobs_service.to_read(session, cancelled), tenant.name)
 
 

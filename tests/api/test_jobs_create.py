@@ -183,11 +183,14 @@ def test_queued_jobs_past_the_bound_are_429_with_retry_after(pg_url, data_dir, m
         assert "limit is 3" in refused.json()["error"]["message"]
         # Only the running cap's worth is woken; the third waits for one of them to end.
         assert sent == [r.json()["id"] for r in created[:2]]
-        # Cancelling a queued job frees a queued slot at once.
+        # Cancelling a queued job frees a queued slot at once, and wakes the held third
+        # (the second, already woken, gets a duplicate its claim ignores).
         cancel = limited.post(f"/v1/jobs/{sent[0]}/cancel", headers=tenant.headers)
         assert cancel.json()["status"] == "cancelled"
+        ids = [r.json()["id"] for r in created]
+        assert sent[2:] == [ids[1], ids[2]]
         assert limited.post("/v1/jobs", json=job_body(), headers=tenant.headers).status_code == 201
-    assert len(sent) == 2
+    assert len(sent) == 4  # the new one waits: two are queued ahead within the cap
 
 
 def test_request_body_size_limit_is_413(client, tenant) -> None:  # type: ignore[no-untyped-def]
