@@ -26,13 +26,15 @@ from typing import Any
 SIZES = (1024, 2048, 4096)
 
 
-def matmul_gflops(dtype: str, device: str = "cpu", seconds: float = 1.0) -> float:
-    """Best GFLOP/s of an n×n matmul over SIZES, each timed for about `seconds`."""
+def matmul_gflops(
+    dtype: str, device: str = "cpu", seconds: float = 1.0, sizes: Sequence[int] = SIZES
+) -> float:
+    """Best GFLOP/s of an n×n matmul over `sizes`, each timed for about `seconds`."""
     import torch
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     best = 0.0
-    for n in SIZES:
+    for n in sizes:
         a = torch.randn(n, n, device=device).to(dt)
         b = torch.randn(n, n, device=device).to(dt)
         a @ b  # warm-up (oneDNN primitive creation, AMX tile set-up)
