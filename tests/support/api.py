@@ -36,6 +36,7 @@ def api_settings(pg_url: str, data_dir: Path, **overrides: Any) -> Settings:
         models=MODELS,
         migrate_on_start=False,
         max_concurrent_jobs_per_tenant=1000,
+        max_queued_jobs_per_tenant=100000,  # no worker runs them: they all stay queued
         log_json=False,
     )
     values.update(overrides)

@@ -40,6 +40,7 @@ def api_env(pg_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "CLO_MODELS": json.dumps(MODELS),
         "CLO_MIGRATE_ON_START": "false",
         "CLO_MAX_CONCURRENT_JOBS_PER_TENANT": "1000",
+        "CLO_MAX_QUEUED_JOBS_PER_TENANT": "100000",  # load tests queue many jobs, none run
         "CLO_SSE_POLL_SECONDS": "0.1",
         "CLO_LOG_JSON": "false",
         "HF_HUB_OFFLINE": "1",
