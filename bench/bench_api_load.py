@@ -227,6 +227,7 @@ def scenario(args: argparse.Namespace, tmp: Path) -> tuple[list[LoadResult], dic
             "CLO_DATA_DIR": str(tmp / "data"),
             "CLO_MIGRATE_ON_START": "false",
             "CLO_MAX_CONCURRENT_JOBS_PER_TENANT": "1000000",
+            "CLO_MAX_QUEUED_JOBS_PER_TENANT": "1000000",  # no worker: every job stays queued
         }
         proc = start_api(env, port, tmp / "uvicorn.log", workers=args.workers, access_log=False)
         wait_ready(base, proc)

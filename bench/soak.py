@@ -204,6 +204,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> tuple[Figures, dict[str, Any]]:
             CLO_MAX_ATTEMPTS="5",  # two SIGKILLs and a pause could all land on one job
             CLO_REQUEUE_AFTER_SECONDS="5",
             CLO_MAX_CONCURRENT_JOBS_PER_TENANT="100",
+            CLO_MAX_QUEUED_JOBS_PER_TENANT="100000",
             CLO_SSE_POLL_SECONDS="0.5",
         )
         stack = Stack(env=env, logs=tmp / "logs")
