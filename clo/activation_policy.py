@@ -120,9 +120,9 @@ def device_budget(device: torch.device, loaded_bytes: int) -> int | None:
 
 def _layer_bytes(config: Any, width: int, act: int) -> int:
     """Bytes one decoder layer saves per token (module doc), `act` bytes per value."""
-    hidden = config.hidden_size
-    intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
-    heads = config.num_attention_heads
+    hidden = int(config.hidden_size)
+    intermediate = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+    heads = int(config.num_attention_heads)
     eager = getattr(config, "_attn_implementation", None) == "eager"
     upcasts = 2 * hidden * 4 if act < 4 else 0  # RMSNorm computes in fp32
     scores = 2 * heads * width * 4 if eager else 0

@@ -52,7 +52,8 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     """True when the CPU has bf16 matmul instructions and torch's oneDNN can use them."""
     flags = cpu_flags() if flags is None else flags
-    return any(f in flags for f in FAST_BF16_CPU_FLAGS) and torch.backends.mkldnn.is_available()
+    has_flags = any(f in flags for f in FAST_BF16_CPU_FLAGS)
+    return has_flags and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
 
 
 def fast_bf16(device: torch.device) -> bool:

@@ -70,8 +70,8 @@ def trainable_params(
     shape: ModelShape, config: dict[str, Any], trainable: str, lora_r: int
 ) -> int | None:
     """Trained parameters of `trainable` (clo.trainable): None for full fine-tuning."""
-    hidden, heads = config["hidden_size"], config["num_attention_heads"]
-    kv = hidden // heads * (config.get("num_key_value_heads") or heads)
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    kv = hidden // heads * int(config.get("num_key_value_heads") or heads)
     if trainable == "attention":  # q, k, v, o projections
         return shape.layers * (2 * hidden * hidden + 2 * hidden * kv)
     if trainable == "lora":  # r x (in + out) on each of q (h->h), k, v (h->kv), o (h->h)
