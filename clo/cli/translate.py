@@ -67,6 +67,12 @@ def translate(
         str, typer.Option(help="drop | report | off (off only for the random-weight tiny model).")
     ] = "drop",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="transformers | ctranslate2 (pip extra ct2; docs/PERFORMANCE.md).")
+    ] = "transformers",
+    compute_type: Annotated[
+        str, typer.Option(help="ctranslate2 only: auto (as dtype), float32, int8, int8_float16...")
+    ] = "auto",
     report_json: Annotated[
         Path | None, typer.Option(help="Also write the report as JSON here.")
     ] = None,
@@ -78,8 +84,8 @@ def translate(
     from clo.translate import (
         Decoding,
         FileTranslationCache,
-        Translator,
         TranslatorConfig,
+        make_translator,
         translate_seed,
     )
 
@@ -91,6 +97,8 @@ def translate(
             batch_tokens=batch_tokens,
             decoding=Decoding(num_beams=beams),
             quality_check=quality_check,
+            backend=backend,
+            compute_type=compute_type,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -98,7 +106,7 @@ def translate(
         raise _fail(f"{field}: {first['msg']}") from None
     try:
         examples = load_jsonl(input_path)
-        translator = Translator(config)
+        translator = make_translator(config)
         cache = FileTranslationCache(cache_dir) if cache_dir else None
         with Progress(
             TextColumn("translating"),

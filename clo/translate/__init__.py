@@ -4,7 +4,7 @@ Offline demo note: the tiny random-weight model (clo.tiny_m2m100) produces rando
 no language identifier accepts; run it with `quality_check="off"`. Real models use "drop".
 """
 
-from clo.translate.backend import Translator, detect_code_table, plan_batches
+from clo.translate.backend import Translator, detect_code_table, make_translator, plan_batches
 from clo.translate.cache import FileTranslationCache, TranslationCache, cache_key
 from clo.translate.config import Decoding, QualityConfig, TranslatorConfig
 from clo.translate.quality import QualityChecker
@@ -21,6 +21,7 @@ __all__ = [
     "TranslatorConfig",
     "cache_key",
     "detect_code_table",
+    "make_translator",
     "plan_batches",
     "translate_seed",
 ]

@@ -93,18 +93,12 @@ class Translator:
         load_kwargs: dict[str, Any] = {"revision": self.config.revision, "trust_remote_code": False}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.config.model, **load_kwargs)
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(
-                self.config.model,
-                dtype=self.dtype,
-                use_safetensors=True if self.config.safetensors_only else None,
-                **load_kwargs,
-            )
+            self._load_model(load_kwargs)
         except OSError as exc:
             raise CloError(
                 f"model: cannot load {self.config.model!r} ({exc}); give a hub id such as "
                 "facebook/m2m100_1.2B or a local directory written by save_pretrained"
             ) from exc
-        self.model.to(self.device).eval()
         self.code_table = detect_code_table(self.tokenizer)
         # M2M100Tokenizer does not mark its __xx__ tokens special, so skip_special_tokens
         # would leave the forced target-language token in the text: strip them by id.
@@ -118,8 +112,23 @@ class Translator:
             self.dtype,
         )
 
+    def _load_model(self, load_kwargs: dict[str, Any]) -> None:
+        """Load the network (other backends override this and generate(), nothing else)."""
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(
+            self.config.model,
+            dtype=self.dtype,
+            use_safetensors=True if self.config.safetensors_only else None,
+            **load_kwargs,
+        )
+        self.model.to(self.device).eval()
+
     @property
     def model_id(self) -> str:
+        return self.config.model
+
+    @property
+    def output_id(self) -> str:
+        """The model as far as its outputs go: the translation cache keys on it."""
         return self.config.model
 
     def language_code(self, code: str) -> str:
@@ -208,3 +217,13 @@ class Translator:
             for i, out in zip(indices, outputs, strict=True):
                 results[i] = out
         return results
+
+
+def make_translator(config: TranslatorConfig | None = None) -> Translator:
+    """The translator for config.backend (ctranslate2 is imported only when chosen)."""
+    config = config or TranslatorConfig()
+    if config.backend == "ctranslate2":
+        from clo.translate.ct2 import CTranslate2Translator
+
+        return CTranslate2Translator(config)
+    return Translator(config)

@@ -8,6 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 QualityMode = Literal["drop", "report", "off"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+Backend = Literal["transformers", "ctranslate2"]
+# CTranslate2 compute types (weights are quantized when the converted model is loaded)
+ComputeType = Literal[
+    "auto",
+    "float32",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "float16",
+    "bfloat16",
+]
 
 
 class Decoding(BaseModel):
@@ -97,6 +109,22 @@ class TranslatorConfig(BaseModel):
     decoding: Decoding = Field(
         default_factory=Decoding, description="Beam size, length caps, repetition controls."
     )
+    backend: Backend = Field(
+        "transformers",
+        description="transformers: the model's generate(); ctranslate2: the same model "
+        "converted once to CTranslate2 (pip extra ct2), same tokenizer and length caps "
+        "(docs/PERFORMANCE.md, translation backends).",
+    )
+    compute_type: ComputeType = Field(
+        "auto",
+        description="ctranslate2 only: auto follows dtype (float32 on CPU, bfloat16 on "
+        "CUDA); int8 quantizes the weights at load (faster, outputs may differ).",
+    )
+    ct2_cache_dir: str | None = Field(
+        None,
+        description="ctranslate2 only: where converted models are kept (default: "
+        "$CLO_CT2_CACHE, else ~/.cache/clo/ctranslate2).",
+    )
     max_source_tokens: int = Field(
         256,
         ge=8,
@@ -138,3 +166,12 @@ class TranslatorConfig(BaseModel):
         description="Refuse checkpoints without safetensors weights (hub M2M100 repos may only "
         "ship pytorch_model.bin; transformers loads those with weights_only=True).",
     )
+
+    @model_validator(mode="after")
+    def _engine_settings_match(self) -> TranslatorConfig:
+        if self.backend != "ctranslate2":
+            if self.compute_type != "auto":
+                raise ValueError("compute_type applies only to backend 'ctranslate2'")
+            if self.ct2_cache_dir is not None:
+                raise ValueError("ct2_cache_dir applies only to backend 'ctranslate2'")
+        return self

@@ -65,8 +65,8 @@ class _SegmentEngine:
         self.counters = _Counters(model_calls_before=translator.model_calls)
 
     def _key(self, text: str, decoding: Decoding) -> str:
-        cfg = self.translator.config
-        return cache_key(cfg.model, cfg.revision, self.source, self.target, decoding.as_key(), text)
+        cfg, model = self.translator.config, self.translator.output_id
+        return cache_key(model, cfg.revision, self.source, self.target, decoding.as_key(), text)
 
     def _emit(self) -> None:
         if self.progress is None:
