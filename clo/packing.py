@@ -103,6 +103,20 @@ def packing_unsupported(model: Any) -> str | None:
     return None
 
 
+def unpacked_reason(
+    model: Any, encoded: Sequence[Sequence[EncodedSequence]], wrapped: bool
+) -> str | None:
+    """Why a run scores its prompts unpacked, or None when it packs them. `wrapped`: the
+    steps forward a distributed wrapper (DDP / FSDP2), which acts only through
+    SequenceScorer's forward and so takes unpacked rows."""
+    why = packing_unsupported(model)
+    if why is None and wrapped:
+        why = "the distributed wrappers forward unpacked rows"
+    if why is None and not packable(encoded):
+        why = "an example's sequences do not share their prompts"
+    return why
+
+
 @dataclass
 class PackedBatch:
     """Right-padded packed rows with their mask, positions and the tokens that count."""

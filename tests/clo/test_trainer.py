@@ -270,14 +270,14 @@ def test_sft_plus_dpo_runs_both_phases_over_all_the_data(
 ) -> None:
     """The paper's SFT+DPO: SFT over every example, then DPO over every pair, each phase
     with a fresh optimizer and LR warmup, DPO against the SFT model."""
-    from clo import trainer
+    from clo import training_run  # where TrainingRun.run_step looks loss_step up
 
     model, tok = load(tiny_qwen2)
     cfg = small_config(method="sft+dpo", max_steps=None, epochs=1.0, batch_size=2)
     encoded, _ = encode_quads(tok, QUADS, cfg.max_length, cfg.max_prompt_length)
     example_of = {seq.input_ids: i for i, ex in enumerate(encoded) for seq in ex}
     seen: dict[int, list[int]] = {}  # sequences per example forwarded -> examples, in order
-    real_step = trainer.loss_step
+    real_step = training_run.loss_step
 
     def counting_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width=4, **kw):  # type: ignore[no-untyped-def]
         ids = [example_of[s.input_ids] for s in sequences[::width]]
@@ -285,7 +285,7 @@ def test_sft_plus_dpo_runs_both_phases_over_all_the_data(
         seen.setdefault(width, []).extend(ids)
         return real_step(model, sequences, ref, loss_fn, pad_id, chunk_tokens, width, **kw)
 
-    monkeypatch.setattr(trainer, "loss_step", counting_step)
+    monkeypatch.setattr(training_run, "loss_step", counting_step)
     states: list[int] = []  # optimizer state entries just before each optimizer step
     hook = register_optimizer_step_pre_hook(lambda opt, *_: states.append(len(opt.state)))
     events: list[dict] = []
