@@ -1,20 +1,29 @@
-"""Translation throughput: our batched Translator vs a naive one-text-at-a-time loop.
+"""Translation throughput: our batched Translator vs a naive loop, and its two backends.
 
 Same tiny M2M100 (random weights, built locally), same CPU, same sentences, same decoding
-(beam size and per-sentence length cap); then the full stage cold and with a warm cache.
+(beam size and per-sentence length cap); then the full stage cold and with a warm cache;
+then the transformers backend beside the ctranslate2 one (float32 and int8), each in its
+own process (peak RSS apart), greedy and with --beams, with how many outputs are equal.
 
-    python bench/bench_translate.py [--n 200] [--beams 4] [--threads 1] [--model DIR]
+    python -m bench.bench_translate [--n 200] [--beams 4] [--threads 1] [--model DIR]
+                                    [--skip-naive] [--no-backends] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+
+# (backend, compute type) per process; the transformers backend has no int8 path
+ENGINES = [("transformers", "float32"), ("ctranslate2", "float32"), ("ctranslate2", "int8")]
 
 
 def seed_sentences(n: int) -> list[str]:
@@ -62,6 +71,120 @@ def naive(translator, sentences: list[str], target: str) -> tuple[float, list[st
     return time.perf_counter() - start, outputs
 
 
+def engine_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One backend in this fresh process: load, warm up, time each decoding (best of repeats)."""
+    from bench.common import PeakRss
+    from clo.translate import Decoding, TranslatorConfig, make_translator
+
+    torch.set_num_threads(spec["threads"])
+    sentences = seed_sentences(spec["n"])
+    extra = {} if spec["backend"] == "transformers" else {"compute_type": spec["compute_type"]}
+    config = TranslatorConfig(
+        model=spec["model"],
+        device="cpu",
+        batch_tokens=spec["batch_tokens"],
+        quality_check="off",
+        backend=spec["backend"],
+        ct2_cache_dir=spec["ct2_cache"] if spec["backend"] == "ctranslate2" else None,
+        **extra,
+    )
+    with PeakRss() as rss:
+        before_load = rss.current()
+        started = time.perf_counter()
+        translator = make_translator(config)
+        load_s = time.perf_counter() - started
+        after_load = rss.current()
+        translator.translate(sentences[:4], "en", spec["target"])  # warm-up
+        runs = []
+        for beams in spec["beams"]:
+            decoding = Decoding(num_beams=beams)
+            best = math.inf
+            for _ in range(spec["repeats"]):
+                started = time.perf_counter()
+                out = translator.translate(sentences, "en", spec["target"], decoding)
+                best = min(best, time.perf_counter() - started)
+            # output tokens counted by re-tokenizing the text: equal outputs, equal counts
+            ids = translator.tokenizer(out, add_special_tokens=False)["input_ids"]
+            tokens = sum(len(x) for x in ids)
+            runs.append({"beams": beams, "seconds": best, "tokens": tokens, "outputs": out})
+    return {
+        "load_s": load_s,
+        "rss_before_load_mb": before_load / 2**20,
+        "rss_after_load_mb": after_load / 2**20,
+        "peak_rss_mb": rss.peak / 2**20,
+        "runs": runs,
+    }
+
+
+def compare_backends(args: argparse.Namespace, model_dir: Path, work: Path) -> str:
+    """The transformers and ctranslate2 backends side by side, one process per engine."""
+    from bench.common import format_table, run_worker
+    from clo.translate import TranslatorConfig
+    from clo.translate.ct2 import converted_model
+
+    cache = work / "ct2"
+    started = time.perf_counter()  # once per checkpoint, then cached: timed apart
+    converted_model(
+        TranslatorConfig(model=str(model_dir), backend="ctranslate2", ct2_cache_dir=str(cache))
+    )
+    convert_s = time.perf_counter() - started
+    beams = sorted({1, args.beams})
+    results = {}
+    for backend, compute_type in ENGINES:
+        spec = {
+            "backend": backend,
+            "compute_type": compute_type,
+            "model": str(model_dir),
+            "ct2_cache": str(cache),
+            "n": args.n,
+            "threads": args.threads,
+            "batch_tokens": args.batch_tokens,
+            "target": args.target,
+            "beams": beams,
+            "repeats": args.repeats,
+        }
+        worker_args = ["--engine-worker", json.dumps(spec)]
+        results[backend, compute_type] = run_worker("bench.bench_translate", worker_args, 600)
+    reference = results["transformers", "float32"]
+    rows = []
+    for (backend, compute_type), res in results.items():
+        for run, ref in zip(res["runs"], reference["runs"], strict=True):
+            equal = sum(a == b for a, b in zip(run["outputs"], ref["outputs"], strict=True))
+            rows.append(
+                [
+                    "greedy" if run["beams"] == 1 else f"beam {run['beams']}",
+                    backend,
+                    compute_type,
+                    round(run["seconds"], 3),
+                    round(args.n / run["seconds"], 1),
+                    round(run["tokens"] / run["seconds"]),
+                    f"{ref['seconds'] / run['seconds']:.2f}x",
+                    f"{equal}/{args.n}",
+                    round(res["load_s"], 2),
+                    round(res["rss_after_load_mb"] - res["rss_before_load_mb"]),
+                    round(res["peak_rss_mb"]),
+                ]
+            )
+    headers = [
+        "decoding",
+        "backend",
+        "compute",
+        "seconds",
+        "sent/s",
+        "out tok/s",
+        "vs transformers",
+        "equal outputs",
+        "load s",
+        "load RSS MB",
+        "peak RSS MB",
+    ]
+    return (
+        f"\nbackends: tiny random-weight M2M100 on CPU, {args.threads} thread(s), {args.n} "
+        f"sentences, target={args.target}, best of {args.repeats}; one process per engine; "
+        f"ctranslate2 conversion {convert_s:.1f} s (once, cached)\n" + format_table(headers, rows)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="sentences")
@@ -70,10 +193,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both")
     parser.add_argument("--target", default="de")
     parser.add_argument("--model", type=Path, default=None, help="default: build tiny M2M100")
+    parser.add_argument("--skip-naive", action="store_true", help="only the backends table")
+    parser.add_argument("--no-backends", action="store_true", help="skip the backends table")
+    parser.add_argument("--repeats", type=int, default=2, help="backends table: best of N")
+    parser.add_argument("--engine-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine_worker:
+        print(json.dumps(engine_worker(json.loads(args.engine_worker))))
+        return
 
-    from clo.seed import SeedExample
     from clo.tiny_m2m100 import build_tiny_m2m100
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench_translate_"))
+    model_dir = args.model or build_tiny_m2m100(work / "tiny_m2m100")
+    if not args.skip_naive:
+        naive_and_stage(args, model_dir, work)
+    if not args.no_backends:
+        print(compare_backends(args, model_dir, work))
+    sys.stdout.flush()
+
+
+def naive_and_stage(args: argparse.Namespace, model_dir: Path, work: Path) -> None:
+    """The naive loop, the batched Translator and the whole stage, cold and warm."""
+    from clo.seed import SeedExample
     from clo.translate import (
         Decoding,
         FileTranslationCache,
@@ -82,9 +225,6 @@ def main() -> None:
         translate_seed,
     )
 
-    torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="bench_translate_"))
-    model_dir = args.model or build_tiny_m2m100(work / "tiny_m2m100")
     config = TranslatorConfig(
         model=str(model_dir),
         device="cpu",
