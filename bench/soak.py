@@ -241,7 +241,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> tuple[Figures, dict[str, Any]]:
         faults.start()
         started = time.monotonic()
         with _paused(getattr(args, "pause_pgid", None), chaos.note):
-            asyncio.run(clients.run(args.clients, seconds, open_jobs))
+            _run_in_own_thread(lambda: asyncio.run(clients.run(args.clients, seconds, open_jobs)))
             chaos.stop.set()
             faults.join(timeout=120)
         ran = time.monotonic() - started
@@ -267,6 +267,25 @@ def soak(args: argparse.Namespace, tmp: Path) -> tuple[Figures, dict[str, Any]]:
         redis.kill()
         engine.dispose()
         _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _run_in_own_thread(run: Callable[[], object]) -> None:
+    """Run the clients' event loop on a thread of its own: the calling thread may already
+    run one (under pytest, Playwright's sync API keeps a loop running in the main thread for
+    the whole session, and asyncio.run refuses to start inside it)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="soak-clients")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 @contextmanager
