@@ -30,7 +30,7 @@ from clo.oasst import load_oasst1
 from clo.pairs import Quadruple, read_quadruples, split_heldout, write_quadruples
 from clo.resolve import ResolvedJob
 from clo.trainer import train
-from clo.translate import Translator, TranslatorConfig, translate_seed
+from clo.translate import TranslatorConfig, make_translator, translate_seed
 from clo.translate.cache import FileTranslationCache, TranslationCache
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class RunInputs:
     oasst_path: Path | None = None  # a local oasst1 export, for seed_data.source == "oasst1"
     translation_cache: TranslationCache | None = None  # None: a file cache in workdir
     device: str = "auto"
+    # translation engine of this machine: transformers | ctranslate2 (clo/translate/ct2.py)
+    translator_backend: str = "transformers"
+    translator_compute_type: str = "auto"  # ctranslate2 only: float32, int8, ...
     judge_api_key: str | None = field(default=None, repr=False)  # never logged
     baseline_dir: Path | None = None  # an unpacked bundle (adapter or model) the judge reads
     base_cache: BaseResultCache | None = None  # base model's evaluation results; None: none
@@ -178,13 +181,15 @@ def _machine_translate(
             "device": inputs.device,
             "quality_check": spec.translator.quality_check,
             "decoding": {"num_beams": spec.translator.num_beams},
+            "backend": inputs.translator_backend,
+            "compute_type": inputs.translator_compute_type,
         }
     )
     cache = inputs.translation_cache or FileTranslationCache(workdir / "translate")
     result = translate_seed(
         examples,
         spec.target_language,
-        Translator(config),
+        make_translator(config),
         cache,
         progress=_within_stage(hooks, "translating"),
         should_stop=hooks.should_stop,

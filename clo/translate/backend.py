@@ -127,6 +127,11 @@ class Translator:
         return self.config.model
 
     @property
+    def engine(self) -> str:
+        """What runs the network (the translation report names it)."""
+        return "transformers"
+
+    @property
     def output_id(self) -> str:
         """The model as far as its outputs go: the translation cache keys on it."""
         return self.config.model

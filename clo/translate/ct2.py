@@ -188,9 +188,13 @@ class CTranslate2Translator(Translator):
         self._ids = {t: i for i, t in enumerate(tokens)}
 
     @property
+    def engine(self) -> str:
+        return f"ctranslate2:{self.compute_type}"
+
+    @property
     def output_id(self) -> str:
         # int8 (and any other engine) can change outputs: never share cached translations
-        return f"{self.config.model}#ctranslate2:{self.compute_type}"
+        return f"{self.config.model}#{self.engine}"
 
     def generate(
         self, texts: Sequence[str], source: str, target: str, decoding: Decoding | None = None

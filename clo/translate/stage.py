@@ -246,6 +246,7 @@ def translate_seed(
         "target_language": target,
         "model": cfg.model,
         "revision": cfg.revision,
+        "engine": translator.engine,
         "quality_check": mode,
         "language_id_checked": language_checked,
         "n_input": len(examples),

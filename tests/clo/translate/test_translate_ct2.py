@@ -104,3 +104,30 @@ def test_bad_settings_name_the_field(tiny_m2m100, ct2_cache) -> None:
     # float16 has no CPU kernels in ctranslate2: refused by name before any conversion
     with pytest.raises(CloError, match="compute_type: 'float16'"):
         make_translator(_config(tiny_m2m100, ct2_cache, compute_type="float16"))
+
+
+def test_pipeline_translates_with_the_machines_backend(tiny_m2m100, tmp_path, monkeypatch):
+    from clo.pipeline import PipelineHooks, RunInputs, stage_translate
+    from clo.resolve import LocalCatalog, resolve_job
+    from clo.spec import JobSpec
+
+    monkeypatch.setenv("CLO_CT2_CACHE", str(tmp_path / "ct2"))
+    spec = JobSpec.model_validate(
+        {
+            "base_model": "tiny",
+            "target_language": "de",
+            "data_size": 8,
+            "seed_data": {"source": "builtin"},
+            "translator": {"model": str(tiny_m2m100), "num_beams": 1, "quality_check": "off"},
+        }
+    )
+    resolved = resolve_job(spec, LocalCatalog())
+    quads = {}
+    for backend in ("transformers", "ctranslate2"):
+        inputs = RunInputs(device="cpu", translator_backend=backend)
+        path, report = stage_translate(resolved, tmp_path / backend, PipelineHooks(), inputs)
+        assert report["model_calls"] >= 1 and report["n_kept"] >= 8
+        assert report["engine"] == ("ctranslate2:float32" if backend != "transformers" else backend)
+        quads[backend] = path.read_text(encoding="utf-8")
+    assert (tmp_path / "ct2").is_dir()  # converted where CLO_CT2_CACHE says
+    assert quads["ctranslate2"] == quads["transformers"]
