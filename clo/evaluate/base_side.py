@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,13 +133,16 @@ def collect_answers(
     identity: BaseModelId | None,
     cache: BaseResultCache | None,
     disable_adapter: bool,
+    on_batch: Callable[[int], None] | None = None,
 ) -> None:
-    """Base answers to every source's prompts into `outputs`: cached, else generated."""
+    """Base answers to every source's prompts into `outputs`: cached, else generated.
+    `on_batch`: called after each generated batch (a stop check may raise there)."""
     decoding = decoding_settings(config, tokenizer, model)
     gen: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.generation_batch_size,
         "max_prompt_tokens": config.max_prompt_tokens,
+        "on_batch": on_batch,
     }
     for src in sources:
         key = _key(identity, cache, "answers", src.digest, decoding)

@@ -86,6 +86,11 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.skipped: dict[str, str] = {}
 
+    def check_stop(self, _done: int = 0) -> None:
+        """Between generation batches too: a long section must not delay a cancel."""
+        if self.should_stop is not None and self.should_stop():
+            raise Stopped("evaluation stopped")
+
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[None]:
         if self.should_stop is not None and self.should_stop():
@@ -157,6 +162,7 @@ def evaluate(
         "max_new_tokens": config.max_new_tokens,
         "batch_size": config.generation_batch_size,
         "max_prompt_tokens": config.max_prompt_tokens,
+        "on_batch": run.check_stop,
     }
     tgt_prompts = [p for s in sources for p in s.target]
     en_prompts = [p for s in sources for p in s.english]
@@ -179,7 +185,9 @@ def evaluate(
     if side is not None:
         with run.section("base_generation"):
             if peft_base:
-                collect_answers(outputs, model, tokenizer, sources, config, **base_kw)
+                collect_answers(
+                    outputs, model, tokenizer, sources, config, on_batch=run.check_stop, **base_kw
+                )
             base_tgt, base_en = concat_answers(sources, outputs)
 
     languages: dict[str, LanguageResult] = {}
