@@ -96,6 +96,21 @@ class Settings(BaseSettings):
         description="Allow-listed translator for jobs that name none; default: the spec's "
         "default if allow-listed, else the first allow-listed translator.",
     )
+    # The worker's translation engine (clo/translate/ct2.py; docs/PERFORMANCE.md): a machine
+    # choice like the device, so it is not part of a job's spec; the cache keys on it.
+    translator_backend: Literal["transformers", "ctranslate2"] = Field(
+        "transformers", description="transformers, or ctranslate2 (pip extra ct2)."
+    )
+    translator_compute_type: Literal[
+        "auto",
+        "float32",
+        "int8",
+        "int8_float32",
+        "int8_float16",
+        "int8_bfloat16",
+        "float16",
+        "bfloat16",
+    ] = Field("auto", description="ctranslate2 only: auto follows the device (fp32 CPU, bf16 GPU).")
     worker_gpus: int = Field(
         1,
         ge=1,
@@ -185,6 +200,10 @@ class Settings(BaseSettings):
             ("http://", "https://")
         ):
             raise ValueError("storage_endpoint_url must start with http:// or https://")
+        if self.translator_backend != "ctranslate2" and self.translator_compute_type != "auto":
+            raise ValueError(
+                "translator_compute_type applies only to translator_backend ctranslate2"
+            )
         if self.heartbeat_seconds * 2 > self.lease_seconds:
             raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
         if self.environment == "production":

@@ -181,6 +181,21 @@ def _run_claimed(
     return outcome
 
 
+def _terminating(exc: BaseException) -> bool:
+    """Whether `exc` is, or arose while handling, a SystemExit / KeyboardInterrupt: a SIGTERM
+    landing inside a database call raises SystemExit there, and the rollback that follows
+    can fail with a database error of its own, which is what then reaches the runner (CI saw
+    a terminated task abandoned as "database unavailable" and failed at the attempt cap)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if not isinstance(current, Exception):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _checkpoint_sync(held: HeldLease, settings: Settings, workdir: Path) -> CheckpointSync | None:
     """With a storage URL set (hosts share no disk), checkpoints go to the store too; on the
     embedded default (one host, `artifact_dir`) the work folder is enough."""
@@ -231,7 +246,7 @@ def _run_attempt(
             keep_committed_checkpoint(held, settings, factory)
         return _stopped(held, fence, sync)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
-        if not isinstance(exc, Exception):
+        if _terminating(exc):
             # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
             # which is no fault of the job: hand it back with the attempt refunded (only a
             # death of the job's own process counts toward the cap, via its expired lease).
@@ -239,6 +254,7 @@ def _run_attempt(
             if not held.lost.is_set():
                 _hand_back(held, f"worker process terminated ({type(exc).__name__})")
             raise
+        assert isinstance(exc, Exception)  # _terminating took every other kind
         recorder.flush()
         if held.lost.is_set():
             return "lease_lost"
@@ -347,6 +363,8 @@ def _prepare(
     inputs = RunInputs(
         seed_file=seed_file,
         translation_cache=DbTranslationCache(factory),
+        translator_backend=settings.translator_backend,
+        translator_compute_type=settings.translator_compute_type,
         base_cache=DbBaseCache(factory),
         judge_api_key=evaluation_env.judge_api_key(resolved, settings),
         baseline_dir=evaluation_env.baseline_bundle(resolved, workdir, settings),
