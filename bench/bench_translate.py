@@ -118,7 +118,7 @@ def engine_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def compare_backends(args: argparse.Namespace, model_dir: Path, work: Path) -> str:
     """The transformers and ctranslate2 backends side by side, one process per engine."""
-    from bench.common import format_table, run_worker
+    from bench.common import format_table, machine_line, run_worker
     from clo.translate import TranslatorConfig
     from clo.translate.ct2 import converted_model
 
@@ -179,7 +179,8 @@ def compare_backends(args: argparse.Namespace, model_dir: Path, work: Path) -> s
         "peak RSS MB",
     ]
     return (
-        f"\nbackends: tiny random-weight M2M100 on CPU, {args.threads} thread(s), {args.n} "
+        f"\n{machine_line()}\n"
+        f"backends: tiny random-weight M2M100 on CPU, {args.threads} thread(s), {args.n} "
         f"sentences, target={args.target}, best of {args.repeats}; one process per engine; "
         f"ctranslate2 conversion {convert_s:.1f} s (once, cached)\n" + format_table(headers, rows)
     )
