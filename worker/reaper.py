@@ -23,6 +23,7 @@ from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import get_settings
+from worker.admission import wake_admitted
 from worker.config import get_worker_settings
 from worker.export_reaper import resend_stalled_exports
 
@@ -54,6 +55,9 @@ def reap_once(
         with session_scope(factory) as session:
             jobs_repo.mark_enqueued(session, sent)
     resend_stalled_exports(factory, requeue_after_seconds)  # exports' lost wake-ups too
+    # A job the reaper ended frees a running slot of its tenant: wake its next held jobs.
+    for ended in (r for r in reaped if r.outcome in ("failed", "cancelled")):
+        wake_admitted(factory, ended.job_id, get_settings())
     outcomes = [r.outcome for r in reaped]
     report = ReapReport(
         outcomes.count("requeued"), outcomes.count("failed"), outcomes.count("cancelled"), len(sent)
