@@ -18,7 +18,7 @@ from api.deps import (
 )
 from api.errors import COMMON_ERRORS
 from api.idempotency import answer_created, create_responses
-from api.jobs import service
+from api.jobs import keyed, service
 from api.jobs.schemas import (
     EvaluationRead,
     EventList,
@@ -66,24 +66,28 @@ def create_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     request: Request,
-    session: SessionDep,
-    tenant: CurrentTenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")] = None,
     target_language: Annotated[str | None, Query(max_length=16)] = None,
     base_model: Annotated[str | None, Query(max_length=200)] = None,
-) -> JobList:
+) -> Response:
     """Newest first; follow next_cursor until has_more is false."""
+    # Polled like the status read, so read like it: one thread hop, the key checked by the
+    # statement that reads the page, autocommit (api/jobs/keyed.py; issue 15).
     filters = JobFilters(status=status, target_language=target_language, base_model=base_model)
-    return service.list_jobs(
-        session,
-        tenant,
-        limit=limit,
-        cursor=cursor,
-        filters=filters,
-        cursors=request.app.state.cursors,
-    )
+    secret = bearer_secret(request)
+    with read_connection(request) as conn:
+        tenant_name, page = keyed.list_jobs(
+            conn,
+            secret,
+            limit=limit,
+            cursor=cursor,
+            filters=filters,
+            cursors=request.app.state.cursors,
+        )
+    request.state.tenant = tenant_name
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{job_id}", response_model=JobRead)
@@ -111,12 +115,21 @@ def cancel_job(
 
 @router.get("/{job_id}/events", response_model=EventList)
 def list_events(
-    session: SessionDep,
-    job: CurrentJob,
+    job_id: str,
+    request: Request,
     after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> EventList:
-    return service.list_events(session, job, after=after, limit=limit)
+) -> Response:
+    # One thread hop and one statement that checks the key and the job's owner and reads
+    # the events (api/jobs/keyed.py; issue 15), as the status read does.
+    secret = bearer_secret(request)
+    with read_connection(request) as conn:
+        tenant_name, owned_id, events = keyed.list_events(
+            conn, secret, job_id, after=after, limit=limit
+        )
+    request.state.tenant = tenant_name
+    request.state.job_id = owned_id
+    return Response(events.model_dump_json(), media_type="application/json")
 
 
 # Errors stay JSON on the event-stream route: FastAPI would document a route's extra responses
