@@ -148,10 +148,13 @@ def get_current_job(
 CurrentJob = Annotated[Job, Depends(get_current_job)]
 
 
-def reject_repeated_query_parameters(request: Request) -> None:
+async def reject_repeated_query_parameters(request: Request) -> None:
     """Every query parameter of this API takes one value; `?status=a&status=b` is refused
     with a 422 naming it rather than silently answered for the last value (which a client
-    meaning "a or b" would misread as the full answer)."""
+    meaning "a or b" would misread as the full answer).
+
+    Async (it only reads the URL): as a sync dependency of every route it cost each request
+    a thread-pool round trip of its own (issue 15)."""
     seen: set[str] = set()
     for key, _value in request.query_params.multi_items():
         if key in seen:
