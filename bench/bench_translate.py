@@ -116,6 +116,15 @@ def engine_worker(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def describe(model_dir: Path) -> str:
+    """The model's shape, from its config.json (the benchmark's models have random weights)."""
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return (
+        f"random-weight M2M100 (d_model {cfg['d_model']}, {cfg['encoder_layers']}+"
+        f"{cfg['decoder_layers']} layers, ffn {cfg['encoder_ffn_dim']}, vocab {cfg['vocab_size']})"
+    )
+
+
 def compare_backends(args: argparse.Namespace, model_dir: Path, work: Path) -> str:
     """The transformers and ctranslate2 backends side by side, one process per engine."""
     from bench.common import format_table, machine_line, run_worker
@@ -180,7 +189,7 @@ def compare_backends(args: argparse.Namespace, model_dir: Path, work: Path) -> s
     ]
     return (
         f"\n{machine_line()}\n"
-        f"backends: tiny random-weight M2M100 on CPU, {args.threads} thread(s), {args.n} "
+        f"backends: {describe(model_dir)} on CPU, {args.threads} thread(s), {args.n} "
         f"sentences, target={args.target}, best of {args.repeats}; one process per engine; "
         f"ctranslate2 conversion {convert_s:.1f} s (once, cached)\n" + format_table(headers, rows)
     )
