@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -83,43 +84,57 @@ def list_jobs_for_key(
     """A page of the key's tenant's jobs, newest first, as jobs.list_jobs orders and filters
     it; each row has the shown job columns, queue_position (queued only), evaluation_ready
     and has_artifacts. None when the key is unknown or revoked."""
+    params: dict[str, Any] = {"key_hash": hash_key(secret), "limit": limit}
+    params.update(status=filters.status, target_language=filters.target_language)
+    params.update(base_model=filters.base_model)
+    if before is not None:
+        params.update(before_created=before[0], before_id=before[1])
+    lateral = conn.dialect.name != "sqlite"  # the embedded database has no LATERAL
+    query = _list_query(
+        lateral,
+        bool(filters.status),
+        bool(filters.target_language),
+        bool(filters.base_model),
+        before is not None,
+    )
+    if lateral:
+        return _split(conn.execute(query, params).all(), "id")
+    found = tenant_for_key(conn, secret)
+    if found is None:
+        return None
+    rows = conn.execute(query, {**params, "tenant_id": found[0]}).all()
+    return KeyedRows(found[0], found[1], list(rows))
+
+
+@lru_cache(maxsize=64)
+def _list_query(lateral: bool, status: bool, language: bool, model: bool, before: bool) -> Any:
+    """Built once per shape (which filters are set): composing the LATERAL's column proxies
+    and the correlated queue count cost more CPU than running the statement."""
     jobs = Job.__table__
-    lateral_ok = conn.dialect.name != "sqlite"  # the embedded database has no LATERAL
-    tenant: Any = ApiKey.tenant_id
-    found: tuple[uuid.UUID, str] | None = None
-    if not lateral_ok:
-        found = tenant_for_key(conn, secret)
-        if found is None:
-            return None
-        tenant = bindparam("tenant_id", found[0], type_=jobs.c.tenant_id.type)
+    tenant: Any = (
+        ApiKey.tenant_id if lateral else bindparam("tenant_id", type_=jobs.c.tenant_id.type)
+    )
     page = select(
         *_JOB_COLUMNS,
         case((jobs.c.status == "queued", _queued_ahead(jobs) + 1)).label("queue_position"),
         has_evaluation(jobs.c.evaluation).label("evaluation_ready"),
         exists().where(Artifact.__table__.c.job_id == jobs.c.id).label("has_artifacts"),
     ).where(jobs.c.tenant_id == tenant)
-    if filters.status:
-        page = page.where(jobs.c.status == filters.status)
-    if filters.target_language:
-        page = page.where(jobs.c.target_language == filters.target_language)
-    if filters.base_model:
-        page = page.where(jobs.c.base_model == filters.base_model)
-    if before is not None:
-        created, job_id = before
+    for on, column in ((status, "status"), (language, "target_language"), (model, "base_model")):
+        if on:
+            page = page.where(jobs.c[column] == bindparam(column, type_=jobs.c[column].type))
+    if before:
+        created = bindparam("before_created", type_=jobs.c.created_at.type)
+        job_id = bindparam("before_id", type_=jobs.c.id.type)
         page = page.where(
-            or_(
-                jobs.c.created_at < created,
-                and_(jobs.c.created_at == created, jobs.c.id < job_id),
-            )
+            or_(jobs.c.created_at < created, and_(jobs.c.created_at == created, jobs.c.id < job_id))
         )
     page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-    if found is not None:
-        rows = conn.execute(page.limit(limit)).all()
-        return KeyedRows(found[0], found[1], list(rows))
-    lateral = page.limit(bindparam("limit", type_=Integer)).lateral("page")
-    query = _keyed(lateral).order_by(lateral.c.created_at.desc(), lateral.c.id.desc())
-    rows = conn.execute(query, {"key_hash": hash_key(secret), "limit": limit}).all()
-    return _split(rows, "id")
+    page = page.limit(bindparam("limit", type_=Integer))
+    if not lateral:
+        return page
+    rows = page.lateral("page")
+    return _keyed(rows).order_by(rows.c.created_at.desc(), rows.c.id.desc())
 
 
 def artifacts_for_jobs(

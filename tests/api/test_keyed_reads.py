@@ -87,9 +87,13 @@ def test_job_list_pages_and_events_answer_what_the_session_reads_did(
     assert listed[0]["evaluation_ready"] is True and listed[1]["notes"]
     assert [j["queue_position"] is not None for j in listed] == [False, False] + [True] * 5
 
-    for status in ("queued", "succeeded", "running"):
+    for status in ("queued", "succeeded", "running"):  # each filter shape is its own statement
         r = client.get("/v1/jobs", params={"status": status}, headers=tenant.headers)
         assert r.text == _old_list(app, factory, tenant, status=status)
+    model = listed[0]["base_model"]
+    r = client.get("/v1/jobs", params={"base_model": model, "limit": 2}, headers=tenant.headers)
+    assert r.text == _old_list(app, factory, tenant, base_model=model, limit=2)
+    assert len(r.json()["data"]) == 2 and r.json()["has_more"]
 
     for after, limit in ((0, 200), (2, 2), (5, 10)):
         r = client.get(
