@@ -131,3 +131,25 @@ def test_pipeline_translates_with_the_machines_backend(tiny_m2m100, tmp_path, mo
         quads[backend] = path.read_text(encoding="utf-8")
     assert (tmp_path / "ct2").is_dir()  # converted where CLO_CT2_CACHE says
     assert quads["ctranslate2"] == quads["transformers"]
+
+
+def test_cli_translate_with_the_ctranslate2_backend(tiny_m2m100, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from clo.cli import app
+
+    monkeypatch.setenv("CLO_CT2_CACHE", str(tmp_path / "ct2"))
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text(json.dumps({"prompt": "How do I boil an egg?", "response": "Boil it."}) + "\n")
+    common = ["translate", str(seed), "-t", "de", "--model", str(tiny_m2m100), "--beams", "1"]
+    common += ["--quality-check", "off", "--device", "cpu"]
+    out, report = tmp_path / "quads.jsonl", tmp_path / "report.json"
+    args = [*common, "-o", str(out), "--report-json", str(report)]
+    result = CliRunner().invoke(app, [*args, "--backend", "ctranslate2", "--compute-type", "int8"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["engine"] == "ctranslate2:int8"
+    assert len(out.read_text().splitlines()) == 1
+    refused = CliRunner().invoke(app, [*args, "--compute-type", "int8"])
+    assert refused.exit_code != 0 and "compute_type applies only to backend" in refused.output
