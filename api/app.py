@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
             gc.collect()
             gc.freeze()
         draining.install()  # after the server's own signal handlers, which it chains
+        set_request_threads(settings.api_threads)
         yield
         # No draining.begin() here: uvicorn runs this after open responses are done, and
         # an app whose lifespan ended (a schema loader's) may still be served afterwards.
@@ -125,10 +127,23 @@ def create_app(settings: Settings | None = None, enqueue: SendFn | None = None) 
     return app
 
 
+def set_request_threads(threads: int) -> None:
+    """The thread pool that runs sync endpoints and dependencies (AnyIO's default, 40).
+
+    Every thread runnable at once competes with the event loop for the GIL, and a starved
+    loop accepts, reads and answers late: at 500 concurrent job lists 40 threads gave 376
+    answers/s with p99 8.7 s (connections were still being accepted 7 s in), 8 threads 486/s
+    with p99 1.7 s (bench/RESULTS.md, issue 15). A request holds a thread only while its
+    statements run, so a few keep the two cores and Postgres busy.
+    """
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
 def api_pool(settings: Settings) -> dict[str, Any]:
-    """The API's pool: as many connections as request threads (connections are held only
-    inside a hop, so never more are in use; bench/RESULTS.md has the measured peak), a short
-    wait for one, and a statement timeout, each ending as a 503 rather than a hang."""
+    """The API's pool: at least as many connections as request threads (CLO_API_THREADS;
+    connections are held only inside a hop, so never more are in use; bench/RESULTS.md has
+    the measured peak), a short wait for one, and a statement timeout, each ending as a 503
+    rather than a hang."""
     if settings.db_url.startswith("sqlite"):
         return {}
     size = settings.db_pool_size

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     db_statement_timeout_seconds: float | None = Field(
         10.0, gt=0, description="Postgres statement_timeout of API connections, then 503."
     )
+    api_threads: int = Field(
+        8,
+        ge=1,
+        le=500,
+        description="Threads per API process running sync endpoints (keep it at most "
+        "CLO_DB_POOL_SIZE); more compete with the event loop for the GIL (bench/RESULTS.md).",
+    )
     request_deadline_seconds: float | None = Field(
         15.0,
         gt=0,
