@@ -18,15 +18,18 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Integer,
     and_,
     bindparam,
     case,
     exists,
+    func,
     or_,
     select,
     true,
+    type_coerce,
 )
 
 from persistence.keys import hash_key
@@ -73,6 +76,17 @@ def _split(rows: Sequence[Any], present: str) -> KeyedRows | None:
 _JOB_COLUMNS = [c for c in Job.__table__.c if c.name not in _NOT_SHOWN]
 
 
+def _shown_columns(lateral: bool) -> list[Any]:
+    """The job columns a list shows. Of the stored resolution a list shows only its
+    language_note, so Postgres sends just that ({"language_note": ...}, what the notes read
+    from it) instead of the whole document, which decoding cost a fifth of a list's CPU."""
+    if not lateral:  # the embedded database: the whole column
+        return _JOB_COLUMNS
+    resolved = Job.__table__.c.resolved
+    note = func.json_build_object("language_note", resolved.op("->")("language_note"))
+    return [type_coerce(note, JSON).label("resolved") if c is resolved else c for c in _JOB_COLUMNS]
+
+
 def list_jobs_for_key(
     conn: Connection,
     secret: str,
@@ -115,7 +129,7 @@ def _list_query(lateral: bool, status: bool, language: bool, model: bool, before
         ApiKey.tenant_id if lateral else bindparam("tenant_id", type_=jobs.c.tenant_id.type)
     )
     page = select(
-        *_JOB_COLUMNS,
+        *_shown_columns(lateral),
         case((jobs.c.status == "queued", _queued_ahead(jobs) + 1)).label("queue_position"),
         has_evaluation(jobs.c.evaluation).label("evaluation_ready"),
         exists().where(Artifact.__table__.c.job_id == jobs.c.id).label("has_artifacts"),

@@ -44,7 +44,7 @@ def _seed(insert_job: Callable[..., uuid.UUID], factory: Any, tenant: TenantKey)
             tenant,
             status="failed",
             error={"type": "user_error", "code": "bad_data", "message": "no rows"},
-            resolved={"language_note": "de is a high-resource language"},
+            resolved={"language_note": "de is a high-resource language", "model": {"n": 1}},
         )
     )
     ids.append(insert_job(tenant, status="succeeded", evaluation={"score": 1.0}))
