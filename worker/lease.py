@@ -50,6 +50,7 @@ class HeldLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cancel_requested = threading.Event()
+        self.handed_back = False  # set once the runner released or gave up the job
         self.lost = threading.Event()
         # When the database last confirmed the lease (monotonic, so a SIGSTOP pause counts).
         self._confirmed_at = time.monotonic()

@@ -148,11 +148,6 @@ def _claim_and_run(
     if lease is None:
         logger.info("job %s is not claimable (finished, cancelled, or held): skipping", job_uuid)
         return "not_claimable"
-    if entry is not None:
-        metrics.observe_queue_wait(entry.created_at, utcnow())
-        if entry.type != "queued":
-            metrics.count_requeue(entry.type)
-    logger.info("job %s claimed by %s (attempt %d)", job_uuid, worker_id, lease.attempt)
     held = HeldLease(
         lease,
         factory,
@@ -161,7 +156,20 @@ def _claim_and_run(
         cancel_poll_seconds=wsettings.cancel_poll_seconds,
     )
     with held:
-        return _run_claimed(held, settings, wsettings, factory)
+        try:
+            if entry is not None:
+                metrics.observe_queue_wait(entry.created_at, utcnow())
+                if entry.type != "queued":
+                    metrics.count_requeue(entry.type)
+            logger.info("job %s claimed by %s (attempt %d)", job_uuid, worker_id, lease.attempt)
+            return _run_claimed(held, settings, wsettings, factory)
+        except BaseException as exc:
+            # Terminated between the claim and the attempt's own handler (CI hit this: the
+            # SIGTERM landed right after the claim committed): hand back here, or the
+            # expired lease would count an attempt.
+            if _terminating(exc) and not (held.handed_back or held.lost.is_set()):
+                _hand_back(held, f"worker process terminated ({type(exc).__name__})")
+            raise
 
 
 def _run_claimed(
@@ -318,6 +326,7 @@ def _hand_back(held: HeldLease, reason: str) -> str:
     """The process is going away: release the job (attempt refunded; the reaper re-sends its
     wake-up, as the broker may be what is gone), or give the lease up when a cancel is
     pending (release refuses then, and the reaper ends the job cancelled)."""
+    held.handed_back = True
     held.stop_heartbeat()
     try:
         if held.write(leases.release_job, reason):
