@@ -67,17 +67,33 @@ def send_wakeup(
     persistence.logs) in its REQUEST_ID_HEADER header."""
     request_id = request_id or current_request_id()
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+    # any broker failure is recoverable by the reaper
+    return publish(sender, TASK_NAME, "job", job_id, queue, headers, "; the reaper will re-send it")
+
+
+def publish(
+    sender: TaskSender,
+    task_name: str,
+    kind: str,
+    entity_id: str | uuid.UUID,
+    queue: str,
+    headers: dict[str, str] | None = None,
+    on_failure: str = "",
+) -> bool:
+    """Send `task_name(entity_id)` on `queue`, retrying per RETRY_POLICY; False (logged with
+    `on_failure` appended) if the broker refused. Jobs' and exports' wake-ups both go here."""
     try:
         sender.send_task(
-            TASK_NAME,
-            args=[str(job_id)],
+            task_name,
+            args=[str(entity_id)],
             queue=queue,
             retry=True,
             retry_policy=RETRY_POLICY,
-            headers=headers,
+            headers=headers or {},
         )
-    except Exception:  # noqa: BLE001 - any broker failure is recoverable by the reaper
-        logger.exception("could not enqueue job %s; the reaper will re-send it", job_id)
+    except Exception:  # noqa: BLE001 - the caller's recovery path re-sends it
+        logger.exception("could not enqueue %s %s%s", kind, entity_id, on_failure)
         return False
-    logger.info("enqueued job %s", job_id, extra={"job_id": str(job_id)})
+    extra = {"job_id": str(entity_id)} if kind == "job" else None
+    logger.info("enqueued %s %s", kind, entity_id, extra=extra)
     return True
