@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from pydantic import ValidationError
 
+from clo.translate.config import Backend, ComputeType
 from persistence.settings import Settings
 
 
@@ -30,3 +33,11 @@ def test_translator_backend_read_from_the_environment(monkeypatch: pytest.Monkey
 def test_bad_translator_settings_name_the_setting(overrides: dict, complaint: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValidationError, match=complaint):
         Settings(**overrides)
+
+
+def test_the_settings_offer_exactly_the_translators_backends_and_compute_types() -> None:
+    """persistence/ may not import clo/, so the worker setting repeats clo's two Literals;
+    a type added to one and not the other would be refused by one layer only."""
+    fields = Settings.model_fields
+    assert get_args(fields["translator_backend"].annotation) == get_args(Backend)
+    assert get_args(fields["translator_compute_type"].annotation) == get_args(ComputeType)
