@@ -99,11 +99,13 @@ def resolved_arm(
     return resolve_job(JobSpec.model_validate(spec), LocalCatalog())
 
 
-def run_arm(model: Path, out: Path, arm: str) -> dict[str, Any]:
+def run_arm(
+    model: Path, out: Path, arm: str, hyperparameters: dict[str, Any] = HYPERPARAMETERS
+) -> dict[str, Any]:
     """Train (or resume) one arm on its share of the training pool; evaluate on the fixed
     held-out set and the shipped prompt sets. Returns the evaluation report."""
     method, variant, n = ARMS[arm]
-    resolved = resolved_arm(model, method, variant, n)
+    resolved = resolved_arm(model, method, variant, n, hyperparameters=hyperparameters)
     pool, heldout = split_heldout(builtin_parallel(LANG), size=HELDOUT, seed=0)
     return train_and_evaluate(model, out / arm, resolved, pool[:n], heldout, out / "base_cache")
 
@@ -161,7 +163,17 @@ def train_and_evaluate(
     return report
 
 
-def provenance(model: Path) -> dict[str, Any]:
+SWEPT = ("learning_rate", "epochs", "beta")  # what the defaults sweep chooses
+
+
+def at_sweep_choice(sweep: Path) -> dict[str, Any]:
+    """HYPERPARAMETERS with the defaults sweep's chosen learning rate, epochs and β (its
+    sweep.json): the comparison rerun at the point the sweep chose, all else the same."""
+    chosen = dict(read_json(sweep))["chosen"]
+    return {**HYPERPARAMETERS, **{k: chosen[k] for k in SWEPT}}
+
+
+def provenance(model: Path, hyperparameters: dict[str, Any]) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -174,7 +186,7 @@ def provenance(model: Path) -> dict[str, Any]:
         "language": LANG,
         "heldout": HELDOUT,
         "n": N,
-        "hyperparameters": HYPERPARAMETERS,
+        "hyperparameters": hyperparameters,
         "evaluation": EVALUATION,
         "arms": {k: list(v) for k, v in ARMS.items()},
     }
@@ -185,15 +197,25 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("var/models/smollm2-135m-instruct"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/real_model_de"))
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument(
+        "--at-sweep-choice",
+        type=Path,
+        metavar="SWEEP_JSON",
+        help="rerun at the defaults sweep's chosen lr/epochs/beta (bench.real_model_sweep's "
+        "sweep.json); use another --out",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    hyper = at_sweep_choice(args.at_sweep_choice) if args.at_sweep_choice else HYPERPARAMETERS
     args.out.mkdir(parents=True, exist_ok=True)
     meta_path = args.out / "run.json"
     if not meta_path.exists():
-        write_json_atomic(meta_path, provenance(args.model))
+        write_json_atomic(meta_path, provenance(args.model, hyper))
+    elif any(dict(read_json(meta_path))["hyperparameters"][k] != hyper[k] for k in SWEPT):
+        parser.error(f"{args.out} holds a run with other hyperparameters: choose another --out")
     for arm in args.arms:
         started = time.monotonic()
-        run_arm(args.model, args.out, arm)
+        run_arm(args.model, args.out, arm, hyper)
         logger.info("%s done in %.0f s", arm, time.monotonic() - started)
 
 
