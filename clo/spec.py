@@ -132,6 +132,9 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lambda_nll: float = Field(0.5, ge=0.0, le=1.0)
+    # beta, learning_rate and epochs: kept by the defaults sweep on SmolLM2-135M-Instruct
+    # (bench/real_model_sweep.py, bench/RESULTS.md): no point of its grid beat them by more
+    # than its tie margin on the usable rate; stronger settings looped more.
     beta: float = Field(0.1, gt=0.0, le=10.0)
     learning_rate: float = Field(5e-6, gt=0.0, le=1.0)
     epochs: float = Field(1.0, gt=0.0, le=100.0)
