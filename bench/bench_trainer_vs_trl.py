@@ -54,7 +54,9 @@ logger = logging.getLogger(__name__)
 
 CONFIGS = ("ours", "trl-fastest", "trl-leanest", "trl-default")
 # "trl-best", the name bench/gpu_bench.py and older results use: TRL's leanest.
-EXTRA_CONFIGS = ("trl-best", "matmul")
+# "ours-unpacked": ours with pack_prompts off, to weigh packing (one prompt encoded for both
+# responses) against its longer rows (attention is quadratic in the row length).
+EXTRA_CONFIGS = ("trl-best", "matmul", "ours-unpacked")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -70,7 +72,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     quads = long_quadruples(args.lang, args.join, args.steps * args.batch)
     load_avg = load_average()
     precision = resolved_precision(args.precision, args.device)
-    if args.worker == "ours":
+    if args.worker in ("ours", "ours-unpacked"):
         out = run_ours(
             args.model_dir,
             quads,
@@ -80,6 +82,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             args.dtype,
             precision,
             args.ours_chunk,
+            pack_prompts=args.worker == "ours",
         )
     else:
         out = run_trl(
@@ -120,6 +123,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 LABELS = {
     "ours": "ours",
+    "ours-unpacked": "ours unpacked",
     "trl-fastest": "TRL fastest",
     "trl-leanest": "TRL leanest",
     "trl-best": "TRL leanest",

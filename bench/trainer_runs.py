@@ -66,6 +66,7 @@ def run_ours(
     dtype: str,
     precision: str,
     chunk_tokens: int | None = None,
+    pack_prompts: bool = True,
 ) -> dict[str, Any]:
     from clo.config import TrainConfig
     from clo.trainer import train
@@ -80,6 +81,7 @@ def run_ours(
         max_prompt_length=MAX_PROMPT_LENGTH,
         checkpoint_every=steps,
         precision=precision,
+        pack_prompts=pack_prompts,
         **({"logprob_chunk_tokens": chunk_tokens} if chunk_tokens else {}),
     )
     step_times: list[float] = []
