@@ -34,22 +34,12 @@ def profile(model_dir: Path, precision: str, steps: int, join: int) -> Any:
     from torch.profiler import profile as torch_profile
 
     from bench.common import long_quadruples
-    from bench.trainer_runs import LEARNING_RATE, MAX_LENGTH, MAX_PROMPT_LENGTH, load
-    from clo.config import TrainConfig
+    from bench.trainer_runs import load, ours_config
     from clo.trainer import train
 
     model, tokenizer = load(model_dir, "cpu", "float32")
     quads = long_quadruples("de", join=join, count=steps)
-    config = TrainConfig(
-        trainable="attention",
-        max_steps=steps,
-        batch_size=1,
-        learning_rate=LEARNING_RATE,
-        max_length=MAX_LENGTH,
-        max_prompt_length=MAX_PROMPT_LENGTH,
-        checkpoint_every=steps,
-        precision=precision,
-    )
+    config = ours_config(steps, 1, precision)
     with tempfile.TemporaryDirectory() as workdir:
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             result = train(model, tokenizer, quads, config, Path(workdir))

@@ -57,22 +57,17 @@ def work(model: Any, tokenizer: Any, quads: list[Any]) -> dict[str, Any]:
     }
 
 
-def run_ours(
-    model_dir: Path,
-    quads: list[Any],
+def ours_config(
     steps: int,
     batch: int,
-    device: str,
-    dtype: str,
     precision: str,
     chunk_tokens: int | None = None,
     pack_prompts: bool = True,
-) -> dict[str, Any]:
+) -> Any:
+    """Our trainer's settings in the benchmark: the defaults, attention-only, as TRL's runs."""
     from clo.config import TrainConfig
-    from clo.trainer import train
 
-    model, tokenizer = load(model_dir, device, dtype)
-    config = TrainConfig(
+    return TrainConfig(
         trainable="attention",
         max_steps=steps,
         batch_size=batch,
@@ -84,6 +79,23 @@ def run_ours(
         pack_prompts=pack_prompts,
         **({"logprob_chunk_tokens": chunk_tokens} if chunk_tokens else {}),
     )
+
+
+def run_ours(
+    model_dir: Path,
+    quads: list[Any],
+    steps: int,
+    batch: int,
+    device: str,
+    dtype: str,
+    precision: str,
+    chunk_tokens: int | None = None,
+    pack_prompts: bool = True,
+) -> dict[str, Any]:
+    from clo.trainer import train
+
+    model, tokenizer = load(model_dir, device, dtype)
+    config = ours_config(steps, batch, precision, chunk_tokens, pack_prompts)
     step_times: list[float] = []
     first_step_at: list[float] = []
     with tempfile.TemporaryDirectory() as workdir, Meter(device) as meter:
