@@ -68,7 +68,16 @@ def send_wakeup(
     request_id = request_id or current_request_id()
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
     # any broker failure is recoverable by the reaper
-    return publish(sender, TASK_NAME, "job", job_id, queue, headers, "; the reaper will re-send it")
+    return publish(
+        sender,
+        TASK_NAME,
+        "job",
+        job_id,
+        queue,
+        headers,
+        on_failure="; the reaper will re-send it",
+        log_extra={"job_id": str(job_id)},
+    )
 
 
 def publish(
@@ -79,9 +88,11 @@ def publish(
     queue: str,
     headers: dict[str, str] | None = None,
     on_failure: str = "",
+    log_extra: dict[str, str] | None = None,
 ) -> bool:
     """Send `task_name(entity_id)` on `queue`, retrying per RETRY_POLICY; False (logged with
-    `on_failure` appended) if the broker refused. Jobs' and exports' wake-ups both go here."""
+    `on_failure` appended) if the broker refused. `log_extra` goes on the "enqueued" line.
+    Jobs' and exports' wake-ups both go here."""
     try:
         sender.send_task(
             task_name,
@@ -94,6 +105,5 @@ def publish(
     except Exception:  # noqa: BLE001 - the caller's recovery path re-sends it
         logger.exception("could not enqueue %s %s%s", kind, entity_id, on_failure)
         return False
-    extra = {"job_id": str(entity_id)} if kind == "job" else None
-    logger.info("enqueued %s %s", kind, entity_id, extra=extra)
+    logger.info("enqueued %s %s", kind, entity_id, extra=log_extra)
     return True
