@@ -30,6 +30,7 @@ import torch
 from clo.encoding import EN_EN, EN_TGT, TGT_EN, TGT_TGT, EncodedSequence
 from clo.logit_transform import model_transform
 from clo.logprobs import DEFAULT_CHUNK_TOKENS, _decoder_and_head, token_logprobs
+from clo.packed_attention import PACKED_SDPA, routed
 
 # The columns of a quadruple that share a prompt, in the order the rows give them back.
 SHARED_PROMPT_PAIRS = ((EN_EN, EN_TGT), (TGT_TGT, TGT_EN))
@@ -169,7 +170,7 @@ def collate_packed(rows: Sequence[PackedRow], pad_id: int) -> PackedBatch:
 def attention_mask_for(model: Any, allowed: torch.Tensor) -> torch.Tensor:
     """The 4-D mask in the form the model's attention takes: SDPA a boolean one, eager an
     additive fp32 one (0 where allowed, fp32's minimum elsewhere; eager's softmax is fp32)."""
-    if model.config._attn_implementation == "sdpa":
+    if model.config._attn_implementation in ("sdpa", PACKED_SDPA):
         return allowed
     mask = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
     return mask.masked_fill_(~allowed, torch.finfo(torch.float32).min)
@@ -188,12 +189,17 @@ def packed_logprobs(
     device = next(model.parameters()).device
     batch = collate_packed(rows, pad_id)
     mask = attention_mask_for(model, batch.allowed.to(device))
-    hidden = decoder(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=mask,
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,
-    ).last_hidden_state
+    # SDPA models attend over each row's live blocks (clo.packed_attention); a caller that
+    # backpropagates holds `routed` over its backward too (checkpointing re-runs forwards)
+    with routed(model) as live_blocks:
+        layout = [(r.prompt_len, r.first_len, r.second_len) for r in rows]
+        hidden = decoder(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=mask,
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+            **({"packed_layout": layout} if live_blocks else {}),
+        ).last_hidden_state
     h = hidden.reshape(-1, hidden.shape[-1])[batch.source.to(device)]
     token_logps = token_logprobs(head, h, batch.targets.to(device), chunk_tokens, transform)
     seq = batch.sequence.to(device)

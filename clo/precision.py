@@ -118,10 +118,16 @@ def store_frozen_in_bf16(model: torch.nn.Module, trained: set[str]) -> int:
     """Cast every floating parameter not in `trained` to bf16 in place; returns bytes freed.
 
     Tied weights are one Parameter, cast once. Buffers (rotary tables) keep their dtype:
-    autocast decides the dtype of the ops that read them.
+    autocast decides the dtype of the ops that read them. The trained parameters are copied
+    into memory of their own: loaded from safetensors in their file's dtype they point into
+    the checkpoint's memory map, which stays mapped, and every page the bf16 cast read stays
+    resident, for as long as one parameter does (SmolLM2-135M: ~420 MB of RSS).
     """
     freed = 0
     for name, p in model.named_parameters(remove_duplicate=True):
+        if name in trained and p.is_floating_point():
+            p.data = p.data.clone()
+            continue
         if name in trained or not p.is_floating_point() or p.dtype == torch.bfloat16:
             continue
         before = p.numel() * p.element_size()

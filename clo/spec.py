@@ -177,7 +177,9 @@ class Hyperparameters(BaseModel):
         "losses. The summary and model card say which ran.",
     )
     pack_prompts: bool = Field(
-        True, description="Forward each prompt once with both its responses (4-D mask)."
+        True,
+        description="Forward each prompt once with both its responses (attention over each "
+        "row's live blocks; CPU workers forward such rows one at a time).",
     )
 
 

@@ -3,7 +3,7 @@ bound, one micro-batch forward, and the step's metrics from those of its micro-b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,8 @@ from clo.loss import (
     nll_columns,
     sft_loss,
 )
-from clo.packing import pack_examples, packed_logprobs
+from clo.packed_attention import routed
+from clo.packing import PackedRow, pack_examples, packed_logprobs
 from clo.reference import autocast_context
 
 
@@ -72,6 +73,10 @@ def needs_base_reference(method: str) -> bool:
     return method in ("clo", "dpo")
 
 
+def _plain_backward(loss: torch.Tensor) -> None:
+    loss.backward()  # type: ignore[no-untyped-call]
+
+
 def loss_step(
     model: Any,
     sequences: list[EncodedSequence],
@@ -82,25 +87,74 @@ def loss_step(
     width: int = len(SEQUENCE_NAMES),
     precision: str | None = None,
     packed: bool = False,
+    backward: Callable[[torch.Tensor], None] = _plain_backward,
+    rows_per_forward: int | None = None,
 ) -> tuple[LossOutput, int]:
-    """One forward over the `width`·B sequences of B examples; returns the loss and tokens.
+    """Forward and backward (`backward(loss)`) over the `width`·B sequences of B examples;
+    returns the loss (detached) and tokens.
 
     `precision`: the run's (clo.precision; None: bf16 autocast on CUDA only). `packed`:
     each prompt once, with both its responses in one row (clo.packing; whole quadruples
-    only). Tokens are the unpacked sequences' either way, so tokens/s stays comparable.
+    only), forwarded and backpropagated `rows_per_forward` rows at a time (None: all).
+    Tokens are the unpacked sequences' either way, so tokens/s stays comparable.
     """
     device = next(model.parameters()).device
     tokens = sum(len(s.input_ids) for s in sequences)
-    with autocast_context(device, precision, model):
-        if packed and width == len(SEQUENCE_NAMES):
-            logps, counts = packed_logprobs(model, pack_examples(sequences), chunk_tokens, pad_id)
-        else:
-            batch = collate(sequences, pad_id).to(device)
-            logps, counts = score_sequences(
-                model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
-            )
     ref = ref.to(device) if ref is not None else None
-    return loss_fn(logps.view(-1, width), ref, counts.view(-1, width)), tokens
+    if packed and width == len(SEQUENCE_NAMES):
+        rows = pack_examples(sequences)
+        with routed(model):  # over the backward too: checkpointing re-runs forwards there
+            group = rows_per_forward or len(rows)
+            out = _packed_row_groups(
+                model, rows, ref, loss_fn, pad_id, chunk_tokens, precision, backward, group
+            )
+        return out, tokens
+    with autocast_context(device, precision, model):
+        batch = collate(sequences, pad_id).to(device)
+        logps, counts = score_sequences(
+            model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_tokens
+        )
+    out = loss_fn(logps.view(-1, width), ref, counts.view(-1, width))
+    backward(out.loss)
+    return _detached(out), tokens
+
+
+def _packed_row_groups(
+    model: Any,
+    rows: list[PackedRow],
+    ref: torch.Tensor | None,
+    loss_fn: LossFn,
+    pad_id: int,
+    chunk_tokens: int,
+    precision: str | None,
+    backward: Callable[[torch.Tensor], None],
+    group: int,
+) -> LossOutput:
+    """Forward and backward `group` packed rows at a time, so only one group's activations
+    are alive at once.
+
+    Exact because a row holds one prompt with both its responses, i.e. one whole preference
+    pair (clo.loss.PAIRS are clo.packing.SHARED_PROMPT_PAIRS), and the NLL is a sum over
+    sequences: the loss is a sum of per-row terms, so its gradient through one group's
+    log-probs, with every other row's held constant, is that group's share.
+    """
+    device = next(model.parameters()).device
+    counts = torch.tensor([n for r in rows for n in (r.first_len, r.second_len)], device=device)
+    logps = torch.zeros(2 * len(rows), dtype=torch.float32, device=device)
+    for start in range(0, len(rows), group):
+        part = rows[start : start + group]
+        with autocast_context(device, precision, model):
+            lp, _ = packed_logprobs(model, part, chunk_tokens, pad_id)
+        where = torch.arange(2 * start, 2 * (start + len(part)), device=device)
+        # the other rows' log-probs as constants (not yet scored: zeros, any value would do)
+        backward(loss_fn(logps.index_put((where,), lp).view(-1, 4), ref, counts.view(-1, 4)).loss)
+        logps[where] = lp.detach()
+    return loss_fn(logps.view(-1, 4), ref, counts.view(-1, 4))
+
+
+def _detached(out: LossOutput) -> LossOutput:
+    out.loss = out.loss.detach()
+    return out
 
 
 # Per-micro-batch metrics that are shares of the step's value (see clo.loss.StepTotals)

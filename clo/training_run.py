@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from clo.activation_policy import choose_checkpointing, enable_checkpointing, largest_micro_batch
+from clo.activation_policy import (
+    choose_checkpointing,
+    enable_checkpointing,
+    largest_micro_batch,
+    largest_row,
+)
 from clo.config import TrainConfig
 from clo.encoding import encode_quads, pad_token_id
 from clo.errors import CloError
@@ -105,6 +110,7 @@ class TrainingRun(CheckpointedRun):
             precision=self.precision,
             optimizer=config.optimizer,
             chunk_tokens=config.logprob_chunk_tokens,
+            row=largest_row(self.encoded) if self.packed else None,
         )
         if self.activation.gradient_checkpointing:
             enable_checkpointing(self.model)
@@ -245,8 +251,9 @@ class TrainingRun(CheckpointedRun):
                     width=len(columns),
                     precision=self.precision,
                     packed=self.packed,
+                    backward=self._backward,
+                    rows_per_forward=self.activation.rows_per_forward,
                 )
-                self._backward(out.loss)
             tokens += n_tok
             parts.append((out.metrics(), len(ids)))
         params = [p for _, p in self.named_params]

@@ -293,3 +293,18 @@ def test_reference_scoring_in_length_order_keeps_each_examples_place(
     assert logps.shape == (2, 4)
     torch.testing.assert_close(logps.view(-1), want, rtol=1e-5, atol=1e-4)
     assert counts.view(-1).tolist() == want_counts.tolist()
+
+
+def test_bf16_logits_are_upcast_into_one_reused_buffer() -> None:
+    from clo.logprobs import _upcast
+
+    torch.manual_seed(0)
+    chunks = [torch.randn(rows, 300).bfloat16() for rows in (8, 8, 5, 12)]
+    outs = [_upcast(c) for c in chunks[:3]]
+    assert torch.equal(outs[2], chunks[2].float())  # the values of `.float()`...
+    # ...in the same memory each time (a fresh mapping per chunk was page-faulted in anew)
+    assert len({o.data_ptr() for o in outs}) == 1
+    grown = _upcast(chunks[3])  # a larger chunk gets a larger buffer
+    assert torch.equal(grown, chunks[3].float())
+    fp32 = torch.randn(4, 300)
+    assert _upcast(fp32) is fp32  # fp32 logits are not copied

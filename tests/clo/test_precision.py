@@ -181,3 +181,37 @@ def test_auto_resumes_in_the_precision_its_checkpoint_trained_in(
         model, tok = load(tiny_qwen2)
         with pytest.raises(CloError, match="different config"):
             train(model, tok, TRAIN, config("bf16"), tmp_path)
+
+
+def _mapped_ranges(name: str) -> list[tuple[int, int]]:
+    """Address ranges of this process's memory maps of files called `name`."""
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(name):
+            start, end = line.split()[0].split("-")
+            ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
+def test_bf16_storage_lets_go_of_the_checkpoint_memory_map(tiny_llama: Path) -> None:
+    from clo.precision import store_frozen_in_bf16, trained_parameter_names
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+
+    def in_the_map() -> set[str]:
+        ranges = _mapped_ranges("model.safetensors")
+        return {
+            n
+            for n, p in model.named_parameters()
+            if any(a <= p.untyped_storage().data_ptr() < b for a, b in ranges)
+        }
+
+    trained = trained_parameter_names(model, "attention")
+    assert trained <= in_the_map()  # loaded in the file's dtype: views of the mapped file
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n in trained}
+    store_frozen_in_bf16(model, trained)
+    assert in_the_map() == set()  # nothing points into the checkpoint: it can be unmapped
+    for name, p in model.named_parameters():
+        assert p.dtype == (torch.float32 if name in trained else torch.bfloat16), name
+        if name in trained:
+            assert torch.equal(p, before[name]), name

@@ -43,6 +43,9 @@ def test_job_summary_and_card_say_how_it_trained(tiny_qwen2: Path, tmp_path: Pat
     assert summary["packed_prompts"] is True
     assert summary["activation_memory"]["gradient_checkpointing"] is False
     assert summary["activation_memory"]["reason"] == "fits"
+    # a CPU worker forwards packed rows one at a time (clo.activation_policy)
+    assert summary["activation_memory"]["rows_per_forward"] == 1
+    assert summary["activation_memory"]["rows_reason"] == "cpu"
     assert read_json(tmp_path / "train" / "summary.json")["precision"] == expected
     card = (exported / "README.md").read_text(encoding="utf-8")
     assert f"- trained in `{expected}`" in card
