@@ -81,7 +81,9 @@ def test_8bit_optimizer_without_cuda_is_a_user_error_naming_the_field() -> None:
         "hyperparameters.optimizer",
     )
     assert "CUDA" in str(caught.value)
-    assert isinstance(make_optimizer(params, TrainConfig()), torch.optim.AdamW)
+    adamw = make_optimizer(params, TrainConfig())
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.defaults["fused"] is True  # plain CPU tensors: torch's fused kernel
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
