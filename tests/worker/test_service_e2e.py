@@ -244,6 +244,7 @@ def test_evaluation_reports_base_beside_trained_and_reuses_cached_base_results(
     # The second job on the same base, prompts and decoding generated no base answer.
     assert second["versus_base"]["base"]["cached"] is True
     assert second["versus_base"]["base"]["generated_answers"] == 0
-    assert second["versus_base"]["metrics"]["usable_rate_target"]["base"] == (
-        first["versus_base"]["metrics"]["usable_rate_target"]["base"]
+    assert (
+        second["versus_base"]["metrics"]["usable_rate_target"]["base"]
+        == (first["versus_base"]["metrics"]["usable_rate_target"]["base"])
     )
