@@ -186,7 +186,10 @@ def reference_cache_path(
     """
     if cache_dir is None:
         return None
-    key = reference_key(model, tokenizer, encoded, {"packed": True} if packed else None, precision)
+    # packed scores since live-block attention (clo.packed_attention) round differently
+    # from the masked call's: their own key, so old caches are not mixed in
+    extra = {"packed": True, "attention": "live_blocks"} if packed else None
+    key = reference_key(model, tokenizer, encoded, extra, precision)
     return Path(cache_dir) / f"reference-{key}.safetensors"
 
 
