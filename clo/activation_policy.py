@@ -1,11 +1,13 @@
-"""Activation memory by policy: rows one at a time where that is free, gradient checkpointing
-only when the run would not fit.
+"""Activation memory by policy: packed rows a few at a time where that is free, gradient
+checkpointing only when the run would not fit.
 
 Two levers, the free one first. A packed run (clo.packing) can forward and backpropagate its
-micro-batch one row at a time (clo.step): the same FLOPs, one row's activations alive instead
-of all rows'. CPU runs always do (no slower there: SmolLM2-135M bf16, one example per step,
-1,579 against 2,000 MB of training memory at 5.1 against 5.7 s per step); GPU runs only when
-the whole micro-batch would not fit. Then the trainer estimates the training memory of what
+micro-batch a few rows at a time (clo.step): the same FLOPs, only those rows' activations
+alive. CPU runs forward as few rows at a time as keep 512 tokens in a forward, where the
+matmuls still run near their plateau (SmolLM2-135M bf16, one example of two ~758-token rows
+per step: one row at a time, 1,579 against 2,000 MB of training memory at 5.1 against
+5.7 s per step); GPU runs forward the whole micro-batch; either goes one row at a time
+when only that fits the budget. Then the trainer estimates the training memory of what
 one forward holds twice, without and with full gradient checkpointing (each decoder layer
 recomputed in the backward), and turns checkpointing on only when the first estimate exceeds
 the budget: a job that fits keeps the ~30% of step time recomputation costs, one that does
@@ -100,7 +102,7 @@ class ActivationChoice:
     estimate_off_bytes: int
     estimate_on_bytes: int
     rows_per_forward: int | None = None  # None: the whole micro-batch at once
-    rows_reason: str = "unpacked"  # unpacked | cpu | fits | over_budget
+    rows_reason: str = "unpacked"  # unpacked | fits | cpu | over_budget
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -180,6 +182,43 @@ def estimate(
     )
 
 
+# Fewest tokens one forward of a CPU run keeps (rows one at a time only where a row is this
+# long): bf16 [M, 576] x [576, 1536 | 576] matmuls on the 2-core VM ran at 190, 223, 316,
+# 334, 375 and 360 GFLOP/s for M = 128, 256, 384, 512, 768 and 2,048; 512 is the first at
+# ~90% of the plateau. Shorter forwards slowed steps: SmolLM2, 8 rows of ~170 tokens one at
+# a time took 15-25% longer per step than all eight at once, 4 at a time about the same.
+MIN_CPU_FORWARD_TOKENS = 512
+
+
+def _group(shape: MicroBatchShape, row: MicroBatchShape, rows: int | None) -> MicroBatchShape:
+    """What one forward holds: the micro-batch, or `rows` of its widest rows."""
+    if rows is None:
+        return shape
+    responses = min(rows * row.response_tokens, shape.response_tokens)
+    return MicroBatchShape(rows=rows, width=row.width, response_tokens=responses)
+
+
+def _rows_per_forward(
+    model: Any,
+    shape: MicroBatchShape,
+    row: MicroBatchShape | None,
+    budget: int | None,
+    kw: dict[str, Any],
+) -> tuple[int | None, str]:
+    """How many packed rows one forward takes (None: the micro-batch), and why."""
+    if row is None:
+        return None, "unpacked"
+    rows, why = None, "fits"
+    if next(model.parameters()).device.type == "cpu":
+        per_forward = -(-MIN_CPU_FORWARD_TOKENS // max(row.width, 1))
+        if per_forward < shape.rows:
+            rows, why = per_forward, "cpu"
+    held = estimate(model, _group(shape, row, rows), checkpointing=False, **kw)
+    if rows != 1 and budget is not None and not held.fits(budget, usable=1.0):
+        return 1, "over_budget"
+    return rows, why
+
+
 def choose_checkpointing(
     model: Any,
     shape: MicroBatchShape,
@@ -195,26 +234,18 @@ def choose_checkpointing(
     fit its budget without.
 
     `row`: a packed run's widest row (largest_row). Its rows can go through the forward and
-    backward one at a time (clo.step): the same FLOPs and no recompute, only one row's
-    activations alive instead of the micro-batch's. On a CPU that is the default, being no
-    slower there (one row's matmuls are hundreds of tokens deep already); on a GPU, whose
-    matmuls want the whole micro-batch, only when the micro-batch would not fit. Unpacked
-    runs forward their micro-batch at once.
+    backward a few at a time (clo.step): the same FLOPs and no recompute, only those rows'
+    activations alive instead of the micro-batch's. A CPU run forwards as few rows at a time
+    as keep MIN_CPU_FORWARD_TOKENS in a forward; a GPU run, whose matmuls want the whole
+    micro-batch, all of them. Either goes one row at a time when that is what fits the
+    budget. Unpacked runs forward their micro-batch at once.
     """
     kw: dict[str, Any] = dict(precision=precision, optimizer=optimizer, chunk_tokens=chunk_tokens)
     device = next(model.parameters()).device
     loaded = sum(p.numel() * p.element_size() for p in model.parameters())
     budget = budget_mb * MB if budget_mb is not None else device_budget(device, loaded)
-    rows, rows_reason = None, "unpacked"
-    if row is not None:
-        whole = estimate(model, shape, checkpointing=False, **kw)
-        if device.type == "cpu":
-            rows, rows_reason = 1, "cpu"
-        elif budget is None or whole.fits(budget, usable=1.0):
-            rows_reason = "fits"
-        else:
-            rows, rows_reason = 1, "over_budget"
-    forwarded = row if rows == 1 and row is not None else shape
+    rows, rows_reason = _rows_per_forward(model, shape, row, budget, kw)
+    forwarded = shape if row is None else _group(shape, row, rows)
     off = estimate(model, forwarded, checkpointing=False, **kw)
     on = estimate(model, forwarded, checkpointing=True, **kw)
     if requested:

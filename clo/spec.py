@@ -179,7 +179,7 @@ class Hyperparameters(BaseModel):
     pack_prompts: bool = Field(
         True,
         description="Forward each prompt once with both its responses (attention over each "
-        "row's live blocks; CPU workers forward such rows one at a time).",
+        "row's live blocks; CPU workers forward such rows a few at a time).",
     )
 
 

@@ -7,7 +7,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from clo.activation_policy import choose_checkpointing, estimate, largest_micro_batch, largest_row
+from clo.activation_policy import (
+    MicroBatchShape,
+    choose_checkpointing,
+    estimate,
+    largest_micro_batch,
+    largest_row,
+)
 from clo.config import TrainConfig
 from clo.encoding import encode_quads, pad_token_id
 from clo.reference import compute_logps
@@ -71,17 +77,39 @@ def _shapes(path: Path):  # type: ignore[no-untyped-def]
     return largest_micro_batch(encoded, 3, packed=True), largest_row(encoded)
 
 
-def test_cpu_runs_forward_one_row_and_estimate_one_rows_activations(tiny_llama: Path) -> None:
+KW: dict = dict(optimizer="adamw", chunk_tokens=256)
+
+
+@pytest.mark.parametrize(
+    ("width", "rows"),
+    # as few rows per forward as keep MIN_CPU_FORWARD_TOKENS (512) tokens in it
+    [(600, 1), (512, 1), (200, 3), (110, 5), (90, None)],  # None: all 6 rows
+)
+def test_cpu_runs_forward_as_few_rows_as_keep_the_matmuls_deep(
+    tiny_llama: Path, width: int, rows: int | None
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    batch, row = MicroBatchShape(6, width, 6 * 50), MicroBatchShape(1, width, 50)
+    choice = choose_checkpointing(
+        model, batch, requested=False, budget_mb=None, row=row, precision="fp32", **KW
+    )
+    assert choice.rows_per_forward == rows
+    assert choice.rows_reason == ("fits" if rows is None else "cpu")
+    held = batch if rows is None else MicroBatchShape(rows, width, rows * 50)
+    assert (
+        choice.estimate_off_bytes
+        == estimate(model, held, checkpointing=False, precision="fp32", **KW).total
+    )
+
+
+def test_unpacked_runs_and_the_row_shapes(tiny_llama: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     batch, row = _shapes(tiny_llama)
     assert (batch.rows, row.rows) == (6, 1) and row.width <= batch.width
-    kw: dict = dict(precision="fp32", optimizer="adamw", chunk_tokens=256)
-    choice = choose_checkpointing(model, batch, requested=False, budget_mb=None, row=row, **kw)
-    assert (choice.rows_per_forward, choice.rows_reason) == (1, "cpu")
-    assert choice.estimate_off_bytes == estimate(model, row, checkpointing=False, **kw).total
-    unpacked = choose_checkpointing(model, batch, requested=False, budget_mb=None, **kw)
+    unpacked = choose_checkpointing(
+        model, batch, requested=False, budget_mb=None, precision="fp32", **KW
+    )
     assert (unpacked.rows_per_forward, unpacked.rows_reason) == (None, "unpacked")
-    assert unpacked.estimate_off_bytes > choice.estimate_off_bytes
 
 
 def test_gpu_runs_go_row_by_row_only_when_the_micro_batch_does_not_fit(tiny_llama: Path) -> None:
@@ -89,7 +117,7 @@ def test_gpu_runs_go_row_by_row_only_when_the_micro_batch_does_not_fit(tiny_llam
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_llama))
     batch, row = _shapes(tiny_llama)
-    kw: dict = dict(precision="bf16", optimizer="adamw", chunk_tokens=256)
+    kw: dict = dict(precision="bf16", **KW)
     whole = estimate(model, batch, checkpointing=False, **kw).total
     one = estimate(model, row, checkpointing=False, **kw).total
     mb = 2**20
