@@ -75,12 +75,12 @@ def largest_micro_batch(
     """An upper bound of a micro-batch of `batch_size` examples: rows x the widest row
     (packed: prompt + both responses, clo.packing), and the most response tokens."""
     if packed:
-        widths = [len(ex[a].input_ids) + ex[b].response_len for ex in encoded for a, b in PAIRS]
+        width = largest_row(encoded).width
     else:
-        widths = [len(seq.input_ids) for ex in encoded for seq in ex]
+        width = max(len(seq.input_ids) for ex in encoded for seq in ex)
     responses = max(sum(seq.response_len for seq in ex) for ex in encoded)
     rows = batch_size * (2 if packed else 4)
-    return MicroBatchShape(rows=rows, width=max(widths), response_tokens=batch_size * responses)
+    return MicroBatchShape(rows=rows, width=width, response_tokens=batch_size * responses)
 
 
 def largest_row(encoded: Sequence[Sequence[EncodedSequence]]) -> MicroBatchShape:

@@ -125,10 +125,12 @@ def store_frozen_in_bf16(model: torch.nn.Module, trained: set[str]) -> int:
     """
     freed = 0
     for name, p in model.named_parameters(remove_duplicate=True):
-        if name in trained and p.is_floating_point():
+        if not p.is_floating_point():
+            continue
+        if name in trained:
             p.data = p.data.clone()
             continue
-        if name in trained or not p.is_floating_point() or p.dtype == torch.bfloat16:
+        if p.dtype == torch.bfloat16:
             continue
         before = p.numel() * p.element_size()
         p.data = p.data.to(torch.bfloat16)
