@@ -14,7 +14,7 @@ from persistence.repositories import files as files_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.settings import Settings
 
-# The bundle archives a job stores, adapter first (see worker.runner._store_results).
+# The bundle archives a job stores, adapter first (see worker.job_io.store_results).
 BUNDLE_ARTIFACTS = ("adapter.tar", "model.tar")
 
 

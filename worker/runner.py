@@ -6,10 +6,8 @@ Every write goes through the lease (repositories.leases), so a worker that lost 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -17,31 +15,26 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clo.checkpoint import CheckpointFence, checkpoint_at, fenced_checkpoints, step_of
-from clo.errors import CloError, JobError, Stopped, new_reference
-from clo.pipeline import PipelineHooks, PipelineResult, RunInputs, run_pipeline
-from clo.resolve import ResolvedJob, resolve_job
-from clo.spec import JobSpec
-from persistence.artifact_store import StorageUnavailableError, StoredObject, make_key
+from clo.checkpoint import CheckpointFence, checkpoint_at, fenced_checkpoints
+from clo.errors import JobError, Stopped, new_reference
+from clo.pipeline import PipelineHooks, run_pipeline
+from clo.resolve import ResolvedJob
+from persistence.artifact_store import StorageUnavailableError
 from persistence.db import make_engine, make_session_factory, session_scope
 from persistence.logs import bind_job
-from persistence.models import Job, utcnow
+from persistence.models import utcnow
 from persistence.repositories import events as events_repo
 from persistence.repositories import jobs as jobs_repo
 from persistence.repositories import leases
 from persistence.settings import Settings, get_settings
 from persistence.storage import open_store
-from service.catalog import ServiceCatalog
-from worker import admission, evaluation_env, metrics, work_folders
-from worker.base_cache import DbBaseCache
+from worker import admission, job_io, lease_endings, metrics, work_folders
 from worker.checkpoint_artifacts import keep_committed_checkpoint
 from worker.checkpoint_store import CheckpointSync
 from worker.config import WorkerSettings, get_worker_settings
 from worker.lease import HeldLease, is_transient_db_error
 from worker.progress import ProgressRecorder
 from worker.shutdown import shutdown_requested
-from worker.summaries import job_summary
-from worker.translation_cache import DbTranslationCache
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +161,7 @@ def _claim_and_run(
             # SIGTERM landed right after the claim committed): hand back here, or the
             # expired lease would count an attempt.
             if _terminating(exc) and not (held.handed_back or held.lost.is_set()):
-                _hand_back(held, f"worker process terminated ({type(exc).__name__})")
+                lease_endings.hand_back(held, f"worker process terminated ({type(exc).__name__})")
             raise
 
 
@@ -240,19 +233,19 @@ def _run_attempt(
                 fence.committed = sync.restore(job.checkpoint_path, job.checkpoint_step)
             else:
                 fence.committed = checkpoint_at(Path(job.checkpoint_path), job.checkpoint_step)
-        resolved, inputs = _prepare(job, workdir, settings, factory)
+        resolved, inputs = job_io.prepare(job, workdir, settings, factory)
         aliases = _model_aliases(resolved)
         hooks = PipelineHooks(progress=recorder, should_stop=should_stop)
         with fenced_checkpoints(fence):
             result = run_pipeline(resolved, workdir, hooks, inputs)
         recorder.flush()
-        _store_results(held, settings, result)
+        job_io.store_results(held, settings, result)
         recorder.clock.close()  # packaging ends once the results are stored
     except Stopped:
         recorder.flush()
         if held.cancel_requested.is_set():
             keep_committed_checkpoint(held, settings, factory)
-        return _stopped(held, fence, sync)
+        return lease_endings.stopped(held, fence, sync)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a typed job error
         if _terminating(exc):
             # SystemExit / KeyboardInterrupt: this process is being terminated from outside,
@@ -260,7 +253,7 @@ def _run_attempt(
             # death of the job's own process counts toward the cap, via its expired lease).
             # Always re-raised: the process must go on exiting.
             if not held.lost.is_set():
-                _hand_back(held, f"worker process terminated ({type(exc).__name__})")
+                lease_endings.hand_back(held, f"worker process terminated ({type(exc).__name__})")
             raise
         assert isinstance(exc, Exception)  # _terminating took every other kind
         recorder.flush()
@@ -268,12 +261,12 @@ def _run_attempt(
             return "lease_lost"
         if held.cancel_requested.is_set():
             keep_committed_checkpoint(held, settings, factory)
-            return _stopped(held, fence, sync)
+            return lease_endings.stopped(held, fence, sync)
         if is_transient_db_error(exc):
             # The database was away longer than the writes wait: not the job's fault either.
-            return _abandon(held, f"database unavailable: {type(exc).__name__}")
+            return lease_endings.abandon(held, f"database unavailable: {type(exc).__name__}")
         if isinstance(exc, StorageUnavailableError):
-            return _abandon(held, f"object store unavailable: {exc}")
+            return lease_endings.abandon(held, f"object store unavailable: {exc}")
         reference = new_reference()
         error = error_for(exc, reference=reference, aliases=aliases)
         _log_failure(lease.job_id, exc, error, reference)
@@ -285,161 +278,3 @@ def _run_attempt(
         return "lease_lost"
     logger.info("job %s succeeded", lease.job_id)
     return "succeeded"
-
-
-def _stopped(held: HeldLease, fence: CheckpointFence, sync: CheckpointSync | None) -> str:
-    if held.lost.is_set():
-        logger.warning("job %s: lease lost; leaving the job to its new holder", held.lease.job_id)
-        return "lease_lost"
-    if not held.cancel_requested.is_set() and shutdown_requested():
-        return _release(held, fence, sync)
-    if not held.write(
-        leases.finish_job, "cancelled", message="cancelled on request; finished artifacts kept"
-    ):
-        return "lease_lost"
-    logger.info("job %s cancelled", held.lease.job_id)
-    return "cancelled"
-
-
-def _release(held: HeldLease, fence: CheckpointFence, sync: CheckpointSync | None) -> str:
-    """Worker shutting down: commit the stop checkpoint, hand the job back (attempt refunded)
-    and wake another worker."""
-    from worker.enqueue import enqueue_job
-
-    # The stop checkpoint is the newest: the next holder resumes from it (on another host
-    # only once it is in the store; else the last committed one stays the resume point).
-    if fence.saved is not None and (sync is None or sync.push(fence.saved)):
-        step = step_of(fence.saved)
-        if not held.write(leases.record_checkpoint, str(fence.saved.parent), step):
-            return "lease_lost"
-        if sync is not None:
-            sync.prune(fence.saved)
-    reason = "worker shutting down; checkpointed, back in the queue"
-    if not held.write(leases.release_job, reason):
-        return "lease_lost"
-    enqueue_job(held.lease.job_id)
-    logger.info("job %s released: %s", held.lease.job_id, reason)
-    return "released"
-
-
-def _hand_back(held: HeldLease, reason: str) -> str:
-    """The process is going away: release the job (attempt refunded; the reaper re-sends its
-    wake-up, as the broker may be what is gone), or give the lease up when a cancel is
-    pending (release refuses then, and the reaper ends the job cancelled)."""
-    held.handed_back = True
-    held.stop_heartbeat()
-    try:
-        if held.write(leases.release_job, reason):
-            logger.warning("job %s released: %s", held.lease.job_id, reason)
-            return "released"
-    except Exception:  # noqa: BLE001 - the lease then simply expires
-        logger.exception("job %s: could not release the job; its lease expires", held.lease.job_id)
-        return "abandoned"
-    return _abandon(held, reason)
-
-
-def _abandon(held: HeldLease, reason: str) -> str:
-    """Give the lease up at once rather than letting it run out; the reaper takes it on."""
-    held.stop_heartbeat()  # a later beat would renew what we give up
-    try:
-        if not held.write(leases.abandon_lease, reason):
-            return "lease_lost"
-    except Exception:  # noqa: BLE001 - the lease then simply expires
-        logger.exception("job %s: could not give up the lease; it will expire", held.lease.job_id)
-        return "abandoned"
-    logger.warning("job %s: lease given up (%s); the reaper requeues it", held.lease.job_id, reason)
-    return "abandoned"
-
-
-def _prepare(
-    job: Job, workdir: Path, settings: Settings, factory: sessionmaker[Session]
-) -> tuple[ResolvedJob, RunInputs]:
-    """The job as resolved at submission, and the local inputs its run needs (I/O only)."""
-    resolved = stored_resolution(job, settings, factory)
-    if resolved.spec.gpus > settings.worker_gpus:
-        # resolved where workers owned more (or routed here by mistake): the training stage
-        # would start more ranks than this node has GPUs
-        raise CloError(
-            f"gpus {resolved.spec.gpus} is more than this worker owns "
-            f"({settings.worker_gpus}, CLO_WORKER_GPUS)",
-            code="too_many_gpus",
-            param="gpus",
-        )
-    workdir.mkdir(parents=True, exist_ok=True)
-    seed_file = None
-    if resolved.seed_file is not None:
-        seed_file = _fetch_upload(resolved.seed_file.key, workdir, settings)
-    inputs = RunInputs(
-        seed_file=seed_file,
-        translation_cache=DbTranslationCache(factory),
-        translator_backend=settings.translator_backend,
-        translator_compute_type=settings.translator_compute_type,
-        base_cache=DbBaseCache(factory),
-        judge_api_key=evaluation_env.judge_api_key(resolved, settings),
-        baseline_dir=evaluation_env.baseline_bundle(resolved, workdir, settings),
-    )
-    return resolved, inputs
-
-
-def stored_resolution(job: Job, settings: Settings, factory: sessionmaker[Session]) -> ResolvedJob:
-    """The ResolvedJob stored with the job; rows from before it existed are resolved now."""
-    if job.resolved is not None:
-        return ResolvedJob.model_validate(job.resolved)
-    spec = JobSpec.model_validate(job.spec)
-    with session_scope(factory) as session:
-        return resolve_job(spec, ServiceCatalog(session, settings, job.tenant_id))
-
-
-def _fetch_upload(key: str, workdir: Path, settings: Settings) -> Path:
-    """Copy the uploaded seed file out of the artifact store (once per job)."""
-    target = workdir / "seed_upload.jsonl"
-    if target.exists():
-        return target
-    store = open_store(settings)
-    if not store.exists(key):
-        raise CloError(
-            "the uploaded seed file no longer exists; upload it again",
-            code="file_not_found",
-            param="seed_data.file_id",
-        )
-    tmp = target.with_suffix(".partial")
-    with store.open(key) as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    tmp.replace(target)
-    return target
-
-
-def _store_results(held: HeldLease, settings: Settings, result: PipelineResult) -> None:
-    """Put the bundle (and merged model) in the artifact store and register them."""
-    store = open_store(settings)
-    job = str(held.lease.job_id)
-    # trainable=full has no adapter: its bundle is the whole model.
-    first = "adapter.tar" if result.bundle_kind == "adapter" else "model.tar"
-    uploads: list[tuple[str, str, Path]] = [(first, result.bundle_kind, result.bundle_dir)]
-    if result.merged_dir is not None:
-        uploads.append(("merged.tar", "merged", result.merged_dir))
-
-    def register(name: str, kind: str, stored: StoredObject) -> None:
-        held.write(leases.record_artifact, name, kind, stored)
-
-    def confirm_held() -> None:
-        # The store is outside the fenced UPDATEs: a worker that lost its lease (paused past
-        # it, say) must not overwrite what the new holder stores under the same key.
-        if not held.confirm():
-            raise Stopped("lease lost before storing results")
-
-    for name, kind, folder in uploads:
-        confirm_held()
-        register(name, kind, store.write_dir_archive(make_key("jobs", job, name), folder))
-    if result.evaluation is not None:
-        data = json.dumps(result.evaluation, indent=2, ensure_ascii=False).encode()
-        key = make_key("jobs", job, "evaluation.json")
-        confirm_held()
-        register("evaluation.json", "report", store.write_bytes(key, data))
-    held.write(
-        leases.record_results,
-        metrics_summary=job_summary(result),
-        evaluation=result.evaluation,
-    )
-    if held.lost.is_set():
-        raise Stopped("lease lost while storing results")

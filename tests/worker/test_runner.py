@@ -16,7 +16,7 @@ from persistence.models import Job, JobEvent, JobMetric, utcnow
 from persistence.repositories import leases
 from persistence.settings import Settings
 from tests.worker.conftest import in_process_settings
-from worker import runner
+from worker import job_io
 from worker.config import WorkerSettings
 from worker.lease import HeldLease
 from worker.progress import ProgressRecorder
@@ -167,7 +167,7 @@ def test_failed_job_shows_a_reference_and_the_log_has_the_details(
     def explode(*_args, **_kwargs):
         raise RuntimeError("cannot write /var/lib/clo/work/abc/ckpt on gpu-node-7: disk on fire")
 
-    monkeypatch.setattr(runner, "_prepare", explode)
+    monkeypatch.setattr(job_io, "prepare", explode)
     with caplog.at_level(logging.ERROR, logger="worker.runner"):
         outcome = run_job(
             str(job_id), worker_id="w", settings=settings, wsettings=wsettings, factory=factory

@@ -11,7 +11,7 @@ from persistence.db import session_scope
 from persistence.models import Job, JobEvent
 from persistence.repositories import events as events_repo
 from tests.worker.conftest import in_process_settings
-from worker import runner
+from worker import job_io, runner
 from worker.config import WorkerSettings
 from worker.runner import _terminating
 
@@ -54,7 +54,7 @@ def test_terminated_anywhere_after_the_claim_hands_the_job_back(  # type: ignore
         with session_scope(factory) as s:  # a queue entry, so the queue wait is observed
             events_repo.append_event(s, job_id, "queued", "queued")
     else:
-        monkeypatch.setattr(runner, "_prepare", _terminated)
+        monkeypatch.setattr(job_io, "prepare", _terminated)
     settings = in_process_settings(pg_url, tmp_path)
     with pytest.raises(SystemExit):
         runner.run_job(
