@@ -7,8 +7,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import legacy_report
 from tests.dashboard.versus_text import delta_text, pct_points, rate_text
+from tests.support.evaluation_reports import legacy_report
 
 
 def test_running_job_progress_advances_without_reload(  # type: ignore[no-untyped-def]

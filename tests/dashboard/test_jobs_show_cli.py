@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from service_cli.jobs import evaluation_lines
 from service_cli.main import app
-from tests.dashboard.conftest import legacy_report
+from tests.support.evaluation_reports import legacy_report
 
 
 def _show(base_url: str, key: str, job_id: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from clo.evaluate.compare import compare_reports
 from clo.evaluate.paired_runs import paired_usable
 from clo.evaluate.report import EvaluationReport
-from tests.dashboard.conftest import evaluation_report
+from tests.support.evaluation_reports import evaluation_report
 
 SHIPPED = "shipped:de@0123456789ab"
 
