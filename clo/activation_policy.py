@@ -8,11 +8,14 @@ matmuls still run near their plateau (SmolLM2-135M bf16, one example of two ~758
 per step: one row at a time, 1,579 against 2,000 MB of training memory at 5.1 against
 5.7 s per step); GPU runs forward the whole micro-batch; either goes one row at a time
 when only that fits the budget. Then the trainer estimates the training memory of what
-one forward holds twice, without and with full gradient checkpointing (each decoder layer
+one forward holds without and with full gradient checkpointing (each decoder layer
 recomputed in the backward), and turns checkpointing on only when the first estimate exceeds
 the budget: a job that fits keeps the ~30% of step time recomputation costs, one that does
-not fit still runs instead of failing out of memory. The choices and both estimates go into
-the training summary (`activation_memory`).
+not fit still runs instead of failing out of memory. Checkpointing is selective where the
+installed transformers can do it (`every_n_layers`): as few layers recomputed as bring the
+estimate under the budget, so a run just over it pays for a few layers, not all. The
+choices, the layers checkpointed and the estimates go into the training summary
+(`activation_memory`).
 
 The budget is `TrainConfig.memory_budget_mb`, else what the device has: CUDA's free memory,
 or the CPU's MemAvailable, plus the weights already loaded, times clo.memory_estimate's
@@ -25,8 +28,8 @@ usable share. Totals are clo.memory_estimate.MemoryEstimate's parts:
   6·hidden + 4·intermediate values in the compute dtype (norm inputs, q/k/v and the
   attention output, the MLP's gate, up, activation and product) plus, in bf16, the two
   norms' fp32 upcasts (2·hidden fp32 values), plus eager attention's score and probability
-  rows (2·heads·length); with checkpointing, one hidden state per layer plus one layer's
-  full set while it is recomputed. The LM head adds its fp32 logits chunk (3 buffers of
+  rows (2·heads·length); a checkpointed layer keeps its input hidden state only, plus one
+  layer's full set while it is recomputed. The LM head adds its fp32 logits chunk (3 buffers of
   chunk × vocab) and the saved [response tokens, hidden] fp32 residual.
 
 Calibrated against the bytes autograd actually saves (saved-tensor hooks) for one packed
@@ -38,6 +41,7 @@ magnitude that separates fitting from not fitting.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -93,8 +97,9 @@ def largest_row(encoded: Sequence[Sequence[EncodedSequence]]) -> MicroBatchShape
 
 @dataclass(frozen=True)
 class ActivationChoice:
-    """Whether checkpointing runs, how many packed rows go per forward, why, and the
-    estimates (bytes) it was chosen from (for the rows per forward chosen)."""
+    """Whether checkpointing runs and over how many layers, how many packed rows go per
+    forward, why, and the estimates (bytes) it was chosen from (for the rows per forward
+    chosen): off, every layer checkpointed, and what was chosen."""
 
     gradient_checkpointing: bool
     reason: str  # requested | fits | over_budget | over_budget_even_checkpointed | no_budget
@@ -103,10 +108,19 @@ class ActivationChoice:
     estimate_on_bytes: int
     rows_per_forward: int | None = None  # None: the whole micro-batch at once
     rows_reason: str = "unpacked"  # unpacked | fits | cpu | over_budget
+    checkpoint_every: int | None = None  # transformers' every_n_layers; None: off
+    checkpointed_layers: int = 0
+    layers: int = 0
+    estimate_chosen_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("budget_bytes", "estimate_off_bytes", "estimate_on_bytes"):
+        for key in (
+            "budget_bytes",
+            "estimate_off_bytes",
+            "estimate_on_bytes",
+            "estimate_chosen_bytes",
+        ):
             value = out.pop(key)
             out[key.replace("_bytes", "_mb")] = None if value is None else round(value / MB, 1)
         return out
@@ -155,20 +169,20 @@ def estimate(
     optimizer: str,
     chunk_tokens: int,
     checkpointing: bool,
+    every_n_layers: int = 1,
 ) -> MemoryEstimate:
-    """Training memory of one step on `shape` (module doc), as MemoryEstimate parts."""
+    """Training memory of one step on `shape` (module doc), as MemoryEstimate parts; with
+    `checkpointing`, every `every_n_layers`-th layer is the one recomputed."""
     config = model.config
-    layers = ModelShape.from_hf_config(config).layers if hasattr(config, "vocab_size") else 1
+    layers = decoder_layers(model)
     trained = [p for p in model.parameters() if p.requires_grad]
     n_trained = sum(p.numel() for p in trained)
     held = sum(p.numel() * p.element_size() for p in model.parameters())
     bf16 = precision == "bf16"
     act = 2 if bf16 else 4
     full_layer = shape.tokens * _layer_bytes(config, shape.width, act)
-    if checkpointing:
-        body = layers * shape.tokens * config.hidden_size * act + full_layer
-    else:
-        body = layers * full_layer
+    boundary = shape.tokens * config.hidden_size * act  # a checkpointed layer's input
+    body = _body_peak(layers, every_n_layers if checkpointing else None, full_layer, boundary)
     head = 3 * min(chunk_tokens, max(shape.response_tokens, 1)) * config.vocab_size * 4
     head += shape.response_tokens * config.hidden_size * 4
     return MemoryEstimate(
@@ -188,6 +202,53 @@ def estimate(
 # ~90% of the plateau. Shorter forwards slowed steps: SmolLM2, 8 rows of ~170 tokens one at
 # a time took 15-25% longer per step than all eight at once, 4 at a time about the same.
 MIN_CPU_FORWARD_TOKENS = 512
+
+
+def decoder_layers(model: Any) -> int:
+    config = model.config
+    return ModelShape.from_hf_config(config).layers if hasattr(config, "vocab_size") else 1
+
+
+def checkpointed_count(layers: int, every_n_layers: int) -> int:
+    """Layers transformers checkpoints with `every_n_layers`: indices 0, n, 2n, ..."""
+    return -(-layers // every_n_layers)
+
+
+def selective_supported(model: Any) -> bool:
+    """Whether the installed transformers checkpoints every n-th layer only."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    return enable is not None and "every_n_layers" in inspect.signature(enable).parameters
+
+
+def _body_peak(layers: int, every: int | None, full_layer: int, boundary: int) -> int:
+    """The decoder's activation peak when layers 0, every, 2·every, ... are checkpointed
+    (None: none). At the end of the forward, every other layer holds its full set and each
+    checkpointed one its input. Recomputing checkpointed layer i, in the backward, the layers
+    after i are freed already: the layers before it hold theirs, and i holds its input and,
+    for the moment, its full set. The peak is the larger of the two."""
+    if every is None:
+        return layers * full_layer
+    checkpointed = range(0, layers, every)
+    peak = (layers - len(checkpointed)) * full_layer + len(checkpointed) * boundary
+    for before, index in enumerate(checkpointed):  # `before` checkpointed layers precede it
+        held = (index - before) * full_layer + (before + 1) * boundary + full_layer
+        peak = max(peak, held)
+    return peak
+
+
+def _fewest_checkpointed(
+    model: Any, budget: int, shape: MicroBatchShape, kw: dict[str, Any]
+) -> int:
+    """The largest every_n_layers (fewest layers recomputed) that fits `budget`; 1 (every
+    layer) when none does or only full checkpointing is available."""
+    if not selective_supported(model):
+        return 1
+    layers = decoder_layers(model)
+    for every in range(layers, 1, -1):  # ceil(layers / every) grows as every shrinks
+        held = estimate(model, shape, checkpointing=True, every_n_layers=every, **kw)
+        if held.fits(budget, usable=1.0):
+            return every
+    return 1
 
 
 def _group(shape: MicroBatchShape, row: MicroBatchShape, rows: int | None) -> MicroBatchShape:
@@ -248,32 +309,57 @@ def choose_checkpointing(
     forwarded = shape if row is None else _group(shape, row, rows)
     off = estimate(model, forwarded, checkpointing=False, **kw)
     on = estimate(model, forwarded, checkpointing=True, **kw)
+    every: int | None = None
     if requested:
-        reason, enabled = "requested", True
+        reason, every = "requested", 1
     elif budget is None:
-        reason, enabled = "no_budget", False
+        reason = "no_budget"
     elif off.fits(budget, usable=1.0):
-        reason, enabled = "fits", False
+        reason = "fits"
+    elif on.fits(budget, usable=1.0):
+        reason, every = "over_budget", _fewest_checkpointed(model, budget, forwarded, kw)
     else:
-        enabled = True
-        reason = "over_budget" if on.fits(budget, usable=1.0) else "over_budget_even_checkpointed"
-    choice = ActivationChoice(enabled, reason, budget, off.total, on.total, rows, rows_reason)
+        reason, every = "over_budget_even_checkpointed", 1
+    layers = decoder_layers(model)
+    chosen = (
+        off
+        if every is None
+        else estimate(model, forwarded, checkpointing=True, every_n_layers=every, **kw)
+    )
+    choice = ActivationChoice(
+        gradient_checkpointing=every is not None,
+        reason=reason,
+        budget_bytes=budget,
+        estimate_off_bytes=off.total,
+        estimate_on_bytes=on.total,
+        rows_per_forward=rows,
+        rows_reason=rows_reason,
+        checkpoint_every=every,
+        checkpointed_layers=0 if every is None else checkpointed_count(layers, every),
+        layers=layers,
+        estimate_chosen_bytes=chosen.total,
+    )
     if reason.startswith("over_budget"):
         logger.warning(
-            "estimated %.0f MB without gradient checkpointing, budget %.0f MB: checkpointing on "
-            "(estimated %.0f MB)",
+            "estimated %.0f MB without gradient checkpointing, budget %.0f MB: checkpointing "
+            "%d of %d layers (estimated %.0f MB)",
             off.total / MB,
             budget / MB if budget else 0,
-            on.total / MB,
+            choice.checkpointed_layers,
+            layers,
+            chosen.total / MB,
         )
     return choice
 
 
-def enable_checkpointing(model: Any) -> None:
-    """Full gradient checkpointing, non-reentrant: works with frozen inputs (attention-only)
-    and LoRA without hacks."""
+def enable_checkpointing(model: Any, every_n_layers: int = 1) -> None:
+    """Gradient checkpointing of every `every_n_layers`-th decoder layer (1: all of them),
+    non-reentrant: works with frozen inputs (attention-only) and LoRA without hacks."""
     enable = getattr(model, "activation_checkpointing_enable", None)
-    if enable is not None:
+    if every_n_layers != 1:  # chosen only where selective_supported
+        assert enable is not None
+        enable({"use_reentrant": False}, every_n_layers=every_n_layers)
+    elif enable is not None:
         enable({"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -90,7 +90,8 @@ class TrainConfig(BaseModel):
         None,
         ge=1,
         description="(ours) Training memory to fit in; when the estimate without gradient "
-        "checkpointing exceeds it, checkpointing turns on (clo.activation_policy). None: the "
+        "checkpointing exceeds it, checkpointing turns on for as few decoder layers as bring "
+        "it under (transformers' every_n_layers; clo.activation_policy). None: the "
         "device's free memory; the estimate also applies when gradient_checkpointing is off.",
     )
     precision: PrecisionSetting = Field(

@@ -159,15 +159,17 @@ class Hyperparameters(BaseModel):
         "only; optimizer_unavailable elsewhere).",
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward: less memory, ~30% slower."
+        False,
+        description="Recompute every decoder layer's activations in the backward: least "
+        "memory, ~30% slower (without it, memory_budget_mb decides).",
     )
     memory_budget_mb: int | None = Field(
         None,
         ge=1,
         le=16_777_216,
-        description="Training memory to fit in: gradient checkpointing turns on when the "
-        "estimate without it is larger (reported as train summary activation_memory); "
-        "None: the worker device's free memory.",
+        description="Training memory to fit in: when the estimate without gradient "
+        "checkpointing is larger, as few decoder layers are checkpointed as bring it under "
+        "(reported as train summary activation_memory); None: the worker device's free memory.",
     )
     # Speed (docs/PERFORMANCE.md); the same maths up to rounding.
     precision: PrecisionSetting = Field(

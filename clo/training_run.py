@@ -112,8 +112,8 @@ class TrainingRun(CheckpointedRun):
             chunk_tokens=config.logprob_chunk_tokens,
             row=largest_row(self.encoded) if self.packed else None,
         )
-        if self.activation.gradient_checkpointing:
-            enable_checkpointing(self.model)
+        if self.activation.checkpoint_every is not None:
+            enable_checkpointing(self.model, self.activation.checkpoint_every)
         self.runtime: dict[str, Any] = {
             "precision": self.precision,
             "packed_prompts": self.packed,
