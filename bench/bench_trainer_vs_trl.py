@@ -83,6 +83,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             precision,
             args.ours_chunk,
             pack_prompts=args.worker == "ours",
+            memory_budget_mb=args.ours_budget_mb,
         )
     else:
         out = run_trl(
@@ -241,6 +242,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="our logprob_chunk_tokens (default: the trainer's default)",
     )
+    p.add_argument(
+        "--ours-budget-mb",
+        type=int,
+        default=None,
+        help="our memory_budget_mb: below the estimate without checkpointing, the activation "
+        "policy checkpoints as few layers as fit (default: the device's free memory)",
+    )
     p.add_argument("--configs", default=",".join(CONFIGS), help="subset, comma-separated")
     p.add_argument(
         "--model-dir",
@@ -307,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
             "--matmul-seconds",
             str(args.matmul_seconds),
             *(["--ours-chunk", str(args.ours_chunk)] if args.ours_chunk else []),
+            *(["--ours-budget-mb", str(args.ours_budget_mb)] if args.ours_budget_mb else []),
         ]
         peak = _run_config("matmul", common, args).get("peak_gflops", {})
         results = {}

@@ -63,8 +63,10 @@ def ours_config(
     precision: str,
     chunk_tokens: int | None = None,
     pack_prompts: bool = True,
+    memory_budget_mb: int | None = None,
 ) -> Any:
-    """Our trainer's settings in the benchmark: the defaults, attention-only, as TRL's runs."""
+    """Our trainer's settings in the benchmark: the defaults, attention-only, as TRL's runs
+    (`memory_budget_mb`: the activation policy's budget, to measure its checkpointing)."""
     from clo.config import TrainConfig
 
     return TrainConfig(
@@ -77,6 +79,7 @@ def ours_config(
         checkpoint_every=steps,
         precision=precision,
         pack_prompts=pack_prompts,
+        memory_budget_mb=memory_budget_mb,
         **({"logprob_chunk_tokens": chunk_tokens} if chunk_tokens else {}),
     )
 
@@ -91,11 +94,12 @@ def run_ours(
     precision: str,
     chunk_tokens: int | None = None,
     pack_prompts: bool = True,
+    memory_budget_mb: int | None = None,
 ) -> dict[str, Any]:
     from clo.trainer import train
 
     model, tokenizer = load(model_dir, device, dtype)
-    config = ours_config(steps, batch, precision, chunk_tokens, pack_prompts)
+    config = ours_config(steps, batch, precision, chunk_tokens, pack_prompts, memory_budget_mb)
     step_times: list[float] = []
     first_step_at: list[float] = []
     with tempfile.TemporaryDirectory() as workdir, Meter(device) as meter:
