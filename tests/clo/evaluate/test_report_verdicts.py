@@ -15,6 +15,7 @@ from clo.evaluate.report import (
 )
 from clo.evaluate.stats import wilson_interval
 from clo.evaluate.verdict import VERDICT_VERSION, VerdictConfig
+from tests.support.evaluation_reports import RATE_FIELDS_1_1
 
 PROMPTS_DE = [
     "Erkläre, warum der Himmel blau ist.",
@@ -133,15 +134,7 @@ def test_report_round_trips_and_reports_of_schema_1_0_still_load():
     for key in ("verdict_version", "answer_verdicts"):
         del lang[key]
     for rate in (lang["target_prompts"], lang["english_prompts"]):
-        for key in (
-            "pass_rate_interval",
-            "usable",
-            "undecided",
-            "usable_rate",
-            "usable_interval",
-            "failure_reasons",
-            "primary_failure_reasons",
-        ):
+        for key in RATE_FIELDS_1_1:
             del rate[key]
     for sample in lang["samples"]:
         del sample["usable"], sample["reasons"]
