@@ -101,7 +101,6 @@ class ActivationChoice:
     forward, why, and the estimates (bytes) it was chosen from (for the rows per forward
     chosen): off, every layer checkpointed, and what was chosen."""
 
-    gradient_checkpointing: bool
     reason: str  # requested | fits | over_budget | over_budget_even_checkpointed | no_budget
     budget_bytes: int | None
     estimate_off_bytes: int
@@ -109,12 +108,21 @@ class ActivationChoice:
     rows_per_forward: int | None = None  # None: the whole micro-batch at once
     rows_reason: str = "unpacked"  # unpacked | fits | cpu | over_budget
     checkpoint_every: int | None = None  # transformers' every_n_layers; None: off
-    checkpointed_layers: int = 0
     layers: int = 0
     estimate_chosen_bytes: int = 0
 
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.checkpoint_every is not None
+
+    @property
+    def checkpointed_layers(self) -> int:
+        every = self.checkpoint_every
+        return 0 if every is None else checkpointed_count(self.layers, every)
+
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {"gradient_checkpointing": self.gradient_checkpointing, **asdict(self)}
+        out["checkpointed_layers"] = self.checkpointed_layers
         for key in (
             "budget_bytes",
             "estimate_off_bytes",
@@ -327,7 +335,6 @@ def choose_checkpointing(
         else estimate(model, forwarded, checkpointing=True, every_n_layers=every, **kw)
     )
     choice = ActivationChoice(
-        gradient_checkpointing=every is not None,
         reason=reason,
         budget_bytes=budget,
         estimate_off_bytes=off.total,
@@ -335,7 +342,6 @@ def choose_checkpointing(
         rows_per_forward=rows,
         rows_reason=rows_reason,
         checkpoint_every=every,
-        checkpointed_layers=0 if every is None else checkpointed_count(layers, every),
         layers=layers,
         estimate_chosen_bytes=chosen.total,
     )
